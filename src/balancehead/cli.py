@@ -1,0 +1,149 @@
+"""`balancehead` command line: run a stage, validate params, generate dvc.yaml and the params schema."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import io
+from .params import ParamsError, json_schema, load_params
+from .pipeline import STAGES, dvc_yaml, stage
+
+DVC_HEADER = ("# GENERATED from src/balancehead/pipeline.py by `balancehead dvc-yaml`; do not edit by hand.\n"
+              "# rules/*.smk build the Snakemake rules from the same stage list.\n")
+
+# stage name -> module under balancehead.stages (two preprocess stages share one module)
+STAGE_MODULES = {"preprocess_fronts": "preprocess", "preprocess_views": "preprocess"}
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard expects i/n, e.g. 0/4 (got {text!r})") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def cmd_run(args) -> int:
+    from .runner import StageContext, setup_logging
+
+    params = load_params(args.params)          # validated before any work
+    st = stage(args.stage)
+    if args.shard is not None and not st.sharded:
+        raise SystemExit(f"stage {st.name} is not sharded; run it without --shard")
+    root = Path.cwd()
+    log_path = root / (st.shard_log(*args.shard) if args.shard else st.log)
+    log = setup_logging(log_path)
+    threads = params.workflow.threads
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    module = importlib.import_module(f"balancehead.stages.{STAGE_MODULES.get(st.name, st.name)}")
+    ctx = StageContext(params=params, stage=st, root=root, shard=args.shard, log=log)
+    log.info("stage %s starts%s", st.name, f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else "")
+    module.main(ctx)
+    log.info("stage %s done", st.name)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    load_params(args.params)
+    print(f"{args.params}: valid")
+    return 0
+
+
+def cmd_dvc_yaml(args) -> int:
+    text = DVC_HEADER + yaml.safe_dump(dvc_yaml(), sort_keys=False, width=120)
+    path = Path(args.output)
+    if args.check:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date with src/balancehead/pipeline.py; run `balancehead dvc-yaml`", file=sys.stderr)
+            return 1
+        print(f"{path}: in sync")
+        return 0
+    io.write_text(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    text = io.dumps_json(json_schema())
+    path = Path(args.output)
+    if args.check:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} is out of date; run `balancehead schema`", file=sys.stderr)
+            return 1
+        return 0
+    io.write_text(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    for s in STAGES:
+        print(f"{s.name:18s} {'sharded' if s.sharded else '       '}  deps={list(s.deps)} outs={list(s.outs)} params={list(s.params)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .data.export import export_eg3d
+
+    export_eg3d(Path(args.dataset), Path(args.out))
+    print(f"exported {args.dataset} -> {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="balancehead", description=__doc__)
+    p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run one stage")
+    r.add_argument("stage", choices=[s.name for s in STAGES])
+    r.add_argument("--shard", type=_parse_shard, default=None, help="i/n: compute this shard's items only")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="validate params.yaml and exit")
+    v.set_defaults(func=cmd_validate)
+
+    d = sub.add_parser("dvc-yaml", help="generate dvc.yaml from the stage list")
+    d.add_argument("--output", default="dvc.yaml")
+    d.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is out of date")
+    d.set_defaults(func=cmd_dvc_yaml)
+
+    s = sub.add_parser("schema", help="write the params JSON schema")
+    s.add_argument("--output", default="workflow/schemas/params.schema.json")
+    s.add_argument("--check", action="store_true")
+    s.set_defaults(func=cmd_schema)
+
+    l = sub.add_parser("stages", help="list the stages")
+    l.set_defaults(func=cmd_stages)
+
+    e = sub.add_parser("export-eg3d", help="export a packed dataset to EG3D/PanoHead dataset.json format")
+    e.add_argument("--dataset", default="data/dataset")
+    e.add_argument("--out", default="data/export_eg3d")
+    e.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""params.yaml: the one home of every parameter, validated before any work starts.
+
+Each stage reads only its own section(s) (see `balancehead.pipeline`); the schema below is the single
+definition of what is allowed. `load_params` raises `ParamsError` naming the offending key, what was
+given and what is allowed; nothing is written before validation passes.
+`workflow/schemas/params.schema.json` is generated from these models (`balancehead schema`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Prob = Field(ge=0.0, le=1.0)
+
+
+class WorkflowParams(_Section):
+    """How work is spread; changing these never changes any output byte."""
+    shards: int = Field(2, ge=1, le=4096, description="Snakemake fan-out: jobs per data-parallel stage")
+    threads: int = Field(2, ge=1, le=512, description="torch/numpy threads per job")
+
+
+class CameraParams(_Section):
+    radius: float = Field(2.7, gt=0.0, le=100.0)
+    fov_deg: float = Field(18.837, gt=0.0, lt=179.0)
+    pivot: tuple[float, float, float] = (0.0, 0.0, 0.2)
+
+
+class WildParams(_Section):
+    """The 'in-the-wild' look of procedural source photos."""
+    max_abs_yaw: float = Field(30.0, ge=0.0, le=90.0)
+    second_person_rate: float = Field(0.06, ge=0.0, le=1.0)
+    occluder_rate: float = Field(0.06, ge=0.0, le=1.0)
+
+
+class IngestParams(_Section):
+    source: str = Field("procedural", description="'procedural' or a path to a folder/zip/tar of images")
+    num_sources: int = Field(240, ge=1, le=10_000_000, description="procedural subjects to draw")
+    image_size: int = Field(128, ge=32, le=2048, description="procedural render size (px)")
+    max_side: int = Field(1024, ge=16, le=16384)
+    min_side: int = Field(32, ge=2, le=4096)
+    wild: WildParams = WildParams()
+
+    @model_validator(mode="after")
+    def _sides(self):
+        if self.min_side > self.max_side:
+            raise ValueError(f"min_side ({self.min_side}) must be <= max_side ({self.max_side})")
+        return self
+
+
+class AssessQualityParams(_Section):
+    backend: Literal["offline"] = "offline"
+    keep_above: float = Field(60.0, ge=0.0, le=100.0)
+    drop_below: float = Field(35.0, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.drop_below > self.keep_above:
+            raise ValueError(f"drop_below ({self.drop_below}) must be <= keep_above ({self.keep_above})")
+        return self
+
+
+class ViewPrompt(_Section):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    text: str = Field(min_length=1)
+    yaw: list[float] = Field(min_length=1, description="nominal yaw(s) in degrees; one is drawn per item")
+
+    @field_validator("yaw")
+    @classmethod
+    def _yaw_range(cls, v):
+        for y in v:
+            if not -180.0 <= y <= 180.0:
+                raise ValueError(f"yaw {y} outside [-180, 180]")
+        return v
+
+
+class OfflineSynthParams(_Section):
+    """Failure modes of the offline procedural synthesiser (rates per generated image)."""
+    yaw_error_std_deg: float = Field(12.0, ge=0.0, le=90.0)
+    gross_yaw_error_rate: float = Field(0.10, ge=0.0, le=1.0)
+    wrong_view_rate: float = Field(0.05, ge=0.0, le=1.0)
+    artifact_rate: float = Field(0.08, ge=0.0, le=1.0)
+    identity_drift_rate: float = Field(0.08, ge=0.0, le=1.0)
+    pitch_std_deg: float = Field(5.0, ge=0.0, le=45.0)
+
+
+class SynthesizerParams(_Section):
+    """Shared by synth_front and synth_views: the image-to-image model and its prompts (seed 000, Fig. 7)."""
+    backend: Literal["offline"] = "offline"
+    image_size: int = Field(128, ge=32, le=2048)
+    positive_prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    views: list[ViewPrompt] = Field(min_length=1)
+    offline: OfflineSynthParams = OfflineSynthParams()
+
+    @model_validator(mode="after")
+    def _unique(self):
+        ids = [v.id for v in self.views]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"views: duplicate prompt id(s) {sorted({i for i in ids if ids.count(i) > 1})}")
+        if "[view]" not in self.positive_prompt:
+            raise ValueError("positive_prompt must contain the placeholder '[view]'")
+        return self
+
+
+class SynthFrontParams(_Section):
+    candidates: int = Field(3, ge=1, le=64, description="front candidates per kept source")
+    prompt_id: str = "front"
+
+
+class PreprocessParams(_Section):
+    backend: Literal["offline"] = "offline"
+    crop_size: int = Field(128, ge=16, le=2048)
+    crop_margin: float = Field(0.15, ge=0.0, le=1.0)
+
+
+class SelectFrontParams(_Section):
+    backend: Literal["offline"] = "offline"
+    max_abs_yaw: float = Field(10.0, ge=0.0, le=180.0)
+
+
+class SynthViewsParams(_Section):
+    views_per_front: int = Field(10, ge=1, le=256)
+    prompt_ids: list[str] = Field(default_factory=list, description="empty = every prompt except the front one")
+
+
+class VlmPrompts(_Section):
+    classification: str = Field(min_length=1)
+    artifact: str = Field(min_length=1)
+    match_standard: str = Field(min_length=1)
+    match_nonstandard: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _placeholders(self):
+        for name in ("match_standard", "match_nonstandard"):
+            text = getattr(self, name)
+            for ph in ("{attrs1}", "{attrs2}"):
+                if ph not in text:
+                    raise ValueError(f"{name} must contain the placeholder {ph}")
+        return self
+
+
+class FilterViewsParams(_Section):
+    backend: Literal["offline"] = "offline"
+    unparseable: Literal["reject", "keep"] = "reject"
+    judge: dict[str, float] = Field(default_factory=dict, description="offline heuristic judge thresholds")
+    prompts: VlmPrompts
+
+
+class LabelClipParams(_Section):
+    backend: Literal["offline", "open_clip"] = "offline"
+    model: str = "ViT-B-32"
+    pretrained: Optional[str] = Field(None, description="local weights path for backend open_clip")
+    batch_size: int = Field(32, ge=1, le=4096)
+    device: str = "cpu"
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if self.backend == "open_clip" and not self.pretrained:
+            raise ValueError("backend 'open_clip' needs label_clip.pretrained (a local weights path); "
+                             "or use backend 'offline'")
+        return self
+
+
+class PackDatasetParams(_Section):
+    shard_size: int = Field(1000, ge=1, le=1_000_000, description="images per tar shard")
+    export_eg3d: bool = True
+
+
+class MlflowParams(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "balancehead"
+    enabled: bool = True
+
+
+class BuildOpsParams(_Section):
+    build_cuda: Literal["auto", "yes", "no"] = "auto"
+    cuda_arch_list: str = "8.0;8.6;9.0"
+    verbose: bool = False
+
+
+class Params(_Section):
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="global seed; every draw derives from (seed, stage, item)")
+    workflow: WorkflowParams = WorkflowParams()
+    camera: CameraParams = CameraParams()
+    ingest: IngestParams = IngestParams()
+    assess_quality: AssessQualityParams = AssessQualityParams()
+    synthesizer: SynthesizerParams
+    synth_front: SynthFrontParams = SynthFrontParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    select_front: SelectFrontParams = SelectFrontParams()
+    synth_views: SynthViewsParams = SynthViewsParams()
+    filter_views: FilterViewsParams
+    label_clip: LabelClipParams = LabelClipParams()
+    pack_dataset: PackDatasetParams = PackDatasetParams()
+    mlflow: MlflowParams = MlflowParams()
+    build_ops: BuildOpsParams = BuildOpsParams()
+
+    @model_validator(mode="after")
+    def _cross(self):
+        ids = {v.id for v in self.synthesizer.views}
+        if self.synth_front.prompt_id not in ids:
+            raise ValueError(f"synth_front.prompt_id '{self.synth_front.prompt_id}' is not one of synthesizer.views ids {sorted(ids)}")
+        unknown = [p for p in self.synth_views.prompt_ids if p not in ids]
+        if unknown:
+            raise ValueError(f"synth_views.prompt_ids: unknown prompt id(s) {unknown}; allowed {sorted(ids)}")
+        return self
+
+    def section(self, dotted: str) -> Any:
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid parameter(s):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent = e["loc"][:-1]
+            allowed = _allowed_keys(parent)
+            msg = f"unknown key; allowed keys here: {', '.join(allowed)}"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        given = e.get("input")
+        shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _allowed_keys(loc) -> list[str]:
+    model: Any = Params
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = getattr(ann, "__args__", [ann])[0] if not isinstance(ann, type) else ann
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif hasattr(ann, "__args__"):
+            model = next((a for a in ann.__args__ if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def validate(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (run from the repository root, or pass --params)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return validate(raw, str(path))
+
+
+def json_schema() -> dict:
+    return Params.model_json_schema()
