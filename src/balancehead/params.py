@@ -28,7 +28,7 @@ Prob = Field(ge=0.0, le=1.0)
 class WorkflowParams(_Section):
     """How work is spread; changing these never changes any output byte."""
     shards: int = Field(2, ge=1, le=4096, description="Snakemake fan-out: jobs per data-parallel stage")
-    threads: int = Field(2, ge=1, le=512, description="torch/numpy threads per job")
+    threads: int = Field(1, ge=1, le=512, description="threads per job (torch/numpy)")
 
 
 class CameraParams(_Section):

@@ -33,7 +33,6 @@ class Stage:
     mem_mb: int = 2000
     runtime: int = 30               # minutes
     gpus: int = 0
-    threads: int = 1
     extra_outs: tuple[str, ...] = field(default=())
 
     @property

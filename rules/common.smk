@@ -1,0 +1,48 @@
+# Helpers that turn a stage of src/balancehead/pipeline.py into the fields of a Snakemake rule.
+# Every rule of rules/*.smk is built from these, so a rule cannot drift from dvc.yaml.
+import shlex
+
+
+def S(name):
+    return pipeline.stage(name)
+
+
+def stage_input(name):
+    """Data deps + code files (as DVC), plus the shard markers of a sharded stage."""
+    s = S(name)
+    deps = s.all_deps()
+    if s.sharded:
+        deps += [s.shard_marker(i, NSHARDS) for i in range(NSHARDS)]
+    return deps
+
+
+def stage_output(name):
+    s = S(name)
+    outs = [directory(o) if not Path(o).suffix else o for o in s.outs]
+    return outs + list(s.metrics) + list(s.plots)
+
+
+def stage_params(name):
+    """The params.yaml values this stage declares (Snakemake reruns the rule when they change)."""
+    return {key.replace(".", "__"): _jsonable(P.section(key)) for key in S(name).params}
+
+
+def _jsonable(v):
+    return v.model_dump(mode="json") if hasattr(v, "model_dump") else v
+
+
+def stage_resources(name):
+    s = S(name)
+    return dict(mem_mb=s.mem_mb, runtime=s.runtime, gpus=s.gpus)
+
+
+def dvc_commit_command():
+    """`dvc commit` of every stage whose outputs exist (a partial target leaves the rest alone)."""
+    done = [s.name for s in pipeline.STAGES if all(Path(o).exists() for o in s.all_outs())]
+    if not done:
+        return "true"
+    return "dvc commit --force --quiet " + " ".join(shlex.quote(n) for n in done)
+
+
+def stage_input_unsharded(name):
+    return S(name).all_deps()

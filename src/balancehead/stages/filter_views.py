@@ -1,0 +1,105 @@
+"""filter_views: the filtering agent of seed 000 A.2 (Figs. 8–10). For each view: classify it as a
+standard or non-standard image, look for severe artifacts, and decide whether it shows the same person
+as its front (with the stricter standard-image criteria when it is standard). Kept views are those
+with no severe artifacts and a YES match. Every verdict keeps its reason text.
+
+The judge's precision/recall against the synthesiser's ground truth (evaluation only, never an input
+to a decision) is written to results/filter_views.json."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from .. import io
+from ..runner import StageContext, assemble_dir, run_items
+
+FRONTS, VIEWS = "data/fronts", "data/views_pre"
+
+
+def make_judge(ctx: StageContext):
+    from ..backends.judge import HeuristicJudge, JudgeConfig
+
+    p = ctx.params.filter_views
+    if p.backend == "offline":
+        return HeuristicJudge(JudgeConfig(**p.judge))
+    raise NotImplementedError(p.backend)  # pragma: no cover
+
+
+def main(ctx: StageContext) -> None:
+    fronts = {r["subject_id"]: r for r in ctx.read_items(FRONTS)}
+    views = {r["id"]: r for r in ctx.read_items(VIEWS) if r["subject_id"] in fronts}
+    judge = make_judge(ctx)
+    policy = ctx.params.filter_views.unparseable
+
+    @lru_cache(maxsize=64)
+    def front_images(subject_id):
+        fid = fronts[subject_id]["id"]
+        return io.read_png(ctx.item_file(FRONTS, fid, "png")), io.read_png(ctx.item_file(FRONTS, fid, "mask.png"))
+
+    def compute(chunk):
+        out = []
+        for item_id in chunk:
+            v = views[item_id]
+            rgb = io.read_png(ctx.item_file(VIEWS, item_id, "png"))
+            mask = io.read_png(ctx.item_file(VIEWS, item_id, "mask.png"))
+            f_rgb, f_mask = front_images(v["subject_id"])
+            cls = judge.classify(rgb, mask, v["yaw"])
+            art = judge.artifacts(rgb, mask)
+            match = judge.match(f_rgb, f_mask, rgb, mask, cls.label == "standard", v["yaw"])
+            verdicts = {"class": cls.label, "artifact": art.label, "match": match.label}
+            reasons = {"class": cls.reason, "artifact": art.reason, "match": match.reason}
+            status, reason = decide(verdicts, policy)
+            record = dict(v)
+            record.update(status=status, reason=reason, verdicts=verdicts, reasons=reasons,
+                          judge_backend=judge.name,
+                          scores={"class": cls.score, "artifact": art.score, "match": match.score})
+            files = {}
+            if status == "kept":
+                files = {"png": ctx.item_file(VIEWS, item_id, "png").read_bytes(),
+                         "mask.png": ctx.item_file(VIEWS, item_id, "mask.png").read_bytes()}
+            truth = ctx.item_file(VIEWS, item_id, "truth.json")
+            if truth.exists():
+                files["truth.json"] = truth.read_bytes()
+            out.append((record, files))
+        return out
+
+    done = run_items(ctx, sorted(views), compute, desc="views")
+    if done is None:
+        return
+    records, cache = done
+    io.write_json(ctx.path("results/filter_views.json"), judge_metrics(records, cache))
+    assemble_dir(ctx.out_dir, records, cache)
+
+
+def decide(verdicts: dict, policy: str) -> tuple[str, str | None]:
+    """Keep a view only with no severe artifacts and a YES identity match; None = unparseable answer."""
+    if verdicts["artifact"] is None or verdicts["match"] is None:
+        return ("kept", None) if policy == "keep" else ("rejected", "unparseable judge answer")
+    if verdicts["artifact"] == "severe artifacts":
+        return "rejected", "severe artifacts"
+    if verdicts["match"] != "YES":
+        return "rejected", "not the same person as the front"
+    return "kept", None
+
+
+def judge_metrics(records, cache) -> dict:
+    """Precision/recall of rejection vs ground truth (bad = artifact or identity drift)."""
+    rows = []
+    for r in records:
+        path = cache.file(r["id"], "truth.json")
+        if path.exists():
+            t = json.loads(path.read_text())
+            rows.append((r["status"] == "rejected", bool(t.get("artifact")), bool(t.get("identity_drift"))))
+    m = {"n": len(records), "n_kept": sum(r["status"] == "kept" for r in records)}
+    if not rows:
+        return m
+    a = np.array(rows, dtype=bool)
+    rejected, bad = a[:, 0], a[:, 1] | a[:, 2]
+    tp = int((rejected & bad).sum())
+    m.update(n_with_truth=len(a), true_bad_rate=float(bad.mean()), reject_rate=float(rejected.mean()),
+             reject_precision=tp / max(int(rejected.sum()), 1), reject_recall=tp / max(int(bad.sum()), 1),
+             artifact_recall=float(rejected[a[:, 1]].mean()) if a[:, 1].any() else None,
+             identity_drift_recall=float(rejected[a[:, 2]].mean()) if a[:, 2].any() else None)
+    return m

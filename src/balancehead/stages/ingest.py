@@ -1,0 +1,113 @@
+"""ingest: procedural 'in-the-wild' photos, or a user's folder/archive of photos, into normalised RGB.
+
+Every input becomes a record, kept or quarantined with a reason; duplicates (same decoded pixels) are
+marked after all items are loaded, so the decision does not depend on sharding.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .. import io
+from ..runner import StageContext, assemble_dir, derive_seed, run_items
+from .synth_common import SUBJECT_SEED_KEY
+
+
+def _procedural_ids(n: int) -> list[str]:
+    return [f"src-{k:06d}" for k in range(n)]
+
+
+def main(ctx: StageContext) -> None:
+    p = ctx.params.ingest
+    if p.source == "procedural":
+        ids = _procedural_ids(p.num_sources)
+        compute = _procedural_compute(ctx)
+    else:
+        from ..imageload import scan_source
+
+        source = ctx.path(p.source)  # absolute paths stay absolute
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"ingest.source: {p.source} does not exist (a folder, .zip or .tar[.gz], or 'procedural')")
+        entries = scan_source(source)
+        by_id = {e.item_id: e for e in entries}
+        ids = [e.item_id for e in entries]
+        compute = _folder_compute(ctx, by_id)
+    done = run_items(ctx, ids, compute, desc="photos")
+    if done is None:
+        return
+    records, cache = done
+    _mark_duplicates(records)
+    kept = sum(r["status"] == "kept" for r in records)
+    ctx.log.info("ingest: %d inputs, %d kept, %d quarantined", len(records), kept, len(records) - kept)
+    assemble_dir(ctx.out_dir, records, cache)
+
+
+def _procedural_compute(ctx: StageContext):
+    from ..world.subject import sample_subject
+    from ..world.wild import make_wild_source
+
+    p = ctx.params.ingest
+
+    def compute(chunk):
+        out = []
+        for item_id in chunk:
+            k = int(item_id.split("-")[1])
+            subject_seed = derive_seed(ctx.params.seed, "subject", k) % (2**31)
+            subject = sample_subject(subject_seed, subject_id=f"subj-{k:06d}")
+            rgb, truth = make_wild_source(subject, seed=ctx.seed(item_id) % (2**31), size=p.image_size)
+            png = io.png_bytes(rgb)
+            record = {
+                "id": item_id, "subject_id": subject.subject_id, "role": "source", "status": "kept",
+                "reason": None, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+                "sha256": hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).hexdigest(),
+                "provenance": {"source": "procedural", SUBJECT_SEED_KEY: subject_seed,
+                               "backend": "procedural-world", "seed": ctx.seed(item_id) % (2**31)},
+            }
+            truth = {"subject": subject.to_dict(), **truth}
+            out.append((record, {"png": png, "truth.json": json.dumps(truth, sort_keys=True, default=io._json_default).encode()}))
+        return out
+
+    return compute
+
+
+def _folder_compute(ctx: StageContext, by_id):
+    from ..imageload import load_image
+
+    p = ctx.params.ingest
+
+    def compute(chunk):
+        out = []
+        for item_id in chunk:
+            entry = by_id[item_id]
+            loaded = load_image(entry, max_side=p.max_side, min_side=p.min_side)
+            info = loaded.record()
+            record = {
+                "id": item_id, "subject_id": item_id, "role": "source",
+                "status": "kept" if loaded.ok else "quarantined",
+                "reason": loaded.reason, "detail": loaded.detail,
+                "width": info["size"][0] if info["size"] else None,
+                "height": info["size"][1] if info["size"] else None,
+                "sha256": loaded.sha256,
+                "provenance": {"source": "folder", "path": entry.relpath, "container": entry.container,
+                               "orig_size": info["orig_size"], "orig_mode": info["orig_mode"],
+                               "exif_transposed": info["exif_transposed"], "resized": info["resized"]},
+            }
+            files = {"png": io.png_bytes(loaded.image)} if loaded.ok else {}
+            out.append((record, files))
+        return out
+
+    return compute
+
+
+def _mark_duplicates(records: list[dict]) -> None:
+    first: dict[str, str] = {}
+    for r in records:
+        if r["status"] != "kept" or not r.get("sha256"):
+            continue
+        if r["sha256"] in first:
+            r["status"], r["reason"] = "quarantined", "duplicate"
+            r["duplicate_of"] = first[r["sha256"]]
+            r["files"] = {}
+        else:
+            first[r["sha256"]] = r["id"]

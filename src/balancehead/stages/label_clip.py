@@ -1,0 +1,55 @@
+"""label_clip: CLIP image features (seed 000 A.6.7). The subject's front feature is its condition,
+shared by all its views; per-view features are kept for the view-semantic ablation.
+
+Batches are fixed chunks of the global item list, so a feature never depends on sharding."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import io
+from ..runner import StageContext, assemble_dir, run_items
+
+FRONTS, VIEWS = "data/fronts", "data/views"
+
+
+def make_embedder(ctx: StageContext):
+    from ..backends.clip_embed import OfflineClipEmbedder, OpenClipEmbedder
+
+    p = ctx.params.label_clip
+    if p.backend == "offline":
+        return OfflineClipEmbedder(seed=p.seed, model_name=p.model, device=p.device)
+    return OpenClipEmbedder(model_name=p.model, pretrained=p.pretrained, device=p.device)
+
+
+def main(ctx: StageContext) -> None:
+    p = ctx.params.label_clip
+    items = {r["id"]: (FRONTS, r) for r in ctx.read_items(FRONTS)}
+    items.update({r["id"]: (VIEWS, r) for r in ctx.read_items(VIEWS) if r["status"] == "kept"})
+    embedder = None
+
+    def compute(chunk):
+        nonlocal embedder
+        if embedder is None:
+            embedder = make_embedder(ctx)
+        rgbs = np.stack([io.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
+        feats = embedder.embed(rgbs, batch_size=len(chunk)).astype("<f4")
+        out = []
+        for item_id, f in zip(chunk, feats):
+            dep, r = items[item_id]
+            record = {"id": item_id, "subject_id": r["subject_id"], "role": "front" if dep == FRONTS else "view",
+                      "dim": int(f.shape[0]), "backend": embedder.name, "model": p.model,
+                      "offline": p.backend == "offline"}
+            out.append((record, {"f32": f.tobytes()}))
+        return out
+
+    done = run_items(ctx, sorted(items), compute, chunk_size=p.batch_size, desc="images")
+    if done is None:
+        return
+    records, cache = done
+    ctx.log.info("label_clip: %d features (%s)%s", len(records), records[0]["backend"] if records else "-",
+                 "  [OFFLINE: random-init weights, not semantic]" if p.backend == "offline" else "")
+    assemble_dir(ctx.out_dir, records, cache)
+
+
+def read_feature(path) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), dtype="<f4")

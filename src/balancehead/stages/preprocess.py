@@ -1,0 +1,81 @@
+"""preprocess (for front candidates and for views): person mask, head-centred crop, head pose and the
+EG3D camera label derived from the estimated pose (seed 000 §3.1: VGGHeads pose + DAViD mask;
+offline: white-background segmenter + template pose estimator, both from pixels only)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .. import io
+from ..camera import camera_label, yaw_distance
+from ..runner import StageContext, assemble_dir, run_items
+
+DEPS = {"preprocess_fronts": "data/front_candidates", "preprocess_views": "data/views_raw"}
+PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "prompt", "negative_prompt",
+                "nominal_yaw", "requested_yaw", "provenance")
+
+
+def make_backends(ctx: StageContext):
+    from ..backends.offline_pose import OfflinePoseEstimator
+    from ..backends.segment import OfflineSegmenter
+
+    p = ctx.params.preprocess
+    if p.backend == "offline":
+        return OfflineSegmenter(margin=p.crop_margin, out_size=p.crop_size), OfflinePoseEstimator()
+    raise NotImplementedError(p.backend)  # pragma: no cover
+
+
+def main(ctx: StageContext) -> None:
+    dep = DEPS[ctx.stage.name]
+    items = {r["id"]: r for r in ctx.read_items(dep)}
+    segmenter, pose = make_backends(ctx)
+    cam = ctx.params.camera
+
+    def compute(chunk):
+        out = []
+        for item_id in chunk:
+            src = items[item_id]
+            rgb = io.read_png(ctx.item_file(dep, item_id, "png"))
+            mask = segmenter.mask(rgb)
+            crop, crop_mask, box = segmenter.crop(rgb, mask)
+            est = pose.estimate(crop, crop_mask)
+            yaw, pitch = float(est["yaw"]), float(est["pitch"])
+            label = camera_label(yaw, pitch, cam.radius, cam.fov_deg, cam.pivot)
+            record = {k: src[k] for k in PASS_THROUGH if k in src}
+            record.update(id=item_id, yaw=round(yaw, 3), pitch=round(pitch, 3), roll=round(float(est.get("roll", 0.0)), 3),
+                          pose_confidence=round(float(est.get("confidence", 0.0)), 4),
+                          camera=[round(float(v), 7) for v in label], crop_box=box,
+                          mask_fraction=round(float((crop_mask > 127).mean()), 4),
+                          preprocess_backend={"pose": pose.name, "mask": segmenter.name})
+            files = {"png": io.png_bytes(crop), "mask.png": io.png_bytes(crop_mask)}
+            truth = ctx.item_file(dep, item_id, "truth.json")
+            if truth.exists():
+                files["truth.json"] = truth.read_bytes()
+            out.append((record, files))
+        return out
+
+    done = run_items(ctx, sorted(items), compute, desc="images")
+    if done is None:
+        return
+    records, cache = done
+    if ctx.stage.metrics:
+        io.write_json(ctx.path(ctx.stage.metrics[0]), pose_metrics(records, cache))
+    assemble_dir(ctx.out_dir, records, cache)
+
+
+def pose_metrics(records, cache) -> dict:
+    """Pose-estimator error against the synthesiser's ground truth (evaluation only)."""
+    errs = []
+    for r in records:
+        path = cache.file(r["id"], "truth.json")
+        if "truth.json" in r.get("files", {}) and path.exists():
+            t = json.loads(path.read_text())
+            if "true_yaw" in t:
+                errs.append(yaw_distance(r["yaw"], t["true_yaw"]))
+    if not errs:
+        return {"n": len(records), "n_with_truth": 0}
+    e = np.asarray(errs)
+    return {"n": len(records), "n_with_truth": len(e), "yaw_abs_err_median": float(np.median(e)),
+            "yaw_abs_err_p90": float(np.percentile(e, 90)), "yaw_abs_err_mean": float(e.mean()),
+            "frac_within_22_5": float((e <= 22.5).mean())}
