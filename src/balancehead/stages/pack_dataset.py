@@ -1,0 +1,164 @@
+"""pack_dataset: the training set as tar shards + manifest.parquet + condition tables, the dataset card,
+the EG3D/PanoHead export, DVC metrics/plots, and an MLflow run for the data engine (DESIGN.md §2).
+
+Packed images are each subject's selected front and its kept views; every other image of the run
+(quarantined or dropped sources, unselected candidates, rejected views) is still a manifest row with
+the stage that rejected it and why."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import io
+from ..runner import StageContext
+
+D = {"ingest": "data/ingest", "quality": "data/quality", "fronts_pre": "data/fronts_pre",
+     "fronts": "data/fronts", "views_pre": "data/views_pre", "views": "data/views", "clip": "data/clip"}
+
+
+def _read(ctx, key):
+    return {r["id"]: r for r in ctx.read_items(D[key])}
+
+
+def _feature(ctx, item_id) -> np.ndarray:
+    return np.frombuffer(ctx.item_file(D["clip"], item_id, "f32").read_bytes(), dtype="<f4")
+
+
+def main(ctx: StageContext) -> None:
+    from ..data.card import build_card, write_card
+    from ..data.conditions import save_conditions
+    from ..data.manifest import write_manifest, yaw_bin
+    from ..data.shards import ShardWriter
+
+    p = ctx.params.pack_dataset
+    ingest, quality, fronts_pre = _read(ctx, "ingest"), _read(ctx, "quality"), _read(ctx, "fronts_pre")
+    fronts, views_pre, views, clip = _read(ctx, "fronts"), _read(ctx, "views_pre"), _read(ctx, "views"), _read(ctx, "clip")
+    decisions = {d["id"]: d for d in io.read_jsonl(ctx.path(D["fronts"]) / "decisions.jsonl") if d["id"]}
+
+    rows: list[dict] = []
+    for sid, r in sorted(ingest.items()):
+        q = quality.get(sid, {})
+        rejected_by, reason = None, None
+        if r["status"] != "kept":
+            rejected_by, reason = "ingest", r.get("reason")
+        elif q.get("iqa_action") == "drop":
+            rejected_by, reason = "assess_quality", q.get("reason")
+        rows.append(dict(image_id=sid, subject_id=r["subject_id"], role="source", iqa_score=q.get("iqa_score"),
+                         iqa_action=q.get("iqa_action"), rejected_by=rejected_by, reasons=reason,
+                         backend=q.get("iqa_backend"), seed=r["provenance"].get("seed"), provenance=r["provenance"]))
+    selected = {r["id"] for r in fronts.values()}
+    for cid, r in sorted(fronts_pre.items()):
+        if cid in selected:
+            continue
+        d = decisions.get(cid, {})
+        rows.append(_image_row(r, role="front-candidate", rejected_by="select_front", reasons=d.get("reason")))
+
+    subjects = sorted(f["subject_id"] for f in fronts.values())
+    subject_index = {s: i for i, s in enumerate(subjects)}
+    packed_ids: list[str] = []
+    out_dir = ctx.out_dir
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    with ShardWriter(tmp / "shards", p.shard_size) as writer:
+        front_by_subject = {f["subject_id"]: f for f in fronts.values()}
+        for subject in subjects:
+            f = front_by_subject[subject]
+            members = [(f, D["fronts"], "front", None)]
+            for vid in sorted(v for v in views if views[v]["subject_id"] == subject):
+                members.append((views[vid], D["views"], "view", views[vid]))
+            for rec, dep, role, verdict in members:
+                if verdict is not None and verdict["status"] != "kept":
+                    rows.append(_image_row(rec, role="view", rejected_by="filter_views", reasons=verdict.get("reason"),
+                                           verdicts=verdict))
+                    continue
+                rgb = io.read_png(ctx.item_file(dep, rec["id"], "png"))
+                mask = io.read_png(ctx.item_file(dep, rec["id"], "mask.png"))
+                label = {"camera": rec["camera"], "subject_index": subject_index[subject], "subject_id": subject,
+                         "yaw": rec["yaw"], "pitch": rec["pitch"], "role": role}
+                shard, key = writer.add(rec["id"], rgb, label, mask)
+                rows.append(_image_row(rec, role=role, shard=shard, key=key, verdicts=verdict))
+                packed_ids.append(rec["id"])
+
+    clip_meta = next(iter(clip.values()), {})
+    meta = {"backend": clip_meta.get("backend", "none"), "model_id": ctx.params.label_clip.model,
+            "offline": bool(clip_meta.get("offline", True))}
+    front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, 512), np.float32)
+    save_conditions(tmp / "conditions.safetensors", subjects, front_feats, {**meta, "kind": "subject"})
+    view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, 512), np.float32)
+    save_conditions(tmp / "view_conditions.safetensors", packed_ids, view_feats, {**meta, "kind": "image"})
+    write_manifest(rows, tmp / "manifest.parquet")
+    io.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
+                                         "condition_backend": meta, "shard_size": p.shard_size})
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+    counts = _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views)
+    card = build_card(rows, counts)
+    card_dir = ctx.path("results/dataset_card")
+    write_card(card, card_dir)
+    bins = np.bincount([yaw_bin(r["yaw"]) for r in views_pre.values()], minlength=8)
+    bins_after = np.bincount([yaw_bin(r["yaw"]) for r in rows if r.get("shard") and r.get("yaw") is not None], minlength=8)
+    from ..data.manifest import YAW_BIN_LABELS
+    io.write_text(ctx.path("results/yaw_hist.tsv"), "yaw_bin\tbefore_filter\tpacked\n" + "".join(
+        f"{lab}\t{int(b)}\t{int(a)}\n" for lab, b, a in zip(YAW_BIN_LABELS, bins, bins_after)))
+    metrics = {"subjects": len(subjects), "packed_images": len(packed_ids), "manifest_rows": len(rows),
+               "packed_per_yaw_bin": {lab: int(a) for lab, a in zip(YAW_BIN_LABELS, bins_after)},
+               "min_packed_per_yaw_bin": int(bins_after.min()) if len(bins_after) else 0,
+               "condition_backend": meta["backend"], "conditions_offline": meta["offline"], **counts}
+    io.write_json(ctx.path("results/dataset.json"), metrics)
+    ctx.log.info("pack_dataset: %d subjects, %d images packed in %d shard(s); per yaw bin %s",
+                 len(subjects), len(packed_ids), len(list((out_dir / "shards").glob("*.tar"))), metrics["packed_per_yaw_bin"])
+    if p.export_eg3d:
+        from ..data.export import export_eg3d
+        export_eg3d(out_dir, ctx.path("data/dataset/export_eg3d"))
+    _log_mlflow(ctx, metrics, card_dir)
+
+
+def _image_row(rec: dict, role: str, shard=None, key=None, rejected_by=None, reasons=None, verdicts=None) -> dict:
+    v = (verdicts or {}).get("verdicts", {})
+    reason_text = reasons
+    if verdicts and verdicts.get("reasons"):
+        reason_text = "; ".join(f"{k}: {t}" for k, t in sorted(verdicts["reasons"].items()) if t)
+    prov = rec.get("provenance", {})
+    return dict(image_id=rec["id"], subject_id=rec["subject_id"], role=role, shard=shard, key=key,
+                prompt_id=rec.get("prompt_id"), yaw=rec.get("yaw"), pitch=rec.get("pitch"), roll=rec.get("roll"),
+                camera=rec.get("camera"), verdict_class=v.get("class"),
+                verdict_artifact=None if not v else v.get("artifact") == "severe artifacts",
+                verdict_match=None if not v else v.get("match") == "YES",
+                reasons=reason_text, rejected_by=rejected_by, backend=prov.get("backend"), seed=prov.get("seed"),
+                provenance={**prov, "preprocess": rec.get("preprocess_backend"),
+                            "judge": (verdicts or {}).get("judge_backend")})
+
+
+def _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views) -> dict:
+    return {
+        "ingest_inputs": len(ingest), "ingest_kept": sum(r["status"] == "kept" for r in ingest.values()),
+        "quality_kept": sum(r["status"] == "kept" for r in quality.values()),
+        "quality_enhanced": sum(r.get("iqa_action") == "enhance" for r in quality.values()),
+        "quality_dropped": sum(r.get("iqa_action") == "drop" for r in quality.values()),
+        "front_candidates": len(fronts_pre), "fronts_selected": len(fronts),
+        "views_generated": len(views_pre), "views_kept": sum(r["status"] == "kept" for r in views.values()),
+    }
+
+
+def _log_mlflow(ctx: StageContext, metrics: dict, card_dir: Path) -> None:
+    from ..tracking import mlflow_run
+
+    params = ctx.params.model_dump(mode="json")
+    data_params = {k: v for k, v in params.items() if k not in ("build_ops", "mlflow")}
+    with mlflow_run(ctx, "data-engine", data_params) as mlflow:
+        if mlflow is None:
+            return
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for name in ("assess_quality", "select_front", "preprocess_views", "filter_views"):
+            path = ctx.path(f"results/{name}.json")
+            if path.exists():
+                vals = json.loads(path.read_text())
+                mlflow.log_metrics({f"{name}.{k}": float(v) for k, v in vals.items()
+                                    if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_artifacts(str(card_dir), artifact_path="dataset_card")
+        mlflow.log_artifact(str(ctx.path("results/yaw_hist.tsv")))
