@@ -1,0 +1,104 @@
+"""The 3D-aware generator: mapping -> synthesis (plane features) -> representation + decoder ->
+volume rendering -> background composition -> super-resolution.
+
+    out = G(z, c, camera)            # any batch; camera is the 25-float rendering label
+    out.image, out.image_raw, out.mask, out.depth, out.camera_delta_norm
+
+`c` is the conditioning label of the mapping network (width cfg.c_dim; camera, semantic, both or
+none); `camera` is where we render from. They differ on purpose (semantic conditioning renders
+any view from a view-invariant label). Images are in [-1, 1], mask in [0, 1], depth in world units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .background import BackgroundGenerator, compose
+from .camera_adapt import CameraAdapter, translation_magnitude
+from .config import GeneratorConfig
+from .decoder import DecoderMLP
+from .mapping import MappingNetwork
+from .renderer import VolumeRenderer
+from .representations import build_representation
+from .superres import SuperResolution
+from .synthesis import SynthesisNetwork
+
+
+@dataclass
+class GeneratorOutput:
+    image: torch.Tensor        # I+ (B, 3, R, R)
+    image_raw: torch.Tensor    # I  (B, 3, r, r)
+    mask: torch.Tensor         # I^{m+} (B, 1, R, R)
+    mask_raw: torch.Tensor     # I^m (B, 1, r, r)
+    depth: torch.Tensor        # (B, 1, r, r)
+    ws: torch.Tensor
+    camera: torch.Tensor       # the (adapted) rendering camera
+    camera_delta_norm: torch.Tensor  # (B,) L2 of the self-adaptation translation (zeros when off)
+
+    def as_discriminator_input(self) -> dict:
+        return {"image": self.image, "image_raw": self.image_raw, "mask": self.mask}
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(cfg.seed)
+        self.representation = build_representation(cfg.representation, cfg.plane_channels, cfg.plane_resolution,
+                                                    cfg.box_warp, cfg.trigrid_depth, cfg.unify_split)
+        rep = self.representation
+        self.synthesis = SynthesisNetwork(cfg.w_dim, rep.synthesis_resolution, rep.synthesis_channels, g,
+                                          cfg.channel_base, cfg.channel_max, cfg.conv_clamp)
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.synthesis.num_ws, g, cfg.mapping_layers)
+        self.decoder = DecoderMLP(cfg.plane_channels, cfg.feature_channels, g, cfg.decoder_hidden)
+        self.renderer = VolumeRenderer(cfg.ray_start, cfg.ray_end, cfg.n_coarse, cfg.n_importance)
+        self.superres = SuperResolution(cfg.feature_channels, cfg.w_dim, cfg.neural_resolution, cfg.output_resolution,
+                                        cfg.sr_channels, g, cfg.conv_clamp)
+        self.background = (BackgroundGenerator(cfg.z_dim, cfg.w_dim, cfg.neural_resolution, cfg.feature_channels, g,
+                                               cfg.bg_channel_base, cfg.bg_channel_max, cfg.bg_mapping_layers)
+                           if cfg.background else None)
+        self.camera_adapter = CameraAdapter(cfg.z_dim, g, hidden=cfg.camera_adapt_hidden) if cfg.camera_adapt else None
+
+    # --- stages, usable on their own (inversion, mesh extraction) ---
+    def map(self, z, c, psi: float = 1.0, truncation_cutoff=None, update_w_avg: bool = False):
+        return self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)
+
+    def planes(self, ws, noise_mode="const", generator=None):
+        return self.representation.planes(self.synthesis(ws, noise_mode, generator))
+
+    def field(self, planes):
+        """A renderer field for these planes: points -> (density, colour features)."""
+        def _field(points, _dirs):
+            return self.decoder(self.representation.features(planes, points))
+        return _field
+
+    def density(self, planes, points: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.representation.features(planes, points))[0]
+
+    # --- everything ---
+    def forward(self, z, c, camera, psi: float = 1.0, truncation_cutoff=None, neural_resolution: int | None = None,
+                output_resolution: int | None = None, noise_mode: str = "const", generator: torch.Generator | None = None,
+                update_w_avg: bool = False, adapt_camera: bool = True, ws: torch.Tensor | None = None) -> GeneratorOutput:
+        cfg = self.cfg
+        if ws is None:
+            ws = self.map(z, c, psi, truncation_cutoff, update_w_avg)
+        delta_norm = ws.new_zeros(ws.shape[0])
+        if self.camera_adapter is not None and adapt_camera and z is not None:
+            camera, delta = self.camera_adapter(z, camera)
+            delta_norm = translation_magnitude(delta)
+        r = neural_resolution or cfg.neural_resolution
+        rendered = self.renderer(self.field(self.planes(ws, noise_mode, generator)), camera, r, generator)
+        features = rendered.features
+        if self.background is not None and z is not None:
+            features = compose(features, rendered.mask, self.background(z, r, psi, noise_mode, generator, update_w_avg))
+        rgb = features[:, :3] * 2 - 1
+        image, mask_up = self.superres(features, rgb, rendered.mask, ws[:, -1], noise_mode, generator)
+        if output_resolution is not None and output_resolution != image.shape[-1]:
+            size = (output_resolution, output_resolution)
+            image = nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                                              antialias=output_resolution < image.shape[-1])
+            mask_up = nn.functional.interpolate(mask_up, size=size, mode="bilinear", align_corners=False)
+        return GeneratorOutput(image=image, image_raw=rgb, mask=mask_up, mask_raw=rendered.mask, depth=rendered.depth,
+                               ws=ws, camera=camera, camera_delta_norm=delta_norm)

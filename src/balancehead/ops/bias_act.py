@@ -1,0 +1,115 @@
+"""Fused bias + activation + gain + clamp: y = clamp(act(x + b) * gain, -clamp, clamp).
+
+`bias_act_reference` is plain PyTorch (differentiable to any order). The compiled path runs the
+C++/CUDA kernel forward and backward; the backward's own backward recomputes the reference
+graph, so R1-style double backward stays exact.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .loader import compiled_for
+
+# name -> (kernel code, default alpha, default gain); codes match csrc/ops_common.h
+ACTIVATIONS = {
+    "linear": (0, 0.0, 1.0),
+    "relu": (1, 0.0, math.sqrt(2)),
+    "lrelu": (2, 0.2, math.sqrt(2)),
+    "tanh": (3, 0.0, 1.0),
+    "sigmoid": (4, 0.0, 1.0),
+    "softplus": (5, 0.0, 1.0),
+}
+
+
+def _resolve(act: str, alpha, gain, clamp):
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose from {sorted(ACTIVATIONS)}")
+    code, default_alpha, default_gain = ACTIVATIONS[act]
+    return code, float(default_alpha if alpha is None else alpha), float(default_gain if gain is None else gain), \
+        float(-1.0 if clamp is None else clamp)
+
+
+def _activate(z: torch.Tensor, act: str, alpha: float) -> torch.Tensor:
+    if act == "linear":
+        return z
+    if act == "relu":
+        return torch.relu(z)
+    if act == "lrelu":
+        return torch.nn.functional.leaky_relu(z, alpha)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    return torch.nn.functional.softplus(z, beta=1.0, threshold=20.0)
+
+
+def _bias_shape(x: torch.Tensor, dim: int) -> list[int]:
+    return [-1 if i == dim else 1 for i in range(x.ndim)]
+
+
+def bias_act_reference(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    _, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
+    z = x if b is None else x + b.reshape(_bias_shape(x, dim))
+    y = _activate(z, act, alpha) * gain
+    return y.clamp(-clamp, clamp) if clamp >= 0 else y
+
+
+class _BiasActGrad(torch.autograd.Function):
+    """dx = kernel_backward(dy, x, b); its backward differentiates the reference (double backward)."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, dim, act, alpha, gain, clamp, module):
+        ctx.save_for_backward(dy, x, b)
+        ctx.args = (dim, act, alpha, gain, clamp)
+        code = ACTIVATIONS[act][0]
+        return module.bias_act_backward(dy, x, b, dim, code, alpha, gain, clamp)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        dy, x, b = ctx.saved_tensors
+        dim, act, alpha, gain, clamp = ctx.args
+        with torch.enable_grad():
+            dy_, x_, b_ = (t.detach().requires_grad_(True) for t in (dy, x, b))
+            y = bias_act_reference(x_, b_ if b_.numel() else None, dim, act, alpha, gain, clamp)
+            (dx,) = torch.autograd.grad(y, x_, dy_, create_graph=True)
+            inputs = [dy_, x_] + ([b_] if b_.numel() else [])
+            grads = torch.autograd.grad(dx, inputs, ddx, allow_unused=True)
+        gdy, gx = grads[0], grads[1]
+        gb = grads[2] if b.numel() else None
+        return gdy, gx, gb, None, None, None, None, None, None
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, dim, act, alpha, gain, clamp, module):
+        ctx.save_for_backward(x, b)
+        ctx.args = (dim, act, alpha, gain, clamp, module)
+        return module.bias_act_forward(x, b, dim, ACTIVATIONS[act][0], alpha, gain, clamp)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        dim, act, alpha, gain, clamp, module = ctx.args
+        dx = _BiasActGrad.apply(dy, x, b, dim, act, alpha, gain, clamp, module)
+        db = None
+        if b.numel() and ctx.needs_input_grad[1]:
+            db = dx.sum([i for i in range(dx.ndim) if i != dim])
+        return dx, db, None, None, None, None, None, None
+
+
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
+    """Bias (along `dim`), activation, gain and clamp, compiled when a build is available.
+
+    impl: "auto" (compiled if found, else reference), "ref" or "compiled" (raises if none).
+    """
+    module = None if impl == "ref" else compiled_for(x)
+    if module is None:
+        if impl == "compiled":
+            raise RuntimeError("bias_act: no compiled ops available (see balancehead.ops.loader)")
+        return bias_act_reference(x, b, dim, act, alpha, gain, clamp)
+    _, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
+    dim = dim % x.ndim
+    bias = x.new_zeros([0]) if b is None else b.to(x.dtype)
+    return _BiasAct.apply(x, bias, dim, act, alpha, gain, clamp, module)

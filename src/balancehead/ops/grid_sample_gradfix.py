@@ -1,0 +1,72 @@
+"""Bilinear grid_sample (zero padding, align_corners=False) with a double-backward-safe gradient.
+
+`grid_sample_reference` is written with gathers in plain PyTorch, so it is differentiable to any
+order (gradcheck/gradgradcheck run on it). The compiled kernel returns (d input, d grid); its
+second-order gradient is provided for the part that R1 can reach, d(d input)/d(dy), which is
+grid_sample again; second-order terms through the sampling positions are dropped (documented
+limitation, as in other 3D GAN code: the generator is never in the R1 graph).
+"""
+from __future__ import annotations
+
+import torch
+
+from .loader import compiled_for
+
+
+def grid_sample_reference(input: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """input (N, C, H, W), grid (N, Ho, Wo, 2) with x then y in [-1, 1] -> (N, C, Ho, Wo)."""
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1:3]
+    ix = ((grid[..., 0] + 1) * w - 1) / 2
+    iy = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = torch.floor(ix), torch.floor(iy)
+    tx, ty = ix - x0, iy - y0
+    flat = input.reshape(n, c, h * w)
+    out = input.new_zeros(n, c, ho * wo)
+    for dx, dy, weight in ((0, 0, (1 - tx) * (1 - ty)), (1, 0, tx * (1 - ty)), (0, 1, (1 - tx) * ty), (1, 1, tx * ty)):
+        xs, ys = (x0 + dx).long(), (y0 + dy).long()
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        index = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).reshape(n, 1, -1).expand(n, c, -1)
+        values = torch.gather(flat, 2, index)
+        out = out + values * (weight * inside).reshape(n, 1, -1).to(input.dtype)
+    return out.reshape(n, c, ho, wo)
+
+
+class _GridSampleBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, dy, input, grid, module):
+        ctx.save_for_backward(grid)
+        ctx.module = module
+        d_input, d_grid = module.grid_sample_backward(dy, input, grid)
+        return d_input, d_grid
+
+    @staticmethod
+    def backward(ctx, dd_input, dd_grid):
+        (grid,) = ctx.saved_tensors
+        d_dy = None
+        if ctx.needs_input_grad[0] and dd_input is not None:
+            d_dy = _GridSample.apply(dd_input, grid, ctx.module)
+        return d_dy, None, None, None
+
+
+class _GridSample(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, grid, module):
+        ctx.save_for_backward(input, grid)
+        ctx.module = module
+        return module.grid_sample_forward(input, grid)
+
+    @staticmethod
+    def backward(ctx, dy):
+        input, grid = ctx.saved_tensors
+        d_input, d_grid = _GridSampleBackward.apply(dy, input, grid, ctx.module)
+        return d_input, d_grid, None
+
+
+def grid_sample(input, grid, impl="auto"):
+    module = None if impl == "ref" else compiled_for(input)
+    if module is None:
+        if impl == "compiled":
+            raise RuntimeError("grid_sample: no compiled ops available")
+        return grid_sample_reference(input, grid)
+    return _GridSample.apply(input, grid.to(input.dtype), module)

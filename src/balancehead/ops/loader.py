@@ -1,0 +1,90 @@
+"""Finding the compiled op extensions that the `build_ops` stage produced.
+
+The build directory is given explicitly or through the environment variable
+``BALANCEHEAD_OPS_DIR`` (read once, at the first op call). Inside it, the stage builds two
+extensions with fixed names:
+
+* ``balancehead_ops_cpu/balancehead_ops_cpu*.so``   C++ kernels (always attempted);
+* ``balancehead_ops_cuda/balancehead_ops_cuda*.so`` C++ + CUDA kernels (where nvcc exists).
+
+When nothing usable is found the ops fall back to their pure-PyTorch references and one log
+line says so; results are the same either way (tests check it), only speed differs.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+log = logging.getLogger("balancehead.ops")
+
+ENV_VAR = "BALANCEHEAD_OPS_DIR"
+CPU_NAME = "balancehead_ops_cpu"
+CUDA_NAME = "balancehead_ops_cuda"
+
+
+def _import_shared_object(name: str, so_path: Path) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(name, str(so_path))
+    spec = importlib.util.spec_from_file_location(name, str(so_path), loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def find_shared_object(build_dir: Path, name: str) -> Path | None:
+    candidates = sorted((Path(build_dir) / name).glob(f"{name}*.so")) + sorted((Path(build_dir) / name).glob(f"{name}*.pyd"))
+    return candidates[0] if candidates else None
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(build_dir: str, want_cuda: bool) -> ModuleType | None:
+    names = [CUDA_NAME, CPU_NAME] if want_cuda else [CPU_NAME]
+    for name in names:
+        so = find_shared_object(Path(build_dir), name)
+        if so is None:
+            continue
+        try:
+            module = _import_shared_object(name, so)
+        except (ImportError, OSError) as exc:  # e.g. a CUDA build on a machine without the driver
+            log.info("ops: could not import %s (%s); trying the next build", so, exc)
+            continue
+        log.info("ops: using compiled extension %s", so)
+        return module
+    log.info("ops: no compiled extension in %s; using the PyTorch reference ops", build_dir)
+    return None
+
+
+def load_built_ops(build_dir: str | os.PathLike | None = None) -> ModuleType | None:
+    """The compiled op module from `build_dir` (or $BALANCEHEAD_OPS_DIR), or None for the reference.
+
+    Prefers the CUDA build when CUDA is available at run time, else the C++ (CPU) build.
+    """
+    if build_dir is None:
+        build_dir = os.environ.get(ENV_VAR)
+    if not build_dir:
+        _log_reference_once()
+        return None
+    return _load_cached(str(Path(build_dir).resolve()), torch.cuda.is_available())
+
+
+@functools.lru_cache(maxsize=1)
+def _log_reference_once() -> None:
+    log.info("ops: %s is not set; using the PyTorch reference ops", ENV_VAR)
+
+
+def compiled_for(x: torch.Tensor) -> ModuleType | None:
+    """The compiled module able to run on `x`'s device, or None (use the reference)."""
+    module = load_built_ops()
+    if module is None:
+        return None
+    if x.is_cuda and not module.has_cuda_kernels():
+        return None
+    if x.dtype not in (torch.float32, torch.float64):
+        return None
+    return module
