@@ -1,0 +1,28 @@
+"""Print the Snakemake rules of a workflow as JSON, as Snakemake itself parsed them (used by tests)."""
+import json
+import sys
+from pathlib import Path
+
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+
+def main(root: str) -> None:
+    rules = {}
+    with SnakemakeApi(OutputSettings(quiet={"all"} if False else None)) as api:
+        wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path(root) / "Snakefile",
+                          workdir=Path(root))
+        for rule in wf._workflow.rules:
+            rules[rule.name] = {
+                "input": [str(f) for f in rule.input],
+                "output": [str(f) for f in rule.output],
+                "params": sorted(rule.params._names) if hasattr(rule.params, "_names") else [],
+                "log": [str(f) for f in rule.log],
+                "shell": rule.shellcmd,
+                "resources": {k: v for k, v in rule.resources.items() if isinstance(v, (int, str))},
+            }
+    print("@@RULES@@" + json.dumps(rules))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
