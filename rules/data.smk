@@ -7,6 +7,8 @@ rule ingest_shard:
         temp(S("ingest").shard_marker("{i}", "{n}")),
     params:
         **stage_params("ingest"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("ingest").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -23,6 +25,8 @@ rule ingest:
         stage_output("ingest"),
     params:
         **stage_params("ingest"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("ingest").log,
     threads: P.workflow.threads
@@ -39,6 +43,8 @@ rule assess_quality_shard:
         temp(S("assess_quality").shard_marker("{i}", "{n}")),
     params:
         **stage_params("assess_quality"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("assess_quality").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -55,6 +61,8 @@ rule assess_quality:
         stage_output("assess_quality"),
     params:
         **stage_params("assess_quality"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("assess_quality").log,
     threads: P.workflow.threads

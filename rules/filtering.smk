@@ -7,6 +7,8 @@ rule filter_views_shard:
         temp(S("filter_views").shard_marker("{i}", "{n}")),
     params:
         **stage_params("filter_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("filter_views").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -23,6 +25,8 @@ rule filter_views:
         stage_output("filter_views"),
     params:
         **stage_params("filter_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("filter_views").log,
     threads: P.workflow.threads

@@ -7,6 +7,8 @@ rule label_clip_shard:
         temp(S("label_clip").shard_marker("{i}", "{n}")),
     params:
         **stage_params("label_clip"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("label_clip").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -23,6 +25,8 @@ rule label_clip:
         stage_output("label_clip"),
     params:
         **stage_params("label_clip"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("label_clip").log,
     threads: P.workflow.threads

@@ -7,6 +7,8 @@ rule build_ops:
         stage_output("build_ops"),
     params:
         **stage_params("build_ops"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("build_ops").log,
     threads: P.workflow.threads

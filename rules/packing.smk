@@ -7,6 +7,8 @@ rule pack_dataset:
         stage_output("pack_dataset"),
     params:
         **stage_params("pack_dataset"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("pack_dataset").log,
     threads: P.workflow.threads

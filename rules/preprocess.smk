@@ -7,6 +7,8 @@ rule preprocess_fronts_shard:
         temp(S("preprocess_fronts").shard_marker("{i}", "{n}")),
     params:
         **stage_params("preprocess_fronts"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("preprocess_fronts").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -23,6 +25,8 @@ rule preprocess_fronts:
         stage_output("preprocess_fronts"),
     params:
         **stage_params("preprocess_fronts"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("preprocess_fronts").log,
     threads: P.workflow.threads
@@ -39,6 +43,8 @@ rule select_front:
         stage_output("select_front"),
     params:
         **stage_params("select_front"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("select_front").log,
     threads: P.workflow.threads
@@ -55,6 +61,8 @@ rule preprocess_views_shard:
         temp(S("preprocess_views").shard_marker("{i}", "{n}")),
     params:
         **stage_params("preprocess_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("preprocess_views").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -71,6 +79,8 @@ rule preprocess_views:
         stage_output("preprocess_views"),
     params:
         **stage_params("preprocess_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("preprocess_views").log,
     threads: P.workflow.threads

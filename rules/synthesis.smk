@@ -7,6 +7,8 @@ rule synth_front_shard:
         temp(S("synth_front").shard_marker("{i}", "{n}")),
     params:
         **stage_params("synth_front"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("synth_front").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -23,6 +25,8 @@ rule synth_front:
         stage_output("synth_front"),
     params:
         **stage_params("synth_front"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("synth_front").log,
     threads: P.workflow.threads
@@ -39,6 +43,8 @@ rule synth_views_shard:
         temp(S("synth_views").shard_marker("{i}", "{n}")),
     params:
         **stage_params("synth_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("synth_views").shard_log("{i}", "{n}"),
     threads: P.workflow.threads
@@ -55,6 +61,8 @@ rule synth_views:
         stage_output("synth_views"),
     params:
         **stage_params("synth_views"),
+    conda:
+        "../envs/balancehead.yaml"
     log:
         S("synth_views").log,
     threads: P.workflow.threads
