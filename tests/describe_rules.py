@@ -9,7 +9,7 @@ from snakemake.settings.types import OutputSettings, ResourceSettings
 
 def main(root: str) -> None:
     rules = {}
-    with SnakemakeApi(OutputSettings(quiet={"all"} if False else None)) as api:
+    with SnakemakeApi(OutputSettings()) as api:
         wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path(root) / "Snakefile",
                           workdir=Path(root))
         for rule in wf._workflow.rules:
@@ -19,7 +19,8 @@ def main(root: str) -> None:
                 "params": sorted(rule.params._names) if hasattr(rule.params, "_names") else [],
                 "log": [str(f) for f in rule.log],
                 "shell": rule.shellcmd,
-                "resources": {k: v for k, v in rule.resources.items() if isinstance(v, (int, str))},
+                "resources": {k: getattr(v, "value", v) for k, v in rule.resources.items()
+                              if isinstance(getattr(v, "value", v), (int, str)) and not k.startswith("_")},
             }
     print("@@RULES@@" + json.dumps(rules))
 

@@ -63,15 +63,20 @@ class Stage:
         return list(self.outs) + list(self.metrics) + list(self.plots)
 
 
+CODE_SUFFIXES = (".py", ".cpp", ".cu", ".h", ".cuh")
+
+
 def code_files(modules) -> list[str]:
-    """Repository-relative .py paths of dotted module or package names (packages expand to all files)."""
+    """Repository-relative source paths of dotted module or package names (a package expands to all its
+    source files, C++/CUDA included)."""
     root = SRC.parent.parent
     files: set[str] = set()
     for mod in modules:
         rel = Path(*mod.split(".")[1:])
         base = SRC / rel
         if base.is_dir():
-            files.update(str(p.relative_to(root)) for p in sorted(base.rglob("*.py")) if "__pycache__" not in p.parts)
+            files.update(str(p.relative_to(root)) for p in sorted(base.rglob("*"))
+                         if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
         elif base.with_suffix(".py").exists():
             files.add(str(base.with_suffix(".py").relative_to(root)))
         else:
