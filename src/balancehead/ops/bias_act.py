@@ -99,12 +99,14 @@ class _BiasAct(torch.autograd.Function):
         return dx, db, None, None, None, None, None, None
 
 
-def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto", module=None):
     """Bias (along `dim`), activation, gain and clamp, compiled when a build is available.
 
-    impl: "auto" (compiled if found, else reference), "ref" or "compiled" (raises if none).
+    impl: "auto" (compiled if found, else reference), "ref" or "compiled" (raises if none);
+    module: an explicit compiled extension to use instead of the one the loader finds.
     """
-    module = None if impl == "ref" else compiled_for(x)
+    if module is None:  # an explicit extension module (build checks) wins over the loader
+        module = None if impl == "ref" else compiled_for(x)
     if module is None:
         if impl == "compiled":
             raise RuntimeError("bias_act: no compiled ops available (see balancehead.ops.loader)")
