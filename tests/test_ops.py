@@ -1,0 +1,155 @@
+"""Ops: references against closed forms and gradcheck; the compiled C++ build against the
+references (forward, gradients, double backward); the build_ops stage report."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from balancehead import ops
+from balancehead.ops import loader
+from balancehead.ops.check import compare_with_reference
+from balancehead.stages.build_ops import BuildOpsConfig, main as build_ops_main
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One C++ build per test session (CUDA compile belongs to the stage, not the tests)."""
+    out = tmp_path_factory.mktemp("ops_build")
+    report = build_ops_main(BuildOpsConfig(build_cuda="no"), out)
+    module = loader.load_built_ops(out)
+    return out, report, module
+
+
+def _rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ---------------- references ----------------
+
+def test_bias_act_reference_gradcheck_all_activations():
+    for act in ops.ACTIVATIONS:
+        x, b = _rand(2, 3, 4, seed=1).requires_grad_(), _rand(3, seed=2).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x, b: ops.bias_act_reference(x, b, act=act, clamp=5.0), (x, b))
+
+
+def test_bias_act_reference_values():
+    x = torch.tensor([[-1.0, 2.0]])
+    y = ops.bias_act_reference(x, torch.tensor([0.5, -0.5]), act="lrelu", gain=1.0)
+    assert torch.allclose(y, torch.tensor([[-0.1, 1.5]]))
+    assert ops.bias_act_reference(torch.tensor([10.0]), act="relu", gain=1.0, clamp=3.0).item() == 3.0
+
+
+def test_upfirdn2d_reference_is_identity_for_delta_and_keeps_constants():
+    x = _rand(1, 2, 5, 6)
+    delta = torch.ones(1, 1)
+    assert torch.equal(ops.upfirdn2d_reference(x, delta), x)
+    const = torch.ones(1, 1, 8, 8, dtype=torch.float64)
+    f = ops.make_filter().double()
+    up = ops.upsample2d(const, f, impl="ref")
+    down = ops.downsample2d(const, f, impl="ref")
+    assert up.shape[-1] == 16 and down.shape[-1] == 4
+    assert torch.allclose(up[..., 2:-2, 2:-2], torch.ones(1, dtype=torch.float64), atol=1e-12)  # interior keeps the mean
+    assert torch.allclose(down[..., 1:-1, 1:-1], torch.ones(1, dtype=torch.float64), atol=1e-12)
+
+
+def test_upfirdn2d_reference_matches_strided_conv_and_gradcheck():
+    x = _rand(1, 1, 7, 7).requires_grad_()
+    f = torch.rand(3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = ops.upfirdn2d_reference(x, f, down=2, padding=1, flip_filter=True)
+    assert torch.allclose(y, F.conv2d(x, f[None, None], stride=2, padding=1))
+    assert torch.autograd.gradcheck(lambda x: ops.upfirdn2d_reference(x, f, up=2, down=1, padding=(2, 1, 1, 2)), (x,))
+
+
+def test_grid_sample_reference_matches_torch_and_is_twice_differentiable():
+    x = _rand(2, 3, 5, 4, seed=4).requires_grad_()
+    grid = (torch.rand(2, 3, 6, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2.2 - 1.1)
+    grid.requires_grad_()
+    ref = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    assert torch.allclose(ops.grid_sample_reference(x, grid), ref, atol=1e-12)
+    assert torch.autograd.gradcheck(ops.grid_sample_reference, (x, grid))
+    assert torch.autograd.gradgradcheck(lambda x: ops.grid_sample_reference(x, grid.detach()), (x,))
+
+
+def test_conv2d_reference_gradgradcheck():
+    x, w = _rand(1, 2, 4, 4, seed=6).requires_grad_(), _rand(3, 2, 3, 3, seed=7).requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda x, w: ops.conv2d_reference(x, w, padding=1), (x, w))
+
+
+def test_without_build_dir_ops_use_reference(monkeypatch):
+    monkeypatch.delenv(loader.ENV_VAR, raising=False)
+    assert loader.load_built_ops() is None
+    x = _rand(2, 3)
+    assert torch.equal(ops.bias_act(x, act="relu"), ops.bias_act_reference(x, act="relu"))
+
+
+def test_loader_returns_none_for_empty_dir(tmp_path):
+    assert loader.load_built_ops(tmp_path) is None
+
+
+# ---------------- compiled C++ build ----------------
+
+def test_build_report(built):
+    out, report, module = built
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    cpu, cuda = report["extensions"]
+    assert cpu["status"] == "ok" and cpu["check"]["passed"] and report["ok"]
+    assert cuda["status"] == "skipped" and cuda["reason"] == "build_cuda=no"
+    assert report["versions"]["torch"] == torch.__version__ and report["versions"]["gcc"]
+    assert module is not None and not module.has_cuda_kernels()
+
+
+def test_compiled_matches_reference_forward_and_grad(built):
+    errors = compare_with_reference(built[2], seed=11)
+    for name, err in errors.items():
+        assert err["forward"] < 1e-10 and err["grad"] < 1e-10, (name, err)
+
+
+def test_compiled_float32_matches_reference(built):
+    errors = compare_with_reference(built[2], dtype=torch.float32, seed=12)
+    for name, err in errors.items():
+        assert err["forward"] < 1e-5 and err["grad"] < 1e-4, (name, err)
+
+
+def _double_backward(fn, inputs):
+    xs = [t.clone().requires_grad_(True) for t in inputs]
+    y = fn(*xs)
+    (g,) = torch.autograd.grad(y.square().sum(), xs[:1], create_graph=True)
+    return torch.autograd.grad(g.square().sum(), xs)
+
+
+@pytest.mark.parametrize("case", ["bias_act", "conv2d", "upfirdn2d", "grid_sample_input"])
+def test_compiled_double_backward_matches_reference(built, case):
+    module = built[2]
+    f = ops.make_filter().double()
+    grid = torch.rand(1, 4, 4, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 2 - 1
+    fns = {
+        "bias_act": (lambda x, b, **k: ops.bias_act(x, b, act="softplus", **k), [_rand(2, 3, 4), _rand(3, seed=1)]),
+        "conv2d": (lambda x, w, **k: ops.conv2d(x, w, padding=1, **k), [_rand(1, 2, 5, 5), _rand(3, 2, 3, 3, seed=2)]),
+        "upfirdn2d": (lambda x, **k: ops.upfirdn2d(x, f, up=2, padding=2, **k),
+                      [_rand(1, 2, 4, 4)]),
+        # R1 only differentiates grid_sample's input gradient w.r.t. the input path
+        "grid_sample_input": (lambda x, **k: ops.grid_sample(x, grid, **k), [_rand(1, 2, 5, 5)]),
+    }
+    fn, inputs = fns[case]
+    ref = _double_backward(lambda *a: fn(*a, impl="ref"), inputs)
+    cmp = _double_backward(lambda *a: fn(*a, module=module), inputs)
+    for a, b in zip(ref, cmp):
+        assert torch.allclose(a, b, atol=1e-9), case
+
+
+def test_models_use_compiled_ops_via_env_var(built, monkeypatch):
+    from balancehead.models import Generator, GeneratorConfig
+    from balancehead.camera import camera_label
+
+    out, _, _ = built
+    G = Generator(GeneratorConfig.tiny(n_coarse=4, n_importance=0))
+    z = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
+    cam = torch.from_numpy(camera_label(30, 5))[None]
+    monkeypatch.delenv(loader.ENV_VAR, raising=False)
+    ref = G(z, cam, cam).image
+    monkeypatch.setenv(loader.ENV_VAR, str(out))
+    assert loader.compiled_for(ref) is not None
+    cmp = G(z, cam, cam).image
+    assert torch.allclose(ref, cmp, atol=1e-4)
