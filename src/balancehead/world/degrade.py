@@ -79,8 +79,10 @@ def downscale(img: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(small.resize((w, h), Image.Resampling.BICUBIC), dtype=np.uint8).copy()
 
 
-# Magnitude of each operation at severity 1 (scaled linearly with severity, with +-25% jitter).
-_FULL = {"downscale": 4.0, "blur": 2.6, "noise": 28.0, "jpeg": 92.0}
+# Parameter of each operation at amount 1. Chosen so that equal amounts look about equally bad on
+# 128 px faces (the IQA calibration checks this): resolution lost by 5x ~ blur sigma 2.6 ~ noise
+# sigma 28 ~ JPEG quality 5.
+_FULL = {"downscale": 5.0, "blur": 2.6, "noise": 28.0}
 
 
 def _magnitude(op: str, amount: float) -> float:
@@ -88,7 +90,8 @@ def _magnitude(op: str, amount: float) -> float:
     if op == "downscale":
         return 1.0 + (_FULL[op] - 1.0) * amount  # factor: 1 = none
     if op == "jpeg":
-        return float(np.clip(round(97 - _FULL[op] * amount), 4, 97))  # quality
+        # Perceived JPEG damage grows fast below quality ~40: quality 95 * (1 - amount)^1.5 + 5.
+        return float(round(95.0 * max(0.0, 1.0 - amount) ** 1.5 + 5.0))
     return _FULL[op] * amount  # blur sigma / noise sigma
 
 
