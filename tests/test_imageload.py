@@ -171,6 +171,14 @@ def test_large_image_downscaled_to_max_side(results):
     assert r.size == (64, 43)
 
 
+def test_large_jpeg_decoded_at_reduced_scale_then_fitted():
+    arr = np.zeros((400, 600, 3), np.uint8)
+    arr[:, :300] = (200, 30, 30)
+    r = load_image(_enc(Image.fromarray(arr), "JPEG", quality=95), 64, 8)
+    assert r.ok and r.resized and r.orig_size == (600, 400) and r.size == (64, 43)
+    assert r.image[20, 10, 0] > 170 and r.image[20, 55, 0] < 30
+
+
 def test_exif_orientation_applied(results):
     r = results["rotated.jpg"]
     assert r.ok and r.exif_transposed and r.orig_size == (40, 20)

@@ -512,7 +512,7 @@ def load_source(
             yield load_image(entry, config.max_side, config.min_side)
             continue
         while entry.index not in pending:
-            got_entry, got = next(stream)
+            got_entry, got = next(stream, (entry, SourceReadError(Reason.UNREADABLE, "not found when reading")))
             pending[got_entry.index] = got
         got = pending.pop(entry.index)
         if isinstance(got, SourceReadError):
