@@ -82,16 +82,16 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1.0, impl="
     return _Upfirdn2d.apply(x, f.float(), _pair(up), _pair(down), _padding(padding), bool(flip_filter), float(gain), module)
 
 
-def upsample2d(x, f, factor=2, impl="auto"):
+def upsample2d(x, f, factor=2, impl="auto", module=None):
     """Anti-aliased upsampling by `factor` (gain factor**2 keeps the mean)."""
     fh = f.shape[0]
     p = fh - factor
     pad = ((p + 1) // 2 + factor - 1, p // 2, (p + 1) // 2 + factor - 1, p // 2)
-    return upfirdn2d(x, f, up=factor, padding=pad, gain=factor * factor, impl=impl)
+    return upfirdn2d(x, f, up=factor, padding=pad, gain=factor * factor, impl=impl, module=module)
 
 
-def downsample2d(x, f, factor=2, impl="auto"):
+def downsample2d(x, f, factor=2, impl="auto", module=None):
     """Anti-aliased downsampling by `factor`."""
     p = f.shape[0] - factor
     pad = ((p + 1) // 2, p // 2, (p + 1) // 2, p // 2)
-    return upfirdn2d(x, f, down=factor, padding=pad, impl=impl)
+    return upfirdn2d(x, f, down=factor, padding=pad, impl=impl, module=module)
