@@ -50,6 +50,8 @@ class IngestParams(_Section):
     image_size: int = Field(128, ge=32, le=2048, description="procedural render size (px)")
     max_side: int = Field(1024, ge=16, le=16384)
     min_side: int = Field(32, ge=2, le=4096)
+    max_pixels: int = Field(64_000_000, ge=1_000_000, le=500_000_000, description="decompression-bomb guard")
+    max_bytes: int = Field(128 * 2**20, ge=2**20, le=2 * 2**30, description="larger files are quarantined")
     wild: WildParams = WildParams()
 
     @model_validator(mode="after")

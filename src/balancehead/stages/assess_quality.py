@@ -13,10 +13,11 @@ DEP = "data/ingest"
 
 
 def make_backend(ctx: StageContext):
-    from ..backends.iqa import ClassicalIQA, enhance
+    from ..backends.iqa import ClassicalIQA
 
     if ctx.params.assess_quality.backend == "offline":
-        return ClassicalIQA(), enhance, "offline-classical-nriqa", "offline-lanczos-unsharp"
+        iqa = ClassicalIQA()
+        return iqa, iqa.enhance, iqa.name, iqa.enhancer_name
     raise NotImplementedError(ctx.params.assess_quality.backend)  # pragma: no cover
 
 

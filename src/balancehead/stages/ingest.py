@@ -80,7 +80,8 @@ def _folder_compute(ctx: StageContext, by_id):
         out = []
         for item_id in chunk:
             entry = by_id[item_id]
-            loaded = load_image(entry, max_side=p.max_side, min_side=p.min_side)
+            loaded = load_image(entry, max_side=p.max_side, min_side=p.min_side,
+                                max_pixels=p.max_pixels, max_bytes=p.max_bytes)
             info = loaded.record()
             record = {
                 "id": item_id, "subject_id": item_id, "role": "source",
