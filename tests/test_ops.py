@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from balancehead import ops
 from balancehead.ops import loader
 from balancehead.ops.check import compare_with_reference
-from balancehead.stages.build_ops import BuildOpsConfig, main as build_ops_main
+from balancehead.stages.build_ops import BuildOpsConfig, build as build_ops_main
 
 
 @pytest.fixture(scope="session")

@@ -159,6 +159,22 @@ class FilterViewsParams(_Section):
     judge: dict[str, float] = Field(default_factory=dict, description="offline heuristic judge thresholds")
     prompts: VlmPrompts
 
+    @field_validator("judge")
+    @classmethod
+    def _judge_keys(cls, v):
+        import dataclasses
+
+        from .backends.judge import JudgeConfig
+
+        allowed = {f.name: f.type for f in dataclasses.fields(JudgeConfig)}
+        unknown = sorted(set(v) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown threshold(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+        for k, val in v.items():
+            if allowed[k] in (int, "int") and float(val) != int(val):
+                raise ValueError(f"{k} must be a whole number (got {val})")
+        return v
+
 
 class LabelClipParams(_Section):
     backend: Literal["offline", "open_clip"] = "offline"
@@ -189,8 +205,10 @@ class MlflowParams(_Section):
 
 class BuildOpsParams(_Section):
     build_cuda: Literal["auto", "yes", "no"] = "auto"
-    cuda_arch_list: str = "8.0;8.6;9.0"
+    cuda_arch_list: str = Field("8.0;8.6;9.0", pattern=r"^[0-9]+\.[0-9]+(\+PTX)?(;[0-9]+\.[0-9]+(\+PTX)?)*$")
+    cuda_home: str = Field("", description="CUDA toolkit root; empty = $CUDA_HOME or found from nvcc")
     verbose: bool = False
+    check_seed: int = Field(0, ge=0)
 
 
 class Params(_Section):

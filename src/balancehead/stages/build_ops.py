@@ -125,7 +125,7 @@ def _build_cuda(cfg: BuildOpsConfig, out_dir: Path) -> dict:
     return entry
 
 
-def main(cfg: BuildOpsConfig, out_dir: Path) -> dict:
+def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _ensure_ninja_on_path()
@@ -146,3 +146,26 @@ def main(cfg: BuildOpsConfig, out_dir: Path) -> dict:
     report["ok"] = report["extensions"][0]["status"] == "ok" and report["extensions"][0]["check"]["passed"]
     io.write_json(out_dir / "report.json", report)
     return report
+
+
+def main(ctx) -> None:
+    """The `build_ops` stage: build into a fresh directory beside `data/build_ops`, then rename it into
+    place, so a crash never leaves a half-built output behind."""
+    import shutil
+
+    p = ctx.params.build_ops
+    cfg = BuildOpsConfig(build_cuda=p.build_cuda, cuda_arch_list=p.cuda_arch_list, cuda_home=p.cuda_home,
+                         verbose=p.verbose, check_seed=p.check_seed)
+    out_dir = ctx.out_dir
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    report = build(cfg, tmp)
+    for ext in report["extensions"]:
+        ctx.log.info("build_ops: %s: %s%s", ext["name"], ext["status"],
+                     f" ({ext.get('reason')})" if ext.get("reason") else "")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    if not report["ok"]:
+        raise SystemExit(f"build_ops: the C++ extension did not build or failed its check; see {out_dir / 'report.json'}")
+    ctx.log.info("build_ops: set BALANCEHEAD_OPS_DIR=%s to use the compiled ops", out_dir)

@@ -7,6 +7,7 @@ The judge's precision/recall against the synthesiser's ground truth (evaluation 
 to a decision) is written to results/filter_views.json."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import lru_cache
 
@@ -23,7 +24,9 @@ def make_judge(ctx: StageContext):
 
     p = ctx.params.filter_views
     if p.backend == "offline":
-        return HeuristicJudge(JudgeConfig(**p.judge))
+        types = {f.name: f.type for f in dataclasses.fields(JudgeConfig)}
+        cfg = {k: int(v) if types[k] in (int, "int") else float(v) for k, v in p.judge.items()}
+        return HeuristicJudge(JudgeConfig(**cfg))
     raise NotImplementedError(p.backend)  # pragma: no cover
 
 
