@@ -7,6 +7,18 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import OutputSettings, ResourceSettings
 
 
+def static_resources(rule) -> dict:
+    out = {}
+    for k, v in rule.resources.items():
+        try:
+            value = getattr(v, "value", v)
+        except ValueError:          # a callable resource (e.g. tmpdir) has no value outside a job
+            continue
+        if isinstance(value, (int, str)) and not k.startswith("_"):
+            out[k] = value
+    return out
+
+
 def main(root: str) -> None:
     rules = {}
     with SnakemakeApi(OutputSettings()) as api:
@@ -19,8 +31,7 @@ def main(root: str) -> None:
                 "params": sorted(rule.params._names) if hasattr(rule.params, "_names") else [],
                 "log": [str(f) for f in rule.log],
                 "shell": rule.shellcmd,
-                "resources": {k: getattr(v, "value", v) for k, v in rule.resources.items()
-                              if isinstance(getattr(v, "value", v), (int, str)) and not k.startswith("_")},
+                "resources": static_resources(rule),
             }
     print("@@RULES@@" + json.dumps(rules))
 

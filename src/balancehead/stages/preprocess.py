@@ -39,7 +39,7 @@ def main(ctx: StageContext) -> None:
             rgb = io.read_png(ctx.item_file(dep, item_id, "png"))
             mask = segmenter.mask(rgb)
             crop, crop_mask, box = segmenter.crop(rgb, mask)
-            est = pose.estimate(crop, crop_mask)
+            est = pose.estimate(rgb, mask)          # pose from the whole frame; the crop follows the mask
             yaw, pitch = float(est["yaw"]), float(est["pitch"])
             label = camera_label(yaw, pitch, cam.radius, cam.fov_deg, cam.pivot)
             record = {k: src[k] for k in PASS_THROUGH if k in src}
