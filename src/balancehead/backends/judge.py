@@ -44,13 +44,14 @@ class JudgeConfig:
 
     # Classification (Fig. 8): 'minimal head rotation (within +-15 deg)'.
     standard_max_yaw: float = 15.0
+    hat_absent_ratio: float = 1.08  # below this a view surely has no brim (hysteresis for matching)
     hat_brim_ratio: float = 1.16  # upper-head row width / max(width k rows above, below)
     # Artifacts (Fig. 9).
     duplicate_patch: int = 8  # side of the blocks compared for exact repeats
-    duplicate_min_std: float = 12.0  # ignore flat blocks (uniform skin or cloth repeats trivially)
+    duplicate_min_std: float = 2.0  # ignore flat blocks (uniform skin or cloth repeats trivially)
     duplicate_min_shift: int = 6
-    duplicate_min_count: int = 6  # repeated blocks needed for "pasted patch"
-    smear_rows: float = 0.06  # share of head rows with both edges washed towards white
+    duplicate_min_count: int = 4  # repeated blocks needed for "pasted patch"
+    smear_rows: float = 0.04  # longest band of rows with both edges washed towards white / head rows
     smear_lift: float = 30.0  # edge pixels this much lighter (0..255) than pixels `smear_inset` inside
     smear_inset: int = 6
     aspect_min: float = 0.6  # head width / head height outside [min, max] -> distorted proportions
@@ -63,6 +64,7 @@ class JudgeConfig:
     match_nonstandard_front: float = 0.85
     match_nonstandard_back: float = 0.62
     torso_weight: float = 1.0  # the torso floor is scaled by this (clothing is seen from every side)
+    layout_slack: float = 0.15  # the silhouette changes more with yaw errors than colours do
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def duplicate_blocks(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> int
 
 
 def smear_score(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> float:
-    """Share of head rows whose silhouette edges are washed towards white on both sides.
+    """Longest band of head rows (as a share of them) whose outline is washed towards white on both sides.
 
     A rendered (or photographed) head keeps its colour up to the outline, usually darkening at
     grazing angles. A sideways smear mixes the white background into the outline pixels of the
@@ -133,15 +135,23 @@ def smear_score(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> float:
     rows = [r for r in range(reg.top, reg.neck) if fg[r].sum() > 3 * inset]
     if not rows:
         return 0.0
-    lifted = 0
+    # Longest run of consecutive lifted rows: a smear is one contiguous band, whereas hair-strand
+    # highlights lift isolated rows here and there.
+    run = longest = 0
     for r in rows:
         cols = np.flatnonzero(fg[r])
         left, right = cols[0], cols[-1]
         edge_l, edge_r = lum[r, left:left + 2].mean(), lum[r, right - 1:right + 1].mean()
         in_l = lum[r, left + inset:left + inset + 3].mean()
         in_r = lum[r, right - inset - 2:right - inset + 1].mean()
-        lifted += (edge_l - in_l > cfg.smear_lift) and (edge_r - in_r > cfg.smear_lift)
-    return float(lifted / len(rows))
+        # A smear leaves a ramp (edge > middle > inside on both sides); an ear or a strand
+        # highlight is a step, flat between the edge and the middle.
+        mid_l, mid_r = lum[r, left + inset // 2], lum[r, right - inset // 2]
+        ramp = min(edge_l - mid_l, mid_l - in_l, edge_r - mid_r, mid_r - in_r) > cfg.smear_lift / 5
+        lifted = ramp and (edge_l - in_l > cfg.smear_lift) and (edge_r - in_r > cfg.smear_lift)
+        run = run + 1 if lifted else 0
+        longest = max(longest, run)
+    return float(longest / len(rows))
 
 
 def head_aspect(mask: np.ndarray) -> float:
@@ -349,13 +359,17 @@ class HeuristicJudge:
             floor = cfg.match_standard_front + (cfg.match_standard_back - cfg.match_standard_front) * turn
         else:
             floor = cfg.match_nonstandard_front + (cfg.match_nonstandard_back - cfg.match_nonstandard_front) * turn
-        floors = {"head": floor, "crown": floor, "torso": min(0.999, floor * cfg.torso_weight), "layout": floor}
+        floors = {"head": floor, "crown": floor, "torso": min(0.999, floor * cfg.torso_weight),
+                  "layout": floor - cfg.layout_slack}
         margins = {k: sims[k] - floors[k] for k in floors}
         worst = min(margins, key=margins.get)
-        hat_a = hat_brim_ratio(front_mask) >= cfg.hat_brim_ratio
-        hat_b = hat_brim_ratio(view_mask) >= cfg.hat_brim_ratio
-        if hat_a != hat_b:
-            return Verdict("NO", f"A hat is {'removed' if hat_a else 'added'} compared with the front view.", margins[worst])
+        # A hat counts as added/removed only when one image clearly has a brim and the other clearly
+        # has none (pitch turns a brim into a thicker ellipse, so borderline ratios are not evidence).
+        brim_a, brim_b = hat_brim_ratio(front_mask), hat_brim_ratio(view_mask)
+        if (brim_a >= cfg.hat_brim_ratio and brim_b < cfg.hat_absent_ratio) or (
+                brim_b >= cfg.hat_brim_ratio and brim_a < cfg.hat_absent_ratio):
+            removed = brim_a > brim_b
+            return Verdict("NO", f"A hat is {'removed' if removed else 'added'} compared with the front view.", margins[worst])
         what = {"head": "skin and hair colours", "crown": "hair colour", "torso": "clothing colour",
                 "layout": "hairstyle outline"}
         if margins[worst] < 0:
