@@ -325,14 +325,14 @@ def _albedo(p: Prim, rel: np.ndarray, local: np.ndarray) -> np.ndarray:
     base = np.asarray(p.colour, dtype=np.float64)[None, :].repeat(len(rel), axis=0)
     m = p.material
     if m == "hair":
-        az = np.arctan2(rel[:, 0], rel[:, 2])
-        strands = 0.5 + 0.5 * np.sin(70.0 * az + 9.0 * np.sin(23.0 * rel[:, 1]) + 40.0 * rel[:, 1] * rel[:, 0])
+        az = np.arctan2(np.abs(rel[:, 0]), rel[:, 2])  # |x|: textures are left/right mirror symmetric
+        strands = 0.5 + 0.5 * np.sin(70.0 * az + 9.0 * np.sin(23.0 * rel[:, 1]) + 40.0 * rel[:, 1] * np.abs(rel[:, 0]))
         return base * (0.72 + 0.4 * strands[:, None]) + 0.04
     if m == "afro":
-        curls = np.sin(95 * rel[:, 0]) * np.sin(95 * rel[:, 1]) * np.sin(95 * rel[:, 2])
+        curls = np.cos(95 * rel[:, 0]) * np.sin(95 * rel[:, 1]) * np.sin(95 * rel[:, 2])
         return base * (0.8 + 0.35 * curls[:, None]) + 0.03
     if m == "braid":
-        bands = 0.5 + 0.5 * np.sin(local[:, 2] * 9.0 + local[:, 0] * 3.0)
+        bands = 0.5 + 0.5 * np.sin(local[:, 2] * 9.0)
         return base * (0.7 + 0.45 * bands[:, None]) + 0.04
     if m == "eye":
         pole = local[:, 2]
