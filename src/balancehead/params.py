@@ -38,10 +38,24 @@ class CameraParams(_Section):
 
 
 class WildParams(_Section):
-    """The 'in-the-wild' look of procedural source photos."""
-    max_abs_yaw: float = Field(30.0, ge=0.0, le=90.0)
-    second_person_rate: float = Field(0.06, ge=0.0, le=1.0)
-    occluder_rate: float = Field(0.06, ge=0.0, le=1.0)
+    """The 'in-the-wild' look of procedural source photos (balancehead.world.wild.WildRates)."""
+    max_abs_yaw_deg: float = Field(30.0, ge=0.0, le=60.0)
+    pitch_std_deg: float = Field(5.0, ge=0.0, le=30.0)
+    mild_rate: float = Field(0.60, ge=0.0, le=1.0, description="share of mildly degraded photos")
+    moderate_rate: float = Field(0.25, ge=0.0, le=1.0, description="moderately degraded; the rest are severe")
+    second_person_rate: float = Field(0.10, ge=0.0, le=1.0)
+    occluder_rate: float = Field(0.10, ge=0.0, le=1.0)
+    scale_range: tuple[float, float] = (0.7, 1.15)
+    max_offset: float = Field(0.15, ge=0.0, le=0.3)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.mild_rate + self.moderate_rate > 1.0:
+            raise ValueError(f"mild_rate + moderate_rate must be <= 1 (got {self.mild_rate + self.moderate_rate})")
+        lo, hi = self.scale_range
+        if not 0.1 <= lo <= hi <= 3.0:
+            raise ValueError(f"scale_range must satisfy 0.1 <= low <= high <= 3 (got {list(self.scale_range)})")
+        return self
 
 
 class IngestParams(_Section):
@@ -121,10 +135,21 @@ class SynthFrontParams(_Section):
     prompt_id: str = "front"
 
 
+class OfflinePoseParams(_Section):
+    """The offline template pose estimator's bank of procedural renders."""
+    n_subjects: int = Field(48, ge=8, le=200)
+    views_per_subject: int = Field(48, ge=12, le=96)
+    max_abs_pitch_deg: float = Field(20.0, ge=0.0, le=60.0)
+    feature_size: int = Field(24, ge=8, le=64)
+    k: int = Field(7, ge=1, le=15)
+    seed: int = Field(0, ge=0)
+
+
 class PreprocessParams(_Section):
     backend: Literal["offline"] = "offline"
     crop_size: int = Field(128, ge=16, le=2048)
-    crop_margin: float = Field(0.15, ge=0.0, le=1.0)
+    crop_margin: float = Field(0.1, ge=0.0, le=1.0)
+    offline_pose: OfflinePoseParams = OfflinePoseParams()
 
 
 class SelectFrontParams(_Section):

@@ -45,9 +45,10 @@ def main(ctx: StageContext) -> None:
 
 def _procedural_compute(ctx: StageContext):
     from ..world.subject import sample_subject
-    from ..world.wild import make_wild_source
+    from ..world.wild import WildRates, make_wild_source
 
     p = ctx.params.ingest
+    rates = WildRates(**p.wild.model_dump())
 
     def compute(chunk):
         out = []
@@ -55,7 +56,7 @@ def _procedural_compute(ctx: StageContext):
             k = int(item_id.split("-")[1])
             subject_seed = derive_seed(ctx.params.seed, "subject", k) % (2**31)
             subject = sample_subject(subject_seed, subject_id=f"subj-{k:06d}")
-            rgb, truth = make_wild_source(subject, seed=ctx.seed(item_id) % (2**31), size=p.image_size)
+            rgb, truth = make_wild_source(subject, seed=ctx.seed(item_id) % (2**31), size=p.image_size, rates=rates)
             png = io.png_bytes(rgb)
             record = {
                 "id": item_id, "subject_id": subject.subject_id, "role": "source", "status": "kept",

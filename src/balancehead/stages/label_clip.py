@@ -17,8 +17,10 @@ def make_embedder(ctx: StageContext):
 
     p = ctx.params.label_clip
     if p.backend == "offline":
-        return OfflineClipEmbedder(seed=p.seed, model_name=p.model, device=p.device)
-    return OpenClipEmbedder(model_name=p.model, pretrained=p.pretrained, device=p.device)
+        return OfflineClipEmbedder(seed=p.seed, model_name=p.model, device=p.device,
+                                   threads=ctx.params.workflow.threads, progress=False)
+    return OpenClipEmbedder(model_name=p.model, pretrained=p.pretrained, device=p.device,
+                            threads=ctx.params.workflow.threads, progress=False)
 
 
 def main(ctx: StageContext) -> None:

@@ -17,12 +17,13 @@ PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "pro
 
 
 def make_backends(ctx: StageContext):
-    from ..backends.offline_pose import OfflinePoseEstimator
+    from ..backends.offline_pose import OfflinePoseEstimator, PoseBankConfig
     from ..backends.segment import OfflineSegmenter
 
     p = ctx.params.preprocess
     if p.backend == "offline":
-        return OfflineSegmenter(margin=p.crop_margin, out_size=p.crop_size), OfflinePoseEstimator()
+        return (OfflineSegmenter(margin=p.crop_margin, out_size=p.crop_size),
+                OfflinePoseEstimator(PoseBankConfig(**p.offline_pose.model_dump())))
     raise NotImplementedError(p.backend)  # pragma: no cover
 
 
