@@ -259,4 +259,4 @@ def _resize(array: np.ndarray, size: int, kind: str) -> np.ndarray:
     from PIL import Image
 
     resample = Image.Resampling.LANCZOS if kind == "image" else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(array).resize((size, size), resample))
+    return np.array(Image.fromarray(array).resize((size, size), resample))  # writable copy for torch
