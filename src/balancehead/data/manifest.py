@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from balancehead.io import atomic_path
+from balancehead.io import _json_default, atomic_path
 
 # --- packed dataset layout ----------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.parquet"
@@ -170,12 +169,3 @@ def packed_rows(rows: Iterable[Mapping[str, Any]], roles=None) -> list[dict]:
     sel = [r for r in rows if r["shard"] is not None and (roles is None or r["role"] in roles)]
     return sorted(sel, key=lambda r: (r["shard"], r["key"]))
 
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from balancehead.io import atomic_path, png_bytes
+from balancehead.io import _json_default, atomic_path, png_bytes
 
 IMAGE_SUFFIX = ".png"
 MASK_SUFFIX = ".mask.png"
@@ -231,10 +231,3 @@ def _raw(path, key: str, members: dict) -> RawSample:
         raise ValueError(f"{path}: sample {key!r} lacks its image or label member (has {sorted(members)})")
     return RawSample(key, members[IMAGE_SUFFIX], members[LABEL_SUFFIX], members.get(MASK_SUFFIX))
 
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
