@@ -84,3 +84,12 @@ def test_key_subset_and_missing_mask(tmp_path):
     got = list(iter_shard(tmp_path / "shard-00000.tar", keys={"img0001", "img0002"}))
     assert [s.key for s in got] == ["img0001", "img0002"]
     assert got[0].mask is None and got[1].mask is not None
+
+
+def test_max_bytes_splits_shards(tmp_path):
+    items = _items(6, size=32)
+    with ShardWriter(tmp_path, 100, max_bytes=12000) as w:
+        refs = [w.add(k, im, lab, mask=m) for k, im, m, lab in items]
+    assert 1 < len(w.shards) < 6
+    assert sorted({r[0] for r in refs}) == w.shards
+    assert sum(len(list(iter_shard(tmp_path / n))) for n in w.shards) == 6

@@ -66,16 +66,21 @@ def check_key(key: str) -> None:
 class ShardWriter:
     """Append samples to `prefix-00000.tar`, `prefix-00001.tar`, ... with at most `shard_size` each.
 
+    `max_bytes` (optional) also closes a shard once its members reach that size (DESIGN §2: <= 1 GiB),
+    so shards of large images stay manageable; a shard always holds at least one sample.
+
     Use as a context manager (or call `close()`): the shard in progress is only renamed into place when
     it is full or the writer closes cleanly; on an exception it is discarded.
     """
     out_dir: Path
     shard_size: int
     prefix: str = "shard"
+    max_bytes: int | None = None
     shards: list[str] = field(default_factory=list, init=False)
     _stack: ExitStack | None = field(default=None, init=False, repr=False)
     _tar: tarfile.TarFile | None = field(default=None, init=False, repr=False)
     _count: int = field(default=0, init=False, repr=False)
+    _bytes: int = field(default=0, init=False, repr=False)
     _keys: set = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self):
@@ -84,6 +89,8 @@ class ShardWriter:
             raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
         if not self.prefix or "/" in self.prefix:
             raise ValueError(f"invalid shard prefix {self.prefix!r}")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1 or None, got {self.max_bytes}")
 
     def __enter__(self):
         return self
@@ -114,10 +121,11 @@ class ShardWriter:
             self._open_next()
         for name, data in members:
             self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+            self._bytes += tarfile.BLOCKSIZE + -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
         self._keys.add(key)
         self._count += 1
         name = self.shards[-1]
-        if self._count >= self.shard_size:
+        if self._count >= self.shard_size or (self.max_bytes is not None and self._bytes >= self.max_bytes):
             self._finish()
         return name, key
 
@@ -142,7 +150,7 @@ class ShardWriter:
         tmp = self._stack.enter_context(atomic_path(self.out_dir / name))
         self._tar = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
         self.shards.append(name)
-        self._count = 0
+        self._count = self._bytes = 0
 
     def _finish(self):
         self._tar.close()
