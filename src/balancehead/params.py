@@ -220,6 +220,7 @@ class LabelClipParams(_Section):
 
 class PackDatasetParams(_Section):
     shard_size: int = Field(1000, ge=1, le=1_000_000, description="images per tar shard")
+    max_shard_bytes: Optional[int] = Field(2**30, ge=2**20, description="also close a shard at this size; null = no limit")
     export_eg3d: bool = True
 
 

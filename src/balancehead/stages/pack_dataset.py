@@ -62,7 +62,7 @@ def main(ctx: StageContext) -> None:
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
-    with ShardWriter(tmp / "shards", p.shard_size) as writer:
+    with ShardWriter(tmp / "shards", p.shard_size, max_bytes=p.max_shard_bytes) as writer:
         front_by_subject = {f["subject_id"]: f for f in fronts.values()}
         for subject in subjects:
             f = front_by_subject[subject]
