@@ -76,3 +76,14 @@ def test_yaw_bin(yaw, b):
 def test_yaw_bin_rejects_nan():
     with pytest.raises(ValueError):
         yaw_bin(float("nan"))
+
+
+def test_rows_with_and_without_a_camera_read_back(tmp_path):
+    """Source rows have no camera; a fixed-size list column with nulls would not read back."""
+    cam = camera_label(30.0, 5.0)
+    rows = [dict(image_id="a", subject_id="s", role="source"),
+            dict(image_id="b", subject_id="s", role="view", shard="shard-00000.tar", key="b", camera=cam)]
+    write_manifest(rows, tmp_path / "m.parquet")
+    back = {r["image_id"]: r for r in read_manifest(tmp_path / "m.parquet")}
+    assert back["a"]["camera"] is None
+    assert np.allclose(back["b"]["camera"], cam)

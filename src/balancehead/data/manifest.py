@@ -70,7 +70,9 @@ SCHEMA = pa.schema([
     pa.field("yaw", pa.float32()),             # estimated head pose, degrees (our convention)
     pa.field("pitch", pa.float32()),
     pa.field("roll", pa.float32()),
-    pa.field("camera", pa.list_(pa.float32(), CAMERA_LEN)),  # EG3D label
+    # EG3D label, 25 floats (checked in normalize_row). A variable-size list on purpose: pyarrow 25
+    # cannot read back a fixed-size list column that holds nulls (rows without a camera).
+    pa.field("camera", pa.list_(pa.float32())),
     pa.field("iqa_score", pa.float32()),       # 0..100
     pa.field("iqa_action", pa.string()),       # keep / enhance / drop
     pa.field("verdict_class", pa.string()),    # standard / non-standard
