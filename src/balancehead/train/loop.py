@@ -1,0 +1,351 @@
+"""The training loop: data, phases, optimizer steps with NaN guard and clipping, EMA, ADA, ticks,
+checkpoints, preemption and the 'it learns' distance. Used by the `train` stage and the tests.
+
+Randomness: every draw in step s, phase f, accumulation round k (global index over all ranks) comes
+from a torch.Generator seeded by (seed, s, f, k); batch s's data depend only on (seed, s). Hence a
+resumed run, a run with more data-loader workers and a run split over more processes (with the same
+total batch and per-process batch) compute the same numbers up to float summation order.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from balancehead import io
+from balancehead.data.reader import ShardDataset
+from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from balancehead.runner import derive_seed
+
+from .augment import adjust_p
+from .conditioning import LabelSpec
+from .distributed import DistInfo, all_reduce_grads, any_rank, barrier
+from .ema import ema_beta, update_ema
+from .features import RandomFeatures, frechet_distance
+from .loss import GanLoss, StepSettings
+from .params import TrainParams
+from .preemption import Preempted, StopFlag
+from .schedule import blur_sigma, neural_resolution
+from .state import latest, load_state, save_state
+from .stream import BatchStream, make_loader
+
+PHASES = ("G_main", "G_reg", "D_main", "D_reg")
+
+
+def pick_device(tp: TrainParams, info: DistInfo) -> torch.device:
+    want = tp.distributed.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def pick_precision(tp: TrainParams, device: torch.device) -> str:
+    p = tp.distributed.precision
+    return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
+
+
+def build_models(tp: TrainParams, spec: LabelSpec, seed: int) -> tuple[Generator, Discriminator]:
+    m = tp.model
+    preset = GeneratorConfig.tiny if m.preset == "tiny" else GeneratorConfig.paper
+    overrides = dict(representation=m.representation, output_resolution=m.output_resolution,
+                     neural_resolution=m.neural_resolution, c_dim=spec.g_dim, camera_adapt=m.camera_adapt,
+                     seed=derive_seed(seed, "train", "G") % 2**31)
+    if m.n_coarse is not None:
+        overrides["n_coarse"] = m.n_coarse
+    if m.n_importance is not None:
+        overrides["n_importance"] = m.n_importance
+    g_cfg = preset(**overrides)
+    d_preset = DiscriminatorConfig.tiny if m.preset == "tiny" else DiscriminatorConfig.paper
+    d_cfg = d_preset(resolution=m.output_resolution, mode=m.discriminator, c_dim=spec.d_dim,
+                     seed=derive_seed(seed, "train", "D") % 2**31)
+    return Generator(g_cfg), Discriminator(d_cfg)
+
+
+def open_dataset(tp: TrainParams, root: Path, seed: int) -> tuple[ShardDataset, LabelSpec]:
+    mode = tp.conditioning.mode
+    ds = ShardDataset(root, resolution=tp.data.resolution or tp.model.output_resolution, seed=seed,
+                      yaw_bin_weights=tp.data.yaw_bin_weights)
+    if mode in ("identity", "view_identity"):
+        raise ValueError(f"train.conditioning.mode {mode!r} needs an identity feature per image, but the packed "
+                         f"dataset at {root} carries none (only CLIP conditions); pick semantic/view_semantic/view/none")
+    if mode == "view_semantic" and ds.view_conditions is None:
+        raise ValueError(f"train.conditioning.mode 'view_semantic' needs per-view CLIP features, but {root} has no "
+                         "view_conditions.safetensors")
+    dim = int(ds.conditions.array.shape[1])
+    return ds, LabelSpec(mode, dim if mode not in ("none", "view") else 0)
+
+
+def _lazy_adam(params, lr, betas, interval: int) -> torch.optim.Adam:
+    """Adam with EG3D's lazy-regularisation correction of lr and betas."""
+    ratio = interval / (interval + 1) if interval > 1 else 1.0
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class Counters:
+    step: int = 0
+    images_seen: int = 0
+    tick: int = 0
+    augment_p: float = 0.0
+    ada_sum: float = 0.0
+    ada_count: int = 0
+    skipped: dict = field(default_factory=lambda: {p: 0 for p in PHASES})
+    fd_kimg0: Optional[float] = None
+
+
+@dataclass
+class TrainResult:
+    counters: Counters
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    stats: list[dict]
+    fd_start: Optional[float]
+    fd_end: Optional[float]
+    losses: list[dict]        # per step, for tests (this process's statistics)
+
+
+class Trainer:
+    def __init__(self, tp: TrainParams, dataset_dir: Path, work_dir: Path, seed: int, info: DistInfo = DistInfo(),
+                 log=None, tracker=None, on_tick: Optional[Callable[[dict], None]] = None):
+        self.tp, self.seed, self.info, self.log, self.tracker = tp, int(seed), info, log, tracker
+        self.work = Path(work_dir)
+        self.ckpt_dir = self.work / "checkpoints"
+        self.device = pick_device(tp, info)
+        self.precision = pick_precision(tp, self.device)
+        self.ds, self.spec = open_dataset(tp, Path(dataset_dir), self.seed)
+        self.G, self.D = build_models(tp, self.spec, self.seed)
+        self.G.to(self.device).requires_grad_(False)
+        self.D.to(self.device).requires_grad_(False)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        o = tp.optim
+        self.opt_G = _lazy_adam(self.G.parameters(), o.g_lr, o.betas, tp.loss.density_reg_every if tp.loss.density_reg > 0 else 1)
+        self.opt_D = _lazy_adam(self.D.parameters(), o.d_lr, o.betas, tp.loss.r1_interval if tp.loss.r1_gamma > 0 else 1)
+        self.loss = GanLoss(self.G, self.D, tp, self.spec, self.device, self.precision)
+        self.c = Counters(augment_p=tp.augment.p_init if tp.augment.enabled else 0.0)
+        self.on_tick = on_tick
+        if tp.batch % (info.world_size * tp.batch_gpu):
+            raise ValueError(f"train.batch {tp.batch} must be a multiple of world_size*batch_gpu "
+                             f"({info.world_size}*{tp.batch_gpu})")
+        self.rounds = tp.batch // (info.world_size * tp.batch_gpu)   # accumulation rounds per process
+        self.losses: list[dict] = []
+        self._resume()
+
+    # --- state -------------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        path = latest(self.ckpt_dir)
+        if path is None:
+            return
+        modules, meta = load_state(path, {"G_opt": self.opt_G, "D_opt": self.opt_D}, self.device)
+        for name, mod in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            mod.load_state_dict(modules[name].state_dict())
+        c = meta["counters"]
+        self.c = Counters(**c)
+        if self.log:
+            self.log.info("train: resumed from %s (kimg %.3f, step %d)", path.name, self.c.images_seen / 1000, self.c.step)
+
+    def checkpoint(self) -> None:
+        if self.info.rank == 0:
+            meta = {"counters": self.c.__dict__, "images_seen": self.c.images_seen, "seed": self.seed}
+            save_state(self.ckpt_dir, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                       {"G_opt": self.opt_G, "D_opt": self.opt_D}, meta, keep=self.tp.keep_checkpoints)
+        barrier(self.info)
+
+    # --- one step ----------------------------------------------------------------------------------
+    def settings(self) -> StepSettings:
+        kimg = self.c.images_seen / 1000
+        tp = self.tp
+        return StepSettings(neural_resolution(kimg, tp.schedule.neural_resolution_initial, tp.model.neural_resolution,
+                                              tp.schedule.neural_resolution_fade_kimg),
+                            blur_sigma(kimg, tp.loss.blur_init_sigma, tp.loss.blur_fade_kimg), self.c.augment_p)
+
+    def _phase(self, name: str, fn, module, opt, batch: dict, s: StepSettings) -> dict:
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        stats: dict[str, float] = {}
+        bg = self.tp.batch_gpu
+        total_rounds = self.rounds * self.info.world_size
+        for i in range(self.rounds):
+            k = self.info.rank * self.rounds + i
+            part = {key: v[i * bg:(i + 1) * bg] for key, v in batch.items() if key != "batch_index"}
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "train", self.c.step, name, k) % 2**63)
+            for key, value in fn(part, s, gen, 1.0 / total_rounds).items():
+                stats[key] = stats.get(key, 0.0) + value / self.rounds
+        params = [p for p in module.parameters()]
+        all_reduce_grads(params, self.info)
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads else torch.tensor(0.0)
+        if not torch.isfinite(norm):
+            self.c.skipped[name] += 1
+            opt.zero_grad(set_to_none=True)
+            stats[f"skipped_{name}"] = 1.0
+        else:
+            if self.tp.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.tp.optim.grad_clip)
+            opt.step()
+            stats[f"grad_norm_{name}"] = float(norm)
+        module.requires_grad_(False)
+        return stats
+
+    def step(self, batch: dict) -> dict:
+        tp, s = self.tp, self.settings()
+        stats = {}
+        stats.update(self._phase("G_main", self.loss.g_main, self.G, self.opt_G, batch, s))
+        if tp.loss.density_reg > 0 and self.c.step % tp.loss.density_reg_every == 0:
+            stats.update(self._phase("G_reg", self.loss.g_density, self.G, self.opt_G, batch, s))
+        stats.update(self._phase("D_main", self.loss.d_main, self.D, self.opt_D, batch, s))
+        if tp.loss.r1_gamma > 0 and self.c.step % tp.loss.r1_interval == 0:
+            stats.update(self._phase("D_reg", self.loss.d_r1, self.D, self.opt_D, batch, s))
+        self.c.images_seen += tp.batch
+        self.c.step += 1
+        update_ema(self.G_ema, self.G, ema_beta(tp.batch, self.c.images_seen, tp.optim.ema_kimg, tp.optim.ema_rampup))
+        if tp.augment.enabled and not tp.augment.fixed:
+            self.c.ada_sum += stats.get("real_sign", 0.0)
+            self.c.ada_count += 1
+            if self.c.ada_count >= tp.augment.adjust_every:
+                mean = self.c.ada_sum / self.c.ada_count
+                if self.info.distributed:
+                    t = torch.tensor([mean], device=self.device)
+                    torch.distributed.all_reduce(t)
+                    mean = float(t) / self.info.world_size
+                self.c.augment_p = adjust_p(self.c.augment_p, mean, tp.augment.target,
+                                            tp.batch * self.c.ada_count, tp.augment.speed_kimg)
+                self.c.ada_sum, self.c.ada_count = 0.0, 0
+        stats.update(neural_resolution=s.neural_resolution, blur_sigma=s.blur_sigma, augment_p=s.augment_p)
+        return stats
+
+    # --- evaluation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def frechet(self) -> float:
+        """Random-feature Fréchet distance between `eval.num_images` reals and G_ema fakes."""
+        n = self.tp.eval.num_images
+        net = RandomFeatures(self.tp.eval.feature_seed).to(self.device)
+        real = BatchStream(self.ds, n, window=self.tp.data.window).load(0)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "train", "eval") % 2**63)
+        cam, c_g, _ = self.loss.gen_labels(real, gen)
+        z = torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)
+        fakes = []
+        for i in range(0, n, 32):
+            fakes.append(self.G_ema(z[i:i + 32], c_g[i:i + 32], cam[i:i + 32], noise_mode="const").image)
+        fr = net(real["image"].to(self.device)).cpu().double().numpy()
+        ff = net(torch.cat(fakes)).cpu().double().numpy()
+        return frechet_distance(fr, ff)
+
+    def grid(self, rows: int = 4) -> np.ndarray:
+        from balancehead.camera import camera_label
+
+        from .conditioning import d_label, g_label  # noqa: F401 (documentation of where labels come from)
+        from .fakes import render_grid
+
+        real = BatchStream(self.ds, max(rows, 5), window=self.tp.data.window).load(0)
+        front = torch.tensor(np.array([camera_label(0.0, 0.0)] * len(real["camera"])), dtype=torch.float32)
+        batch = dict(real, camera=front)
+        _, sem, _ = self.loss.real_labels(batch)
+        c = g_label(self.spec, front.to(self.device), sem, 0.0, front.to(self.device), torch.Generator())
+        return render_grid(self.G_ema, c[:rows], derive_seed(self.seed, "train", "grid") % 2**63, self.device,
+                           self.tp.model.neural_resolution, real["camera"])
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self, stop: Optional[StopFlag] = None, max_steps: Optional[int] = None,
+            evaluate: bool = True) -> TrainResult:
+        tp, info = self.tp, self.info
+        total = int(math.ceil(tp.total_kimg * 1000 / tp.batch)) * tp.batch
+        fd_start = self.c.fd_kimg0
+        if evaluate and info.rank == 0 and self.c.step == 0 and fd_start is None:
+            fd_start = self.c.fd_kimg0 = self.frechet()
+            if self.log:
+                self.log.info("train: random-feature FD at kimg 0 = %.3f", fd_start)
+        stream = BatchStream(self.ds, tp.batch, info.rank, info.world_size, tp.data.window, start_batch=self.c.step)
+        loader = make_loader(stream, tp.data.num_workers)
+        tick_images = max(int(tp.kimg_per_tick * 1000), 1)
+        tick_stats: dict[str, list[float]] = {}
+        tick_start, tick_images_start = time.time(), self.c.images_seen
+        steps_done = 0
+        stats_rows: list[dict] = []
+        bar = tqdm(total=round(total / 1000, 3), initial=round(self.c.images_seen / 1000, 3), unit="kimg",
+                   desc="train", disable=None if info.rank == 0 else True, mininterval=1.0,
+                   bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}]")
+        try:
+            while self.c.images_seen < total and (max_steps is None or steps_done < max_steps):
+                batch = next(loader)
+                if batch["batch_index"] != self.c.step:
+                    raise RuntimeError(f"data order broken: got batch {batch['batch_index']} at step {self.c.step}")
+                stats = self.step(batch)
+                steps_done += 1
+                self.losses.append(stats)
+                for k, v in stats.items():
+                    tick_stats.setdefault(k, []).append(float(v))
+                bar.update(round(tp.batch / 1000, 3))
+                done = self.c.images_seen >= total
+                if self.c.images_seen // tick_images > (self.c.images_seen - tp.batch) // tick_images or done:
+                    self.c.tick += 1
+                    dt = time.time() - tick_start
+                    n = self.c.images_seen - tick_images_start
+                    row = {"tick": self.c.tick, "kimg": self.c.images_seen / 1000,
+                           **{k: float(np.mean(v)) for k, v in sorted(tick_stats.items())},
+                           "sec_per_kimg": dt / max(n / 1000, 1e-9), "img_per_s": n / max(dt, 1e-9),
+                           "peak_memory_mb": _peak_memory_mb(self.device),
+                           "skipped_steps": float(sum(self.c.skipped.values()))}
+                    stats_rows.append(row)
+                    self._record_tick(row)
+                    tick_stats, tick_start, tick_images_start = {}, time.time(), self.c.images_seen
+                    if self.c.tick % tp.checkpoint_ticks == 0 and not done:
+                        self.checkpoint()
+                    if tp.fakes_ticks and self.c.tick % tp.fakes_ticks == 0 and info.rank == 0 and self.on_tick:
+                        self.on_tick({"kimg": self.c.images_seen / 1000, "grid": self.grid()})
+                if any_rank(stop is not None and stop.requested, info, self.device):
+                    self.checkpoint()
+                    if self.log:
+                        self.log.info("train: preempted at kimg %.3f; checkpoint written, exit %d",
+                                      self.c.images_seen / 1000, tp.requeue_exit_code)
+                    raise Preempted(tp.requeue_exit_code)
+        finally:
+            bar.close()
+        self.checkpoint()
+        fd_end = self.frechet() if evaluate and info.rank == 0 else None
+        return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end, self.losses)
+
+    def _record_tick(self, row: dict) -> None:
+        if self.info.rank != 0:
+            return
+        stats_file = self.work / "stats.jsonl"
+        rows = io.read_jsonl(stats_file) if stats_file.exists() else []
+        rows = [r for r in rows if r["kimg"] < row["kimg"]] + [row]   # drop rows from after a resumed checkpoint
+        io.write_jsonl(stats_file, rows)
+        if self.log:
+            self.log.info("tick %d kimg %.3f " + " ".join(f"{k}=%.4g" for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")),
+                          row["tick"], row["kimg"], *[row.get(k, float("nan")) for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")])
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float))},
+                                     step=int(round(row["kimg"] * 1000)))
+
+
+def read_stats(work_dir: Path) -> list[dict]:
+    f = Path(work_dir) / "stats.jsonl"
+    return io.read_jsonl(f) if f.exists() else []
+
+
+def stats_tsv(rows: list[dict]) -> str:
+    keys = ["tick", "kimg"] + sorted({k for r in rows for k in r} - {"tick", "kimg"})
+    lines = ["\t".join(keys)]
+    for r in rows:
+        lines.append("\t".join("" if k not in r else f"{r[k]:.6g}" for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Trainer", "TrainResult", "read_stats", "stats_tsv", "json"]

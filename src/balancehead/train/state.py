@@ -1,0 +1,81 @@
+"""Resumable training state: modules, optimizers and counters, as safetensors + JSON, written atomically.
+
+Layout under `<work>/checkpoints/`:
+  ckpt-<images seen, 9 digits>/model.safetensors + model.json   G, D, G_ema (balancehead.models.save_checkpoint;
+                                                                the JSON meta holds the loop counters)
+  ckpt-.../optim.safetensors + optim.json                       Adam moments + param groups
+  latest.json                                                   {"name": "ckpt-..."} — written last
+
+A checkpoint directory is built under a temporary name and renamed into place; `latest.json` is then
+replaced atomically. A kill -9 at any moment leaves either the previous or the new checkpoint as the
+latest, never a half-written one. The loop's randomness is derived from (seed, step, phase, round),
+so the counters in the meta (step, images seen, augmentation p, ...) are the whole RNG state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as st_save
+
+from balancehead import io
+from balancehead.models import load_checkpoint, save_checkpoint
+from balancehead.models.checkpoint import read_safetensors
+
+LATEST = "latest.json"
+
+
+def _optim_payload(optims: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
+    tensors, spec = {}, {}
+    for name, opt in optims.items():
+        sd = opt.state_dict()
+        spec[name] = {"param_groups": sd["param_groups"], "state_keys": {}}
+        for idx, st in sd["state"].items():
+            spec[name]["state_keys"][str(idx)] = sorted(st)
+            for key, value in st.items():
+                t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+                tensors[f"{name}.{idx}.{key}"] = t.detach().cpu().contiguous().clone()
+    return tensors, spec
+
+
+def save_state(ckpt_dir: Path, modules: dict, optims: dict, meta: dict, keep: int = 2) -> Path:
+    ckpt_dir = Path(ckpt_dir)
+    name = f"ckpt-{int(meta['images_seen']):09d}"
+    final = ckpt_dir / name
+    tmp = ckpt_dir / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(tmp, modules, meta)
+    tensors, spec = _optim_payload(optims)
+    io.write_bytes(tmp / "optim.safetensors", st_save(tensors))
+    io.write_json(tmp / "optim.json", spec)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    io.write_json(ckpt_dir / LATEST, {"name": name})
+    old = sorted(p for p in ckpt_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
+    for p in old[:max(len(old) - (keep - 1), 0)]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def latest(ckpt_dir: Path) -> Path | None:
+    pointer = Path(ckpt_dir) / LATEST
+    if not pointer.exists():
+        return None
+    path = Path(ckpt_dir) / json.loads(pointer.read_text())["name"]
+    return path if (path / "model.json").exists() else None
+
+
+def load_state(path: Path, optims: dict, map_location="cpu") -> tuple[dict, dict]:
+    """-> (modules rebuilt from the checkpoint, meta); `optims` are loaded in place."""
+    modules, meta = load_checkpoint(path, map_location)
+    tensors = read_safetensors(path / "optim.safetensors")
+    spec = json.loads((path / "optim.json").read_text())
+    for name, opt in optims.items():
+        s = spec[name]
+        state = {int(idx): {k: tensors[f"{name}.{idx}.{k}"] for k in keys} for idx, keys in s["state_keys"].items()}
+        opt.load_state_dict({"state": state, "param_groups": s["param_groups"]})
+    return modules, meta
