@@ -1,0 +1,81 @@
+"""Inversion targets: held-out prior identities (their latents give ground truth at any view) or a
+folder of photos (white-background head crops; the camera comes from the pose backend)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from safetensors import safe_open
+
+from balancehead.camera import camera_label, yaw_distance
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class Target:
+    target_id: str
+    image: np.ndarray                # (H, W, 3) uint8, white background
+    camera: Optional[np.ndarray]     # (25,) known camera, or None (estimate it)
+    yaw: Optional[float] = None
+    ws: Optional[np.ndarray] = None  # ground-truth latent (prior targets)
+    source: str = ""
+
+
+def read_latents(prior_dir) -> tuple[list[str], dict[str, np.ndarray], dict]:
+    with safe_open(str(Path(prior_dir) / "latents.safetensors"), framework="numpy") as f:
+        meta = json.loads(f.metadata()["balancehead"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return meta["ids"], tensors, meta
+
+
+def prior_targets(prior_dir, max_targets: int, input_yaw: float) -> list[Target]:
+    """One target per held-out identity: its packed view nearest `input_yaw`."""
+    from balancehead.data.manifest import MANIFEST_FILE, SHARDS_DIR, packed_rows, read_manifest
+    from balancehead.data.shards import iter_shard
+
+    prior_dir = Path(prior_dir)
+    holdout = json.loads((prior_dir / "splits.json").read_text())["holdout"][:max_targets]
+    if not holdout:
+        raise ValueError(f"{prior_dir}: no held-out identities; set sample_prior.holdout_identities >= 1")
+    ids, lat, _ = read_latents(prior_dir)
+    row_of = {s: i for i, s in enumerate(ids)}
+    rows = packed_rows(read_manifest(prior_dir / MANIFEST_FILE))
+    out = []
+    for sid in holdout:
+        mine = [r for r in rows if r["subject_id"] == sid]
+        if not mine:
+            continue
+        best = min(mine, key=lambda r: (yaw_distance(r["yaw"], input_yaw), r["image_id"]))
+        sample = next(iter_shard(prior_dir / SHARDS_DIR / best["shard"], keys={best["key"]}))
+        out.append(Target(best["image_id"], sample.image, np.asarray(best["camera"], np.float32), float(best["yaw"]),
+                          lat["ws"][row_of[sid]], source=f"prior:{best['shard']}:{best['key']}"))
+    return out
+
+
+def folder_targets(folder, max_targets: int, size: int) -> list[Target]:
+    from PIL import Image
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_targets]
+    if not files:
+        raise FileNotFoundError(f"invert.folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    out = []
+    for f in files:
+        with Image.open(f) as im:
+            rgb = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
+        tid = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f.stem)
+        out.append(Target(tid, rgb, None, source=str(f)))
+    return out
+
+
+def estimate_camera(target: Target, estimator, camera_params=None) -> np.ndarray:
+    """Camera of a white-background image from the pose backend (yaw, pitch at the default radius/FOV)."""
+    pose = estimator.estimate(target.image)
+    target.yaw = float(pose["yaw"])
+    kw = {}
+    if camera_params is not None:
+        kw = dict(radius=camera_params.radius, fov_deg=camera_params.fov_deg, pivot=camera_params.pivot)
+    return camera_label(pose["yaw"], pose["pitch"], **kw)

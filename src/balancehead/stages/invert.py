@@ -1,0 +1,117 @@
+"""invert: PTI on each target (held-out prior identities, or a folder of photos).
+
+Outputs (ctx.stage.outs[0], default data/invert), per target <id>/:
+  pivot.safetensors   the pivot ws (1, num_ws, w_dim)
+  delta.safetensors   tuned generator weights minus the checkpoint's (changed entries only)
+  target.png, input_view.png, start.png, novel_<view>.png / gt_<view>.png (prior targets)
+  turntable.gif (and turntable.mp4 when requested and an ffmpeg writer exists)
+  metrics.json
+and metrics.jsonl (one line per target); results/invert.json summarises them (DVC metrics).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import torch
+from safetensors.torch import save as st_save
+from tqdm import tqdm
+
+from .. import io
+
+CHECKPOINT = "data/train"
+PRIOR = "data/prior"
+DATASET = "data/dataset"
+METRICS = "results/invert.json"
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(records: list[dict], labels: dict) -> dict:
+    out = {"targets": len(records), **labels}
+    for phase in ("start", "pivot", "input_view"):
+        for k in ("psnr", "ssim", "lpips", "l2", "id_sim"):
+            v = _mean([r[phase].get(k) for r in records])
+            if v is not None:
+                out[f"{phase}_{k}"] = v
+    novel = [r["novel_views"] for r in records if "novel_views" in r]
+    if novel:
+        for view in novel[0]:
+            for k in novel[0][view]:
+                out[f"novel_{view}_{k}"] = _mean([n[view][k] for n in novel])
+    return out
+
+
+def main(ctx) -> None:
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..evaluation.inversion import invert_target
+    from ..evaluation.perceptual import PerceptualLoss
+    from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
+    from ..evaluation.turntable import gif_bytes, mp4_bytes
+    from ..backends.identity import OfflineIdentityEmbedder
+
+    p = ctx.params.invert
+    device = pick_device(p.device)
+    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
+    dataset = ctx.path(DATASET)
+    cond = condition_source(g, meta, dataset if dataset.exists() else None)
+    res = g.cfg.output_resolution if p.resolution is None else p.resolution
+    if p.targets == "prior_holdout":
+        targets = prior_targets(ctx.path(PRIOR), p.max_targets, p.input_yaw_deg)
+    else:
+        targets = folder_targets(ctx.path(p.folder), p.max_targets, res)
+    estimator = None
+    if p.pose == "offline":
+        from ..backends.offline_pose import OfflinePoseEstimator
+        estimator = OfflinePoseEstimator()
+    perceptual = PerceptualLoss(p.perceptual, device)
+    metric = PerceptualLoss([p.metric_lpips.model_copy(update={"weight": 1.0})], device)
+    embedder = OfflineIdentityEmbedder()
+    labels = {"perceptual_loss": "; ".join(perceptual.labels), "lpips_metric": metric.labels[0],
+              "identity_backend": embedder.name, "lpips_is_offline": p.metric_lpips.kind == "offline"}
+
+    out_dir = ctx.path(ctx.stage.outs[0])
+    tmp = out_dir.parent / f".{out_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    records = []
+    for t in tqdm(targets, desc="invert targets", unit="target", disable=None):
+        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, getattr(ctx.params, "camera", None))
+        out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
+        d = tmp / t.target_id
+        io.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
+        io.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
+        for name, img in sorted(out.images.items()):
+            io.write_png(d / f"{name}.png", img)
+        io.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))
+        if p.mp4:
+            data = mp4_bytes(out.turntable, fps=max(1, 1000 // p.frame_ms))
+            if data is None:
+                ctx.log.warning("invert: no MP4 writer (imageio-ffmpeg) installed; wrote the GIF only")
+            else:
+                io.write_bytes(d / "turntable.mp4", data)
+        rec = {**out.metrics, "camera": [float(x) for x in camera]}
+        io.write_json(d / "metrics.json", rec)
+        records.append(rec)
+    io.write_jsonl(tmp / "metrics.jsonl", records)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    summary = summarise(records, labels)
+    io.write_json(ctx.path(METRICS), summary)
+    ctx.log.info("invert: %d targets; input-view PSNR %.2f -> %.2f dB", len(records),
+                 summary.get("start_psnr", float("nan")), summary.get("input_view_psnr", float("nan")))
+    _log_mlflow(ctx, summary, out_dir)
+
+
+def _log_mlflow(ctx, summary: dict, out_dir) -> None:
+    from ..tracking import mlflow_run
+
+    with mlflow_run(ctx, "invert", {"invert": ctx.params.invert.model_dump(mode="json")}) as mlflow:
+        if mlflow is None:
+            return
+        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        mlflow.log_artifacts(str(out_dir), artifact_path="invert")
