@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import io
 from .params import Params
-from .pipeline import Stage
+from .pipeline import SRC, Stage
 
 ItemResult = tuple[dict, dict[str, bytes]]   # (record, {file name: bytes})
 
@@ -94,8 +94,9 @@ class StageContext:
             value = self.params.section(key)
             dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
             h.update(json.dumps([key, dumped], sort_keys=True).encode())
+        code_root = SRC.parent.parent     # the source actually imported, wherever the run happens
         for rel in self.stage.code_files():
-            h.update(rel.encode() + sha256_file(self.root / rel).encode())
+            h.update(rel.encode() + sha256_file(code_root / rel).encode())
         for dep in self.stage.deps:
             p = self.path(dep)
             fp = p / "items.jsonl" if p.is_dir() else p
