@@ -37,8 +37,11 @@ def stage_resources(name):
 
 
 def dvc_commit_command():
-    """`dvc commit` of every stage whose outputs exist (a partial target leaves the rest alone)."""
-    done = [s.name for s in pipeline.STAGES if all(Path(o).exists() for o in s.all_outs())]
+    """`dvc commit` of the stages in this run's DAG: after success Snakemake holds them all up to
+    date, so DVC records exactly them; stages outside the target are left to their own state."""
+    in_dag = {job.rule.name for job in workflow.dag.jobs}
+    done = [s.name for s in pipeline.STAGES
+            if s.name in in_dag and all(Path(o).exists() for o in s.all_outs())]
     if not done:
         return "true"
     return "dvc commit --force --quiet " + " ".join(shlex.quote(n) for n in done)

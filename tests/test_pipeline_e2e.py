@@ -99,3 +99,10 @@ def test_unsharded_dvc_repro_gives_the_same_bytes_as_sharded_snakemake(built_wor
     ours, theirs = lock_hashes(workspace), lock_hashes(built_workspace)
     for name in DATA_STAGES:
         assert ours[name] == theirs[name], f"stage {name}: outputs differ between sharded and unsharded runs"
+
+
+def test_a_partial_snakemake_target_does_not_vouch_for_stages_outside_it(built_workspace, tmp_path):
+    ws = clone(built_workspace, tmp_path / "partial")
+    set_params(ws, {"label_clip": {"seed": 11}})
+    run([str(BIN / "snakemake"), "--cores", "2", "data/views"], cwd=ws)     # label_clip is not in this DAG
+    assert dvc_changed(ws) == {"label_clip"}
