@@ -124,6 +124,7 @@ class EvaluateParams(Section):
     id_view_yaws_deg: tuple[float, ...] = Field((-60.0, -30.0, 0.0, 30.0, 60.0))
     front_max_abs_yaw_deg: float = Field(22.5, ge=0.0, le=90.0, description="real images counted as 'front'")
     back_min_abs_yaw_deg: float = Field(90.0, ge=0.0, le=180.0, description="FID-back render window (PanoHead: 90)")
+    fakes_per_yaw_bin: int = Field(32, ge=2, le=10_000_000, description="fakes per 45° bin of the bias curve (paper: 10000)")
     min_reals_per_bin: int = Field(2, ge=2, description="yaw bins with fewer real images get FID null")
     grid_size: int = Field(4, ge=1, le=32)
     turntable_samples: int = Field(2, ge=0, le=64)

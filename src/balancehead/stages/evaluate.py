@@ -1,0 +1,121 @@
+"""evaluate: every number of the closing tables in results/metrics.json (DVC metrics), the per-yaw-bin
+FID curve in results/fid_by_yaw.tsv (DVC plot), fakes grids and random-sample turntables under
+results/eval/, and an MLflow run.
+
+metrics.json holds numbers only (null where a metric does not apply); what produced them (feature
+extractor, identity backend, whether the FIDs are comparable to published ones) is in
+results/eval/labels.json and in the report.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from .. import io
+
+CHECKPOINT = "data/train"
+DATASET = "data/dataset"
+PRIOR = "data/prior"
+INVERT_SUMMARY = "results/invert.json"
+METRICS = "results/metrics.json"
+BIAS_CURVE = "results/fid_by_yaw.tsv"
+
+
+def bias_curve_tsv(fids: dict) -> str:
+    from ..data.manifest import YAW_BIN_LABELS
+
+    def fmt(v):
+        return "" if v is None else f"{v:.6g}"
+    lines = ["yaw_bin\tfid\tkid\tn_real\tn_fake"]
+    for label in YAW_BIN_LABELS:
+        r = fids[f"fid_yaw_{label}"]
+        lines.append(f"{label}\t{fmt(r['fid'])}\t{fmt(r['kid'])}\t{r['n_real']}\t{r['n_fake']}")
+    return "\n".join(lines) + "\n"
+
+
+def main(ctx) -> None:
+    from ..backends.identity import OfflineIdentityEmbedder
+    from ..evaluation.features import build_extractor
+    from ..evaluation.fid_suite import run_fid_suite
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
+    from ..evaluation.real_set import load_real_set
+    from ..evaluation.turntable import gif_bytes, grid, turntable_frames
+
+    p = ctx.params.evaluate
+    device = pick_device(p.device)
+    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
+    cond = condition_source(g, meta, ctx.path(DATASET), p.front_max_abs_yaw_deg)
+    extractor = build_extractor(p, device)
+    reals = load_real_set(ctx.path(DATASET), extractor, p.max_reals, ctx.seed("reals"), p.batch_size)
+    ctx.log.info("evaluate: conditioning %s, %d real images, extractor %s", cond.mode, len(reals), extractor.name)
+    out_dir = ctx.path(ctx.stage.outs[0])
+    kept = {}
+
+    def keep(name, fakes):
+        if name in ("fid_random", "fid_front", "fid_back"):
+            kept[name] = fakes["image"][: p.grid_size * p.grid_size]
+
+    fids = run_fid_suite(g, cond, reals, extractor, p, ctx.seed("fid"), device, keep)
+    embedder = OfflineIdentityEmbedder()
+    diversity = generator_mknnd(g, cond, embedder, p.mknnd_samples, p.mknnd_k, ctx.seed("mknnd"), p.psi,
+                                p.batch_size, device)
+    consistency = generator_id_consistency(g, cond, embedder, p.id_identities, p.id_view_yaws_deg,
+                                           ctx.seed("idc"), p.psi, p.batch_size, device)
+    metrics = {name: r["fid"] for name, r in fids.items()}
+    metrics.update({name.replace("fid", "kid", 1): r["kid"] for name, r in fids.items()})
+    metrics["mknnd"] = diversity
+    metrics.update(consistency)
+    inv_path = ctx.path(INVERT_SUMMARY)
+    if inv_path.exists():
+        inv = json.loads(inv_path.read_text())
+        metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
+              "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
+              "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
+              "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},
+              "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None)}
+    if not extractor.comparable:
+        labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
+
+    for name, imgs in sorted(kept.items()):
+        io.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
+    rng = np.random.default_rng(ctx.seed("turntables"))
+    for i in range(p.turntable_samples):
+        z = torch.from_numpy(rng.standard_normal((1, g.cfg.z_dim)).astype(np.float32)).to(device)
+        c, _ = cond.draw(rng, 1, front=True)
+        with torch.no_grad():
+            ws = g.map(z, torch.from_numpy(c).to(device), psi=0.7)
+        frames = turntable_frames(g, ws, p.turntable_frames, z=z, batch_size=p.batch_size)
+        io.write_bytes(out_dir / f"turntable_{i:02d}.gif", gif_bytes(frames, p.frame_ms))
+    io.write_json(out_dir / "labels.json", labels)
+    io.write_json(ctx.path(METRICS), metrics)
+    io.write_text(ctx.path(BIAS_CURVE), bias_curve_tsv(fids))
+    ctx.log.info("evaluate: FID-random %s, FID-front %s, FID-back %s, MKNND %.4f",
+                 metrics["fid_random"], metrics["fid_front"], metrics["fid_back"], diversity)
+    _log_mlflow(ctx, metrics, labels, out_dir)
+
+
+def _flat_numbers(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat_numbers(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def _log_mlflow(ctx, metrics: dict, labels: dict, out_dir) -> None:
+    from ..tracking import mlflow_run
+
+    with mlflow_run(ctx, "evaluate", {"evaluate": ctx.params.evaluate.model_dump(mode="json")}) as mlflow:
+        if mlflow is None:
+            return
+        mlflow.log_metrics(_flat_numbers(metrics))
+        mlflow.set_tags({"feature_extractor": labels["feature_extractor"], "conditioning": labels["conditioning"],
+                         "fid_comparable_to_published": str(labels["fid_comparable_to_published"])})
+        mlflow.log_artifacts(str(out_dir), artifact_path="eval")
+        mlflow.log_artifact(str(ctx.path(BIAS_CURVE)))
