@@ -1,0 +1,140 @@
+"""The self-contained HTML report: every image inlined as a base64 data URI, so the one file opens
+from disk anywhere. Output is deterministic for equal inputs (sorted inputs, fixed plot metadata, no
+timestamps); the only provenance is the git commit passed in."""
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import json
+from pathlib import Path
+
+import numpy as np
+
+MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def img_tag(data: bytes, mime: str, alt: str, width: int | None = None) -> str:
+    w = f' width="{width}"' if width else ""
+    return f'<img src="{data_uri(data, mime)}" alt="{html.escape(alt)}"{w} style="image-rendering:pixelated">'
+
+
+def file_img(path: Path, width: int | None = None) -> str:
+    return img_tag(path.read_bytes(), MIME[path.suffix.lower()], path.name, width)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def table(rows: list[tuple], header: tuple) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k in sorted(d):
+        v = d[k]
+        if isinstance(v, dict):
+            out += flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v if not isinstance(v, list) else json.dumps(v)))
+    return out
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:
+    lines = [l.split("\t") for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    return lines[0], lines[1:]
+
+
+def _num(s: str):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def plot_png(draw) -> bytes:
+    """Render a matplotlib figure drawn by `draw(ax)` to PNG bytes without varying metadata."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    draw(ax)
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def bias_curve_png(header, rows) -> bytes:
+    labels = [r[0] for r in rows]
+    fids = [_num(r[1]) if len(r) > 1 else None for r in rows]
+
+    def draw(ax):
+        xs = np.arange(len(labels))
+        ys = np.array([np.nan if v is None else v for v in fids])
+        ax.plot(xs, ys, marker="o")
+        ax.set_xticks(xs, labels)
+        ax.set_xlabel("yaw bin centre (deg; 0 = front, 180 = back)")
+        ax.set_ylabel("FID")
+        ax.set_title("Directional bias: FID per 45° yaw bin")
+        ax.grid(alpha=0.3)
+    return plot_png(draw)
+
+
+def curves_png(header, rows) -> bytes:
+    x = np.array([_num(r[0]) for r in rows], dtype=float)
+
+    def draw(ax):
+        for j, name in enumerate(header[1:], start=1):
+            y = np.array([_num(r[j]) if j < len(r) and _num(r[j]) is not None else np.nan for r in rows], float)
+            if np.isfinite(y).any():
+                ax.plot(x, y, label=name)
+        ax.set_xlabel(header[0])
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.set_title("Training curves")
+    return plot_png(draw)
+
+
+CSS = """body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}
+th{background:#f3f3f3}.note{color:#955;font-style:italic}figure{display:inline-block;margin:4px;text-align:center}
+figcaption{font-size:12px}section{margin-bottom:2em}"""
+
+
+class Report:
+    def __init__(self, title: str):
+        self.title = title
+        self.sections: list[tuple[str, str, str]] = []   # (anchor, heading, body)
+
+    def add(self, anchor: str, heading: str, body: str) -> None:
+        self.sections.append((anchor, heading, body))
+
+    def html(self, provenance: str) -> str:
+        toc = "".join(f'<li><a href="#{a}">{html.escape(h)}</a></li>' for a, h, _ in self.sections)
+        body = "".join(f'<section id="{a}"><h2>{html.escape(h)}</h2>{b}</section>' for a, h, b in self.sections)
+        return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
+                f"<style>{CSS}</style></head><body><h1>{html.escape(self.title)}</h1><ul>{toc}</ul>{body}"
+                f"<footer><p>{html.escape(provenance)}</p></footer></body></html>\n")
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def figure(img: str, caption: str) -> str:
+    return f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
