@@ -68,9 +68,11 @@ def all_reduce_grads(params: list[torch.nn.Parameter], info: DistInfo) -> None:
     """Sum gradients over ranks in one flat buffer (rounds already scaled by their global share)."""
     if not info.distributed:
         return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
+    # Parameters a phase does not reach have no gradient on any rank (every rank runs the same graph);
+    # leave them None, as in one process, so Adam does not move them by momentum alone.
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return
     flat = torch.cat([p.grad.flatten() for p in params])
     dist.all_reduce(flat)
     offset = 0
