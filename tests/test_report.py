@@ -1,0 +1,58 @@
+"""The HTML report: expected sections, inlined images only, deterministic, tolerant of missing inputs."""
+import re
+
+import numpy as np
+
+from balancehead import io
+from balancehead.evaluation.params import ReportParams
+from balancehead.evaluation.turntable import gif_bytes
+
+
+def _fill(root):
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    io.write_png(root / "results/dataset_card/yaw_hist.png", img)
+    io.write_json(root / "results/dataset.json", {"subjects": 3, "packed_images": 20})
+    io.write_text(root / "results/yaw_hist.tsv", "yaw_bin\tbefore_filter\tpacked\n0\t5\t4\n180\t2\t1\n")
+    io.write_png(root / "results/eval/fakes_fid_random.png", img)
+    io.write_bytes(root / "results/eval/turntable_00.gif", gif_bytes(np.stack([img, img[::-1]])))
+    io.write_json(root / "results/eval/labels.json", {"feature_extractor": "offline-random-conv",
+                                                      "warning": "not comparable to published numbers"})
+    io.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
+                                                  "inversion": {"input_view_psnr": 25.0}})
+    io.write_text(root / "results/fid_by_yaw.tsv", "yaw_bin\tfid\tkid\tn_real\tn_fake\n0\t10\t0.1\t5\t8\n180\t\t\t1\t0\n")
+    io.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\n0\t1.0\t0.5\n1\t0.8\t0.6\n")
+    d = root / "data/invert/t1"
+    io.write_png(d / "target.png", img)
+    io.write_png(d / "input_view.png", img)
+    io.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
+
+
+def test_report_sections_and_inline_images(tmp_path):
+    from balancehead.stages.report import build_report
+
+    _fill(tmp_path)
+    html = build_report(tmp_path, ReportParams(), "abc123")
+    for anchor in ("dataset", "training", "samples", "inversions", "metrics", "bias"):
+        assert f'id="{anchor}"' in html
+    srcs = re.findall(r'src="([^"]+)"', html)
+    assert srcs and all(s.startswith("data:image/") for s in srcs)     # nothing refers to a file
+    assert html.count("data:image/gif") == 2                             # sample + inversion turntables
+    assert "fid_random" in html and "not comparable" in html and "abc123" in html
+    assert "Training curves" in html and "no training statistics" not in html
+    assert build_report(tmp_path, ReportParams(), "abc123") == html      # deterministic
+
+
+def test_report_on_an_empty_run_has_notes(tmp_path):
+    from balancehead.stages.report import build_report
+
+    html = build_report(tmp_path, ReportParams(), "c0ffee")
+    assert "no training statistics" in html and "run evaluate" in html and "<img" not in html
+
+
+def test_report_stage_writes_index(tmp_path):
+    from balancehead.evaluation.local_context import LocalContext
+    from balancehead.stages import report
+
+    _fill(tmp_path)
+    report.main(LocalContext(tmp_path, "report", ("results/report",), {"report": ReportParams()}))
+    assert (tmp_path / "results/report/index.html").read_text().startswith("<!DOCTYPE html>")
