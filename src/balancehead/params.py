@@ -13,6 +13,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
+                                         PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
 
 
@@ -76,15 +78,29 @@ class IngestParams(_Section):
         return self
 
 
+def _require_models(section: str, backend: str, offline: str, models: dict) -> None:
+    """A production backend needs its weights named; say which key to set (checked before any work)."""
+    missing = [k for k, v in models.items() if not v]
+    if missing:
+        keys = ", ".join(f"{section}.{k}" for k in missing)
+        raise ValueError(f"backend '{backend}' needs {keys} (a local model path); "
+                         f"or set {section}.backend: {offline}")
+
+
 class AssessQualityParams(_Section):
-    backend: Literal["offline"] = "offline"
+    backend: Literal["offline", "production"] = "offline"
     keep_above: float = Field(60.0, ge=0.0, le=100.0)
     drop_below: float = Field(35.0, ge=0.0, le=100.0)
+    hyper_iqa: HyperIQAParams = HyperIQAParams()
+    swin2sr: Swin2SRParams = Swin2SRParams()
 
     @model_validator(mode="after")
     def _order(self):
         if self.drop_below > self.keep_above:
             raise ValueError(f"drop_below ({self.drop_below}) must be <= keep_above ({self.keep_above})")
+        if self.backend == "production":
+            _require_models("assess_quality", self.backend, "offline",
+                            {"hyper_iqa.model": self.hyper_iqa.model, "swin2sr.model": self.swin2sr.model})
         return self
 
 
@@ -114,15 +130,18 @@ class OfflineSynthParams(_Section):
 
 class SynthesizerParams(_Section):
     """Shared by synth_front and synth_views: the image-to-image model and its prompts (seed 000, Fig. 7)."""
-    backend: Literal["offline"] = "offline"
-    image_size: int = Field(128, ge=32, le=2048)
+    backend: Literal["offline", "flux_kontext"] = "offline"
+    image_size: int = Field(128, ge=32, le=2048, description="offline synthesiser output size (flux_kontext: width/height)")
     positive_prompt: str = Field(min_length=1)
     negative_prompt: str = ""
     views: list[ViewPrompt] = Field(min_length=1)
     offline: OfflineSynthParams = OfflineSynthParams()
+    flux_kontext: FluxKontextParams = FluxKontextParams()
 
     @model_validator(mode="after")
     def _unique(self):
+        if self.backend == "flux_kontext":
+            _require_models("synthesizer", self.backend, "offline", {"flux_kontext.model": self.flux_kontext.model})
         ids = [v.id for v in self.views]
         if len(set(ids)) != len(ids):
             raise ValueError(f"views: duplicate prompt id(s) {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -147,15 +166,31 @@ class OfflinePoseParams(_Section):
 
 
 class PreprocessParams(_Section):
-    backend: Literal["offline"] = "offline"
+    backend: Literal["offline", "onnx"] = "offline"
     crop_size: int = Field(128, ge=16, le=2048)
     crop_margin: float = Field(0.1, ge=0.0, le=1.0)
     offline_pose: OfflinePoseParams = OfflinePoseParams()
+    head_pose: HeadPoseParams = HeadPoseParams()
+    person_seg: PersonSegParams = PersonSegParams()
+
+    @model_validator(mode="after")
+    def _models(self):
+        if self.backend == "onnx":
+            _require_models("preprocess", self.backend, "offline",
+                            {"head_pose.model": self.head_pose.model, "person_seg.model": self.person_seg.model})
+        return self
 
 
 class SelectFrontParams(_Section):
-    backend: Literal["offline"] = "offline"
+    backend: Literal["offline", "arcface"] = "offline"
     max_abs_yaw: float = Field(10.0, ge=0.0, le=180.0)
+    arcface: ArcFaceParams = ArcFaceParams()
+
+    @model_validator(mode="after")
+    def _models(self):
+        if self.backend == "arcface":
+            _require_models("select_front", self.backend, "offline", {"arcface.model": self.arcface.model})
+        return self
 
 
 class SynthViewsParams(_Section):
@@ -180,10 +215,17 @@ class VlmPrompts(_Section):
 
 
 class FilterViewsParams(_Section):
-    backend: Literal["offline"] = "offline"
+    backend: Literal["offline", "qwen_vl"] = "offline"
     unparseable: Literal["reject", "keep"] = "reject"
+    qwen_vl: QwenVLJudgeParams = QwenVLJudgeParams()
     judge: dict[str, float] = Field(default_factory=dict, description="offline heuristic judge thresholds")
     prompts: VlmPrompts
+
+    @model_validator(mode="after")
+    def _models(self):
+        if self.backend == "qwen_vl":
+            _require_models("filter_views", self.backend, "offline", {"qwen_vl.model": self.qwen_vl.model})
+        return self
 
     @field_validator("judge")
     @classmethod

@@ -15,16 +15,21 @@ DEP = "data/ingest"
 def make_backend(ctx: StageContext):
     from ..backends.iqa import ClassicalIQA
 
-    if ctx.params.assess_quality.backend == "offline":
+    p = ctx.params.assess_quality
+    if p.backend == "offline":
         iqa = ClassicalIQA()
-        return iqa, iqa.enhance, iqa.name, iqa.enhancer_name
-    raise NotImplementedError(ctx.params.assess_quality.backend)  # pragma: no cover
+    else:
+        from ..backends.production.iqa_sr import ProductionQuality
+
+        iqa = ProductionQuality(p.hyper_iqa, p.swin2sr)
+    return iqa, iqa.enhance, iqa.name, iqa.enhancer_name
 
 
 def main(ctx: StageContext) -> None:
     p = ctx.params.assess_quality
     sources = {r["id"]: r for r in ctx.read_items(DEP) if r["status"] == "kept"}
     iqa, enhance, iqa_name, sr_name = make_backend(ctx)
+    model_prov = iqa.provenance() if hasattr(iqa, "provenance") else None
 
     def compute(chunk):
         out = []
@@ -35,6 +40,8 @@ def main(ctx: StageContext) -> None:
             record = {"id": item_id, "subject_id": src["subject_id"], "role": "source",
                       "provenance": src["provenance"], "sha256": src.get("sha256"),
                       "iqa_score": round(score, 4), "iqa_backend": iqa_name}
+            if model_prov:
+                record["iqa_model"] = model_prov
             if score > p.keep_above:
                 record.update(iqa_action="keep", status="kept", reason=None)
                 files = {"png": io.png_bytes(rgb)}

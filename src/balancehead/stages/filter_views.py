@@ -27,13 +27,15 @@ def make_judge(ctx: StageContext):
         types = {f.name: f.type for f in dataclasses.fields(JudgeConfig)}
         cfg = {k: int(v) if types[k] in (int, "int") else float(v) for k, v in p.judge.items()}
         return HeuristicJudge(JudgeConfig(**cfg))
-    raise NotImplementedError(p.backend)  # pragma: no cover
+    from ..backends.production.qwen_vl_judge import QwenVLJudge
+
+    return QwenVLJudge(p.qwen_vl, p.prompts)
 
 
 def main(ctx: StageContext) -> None:
     fronts = {r["subject_id"]: r for r in ctx.read_items(FRONTS)}
     views = {r["id"]: r for r in ctx.read_items(VIEWS) if r["subject_id"] in fronts}
-    judge = make_judge(ctx)
+    judge = None
     policy = ctx.params.filter_views.unparseable
 
     @lru_cache(maxsize=64)
@@ -42,9 +44,18 @@ def main(ctx: StageContext) -> None:
         return io.read_png(ctx.item_file(FRONTS, fid, "png")), io.read_png(ctx.item_file(FRONTS, fid, "mask.png"))
 
     def compute(chunk):
+        nonlocal judge
+        if judge is None:                        # built on first use: a fully cached rerun loads no model
+            judge = make_judge(ctx)
+            compute.provenance = judge.provenance() if hasattr(judge, "provenance") else {"backend": judge.name}
         out = []
         for item_id in chunk:
             v = views[item_id]
+            if not v.get("pose_detected", True):
+                record = dict(v, status="rejected", reason="no head detected", verdicts={}, reasons={},
+                              judge_backend=compute.provenance, scores={})
+                out.append((record, _truth_only(ctx, item_id)))
+                continue
             rgb = io.read_png(ctx.item_file(VIEWS, item_id, "png"))
             mask = io.read_png(ctx.item_file(VIEWS, item_id, "mask.png"))
             f_rgb, f_mask = front_images(v["subject_id"])
@@ -56,15 +67,13 @@ def main(ctx: StageContext) -> None:
             status, reason = decide(verdicts, policy)
             record = dict(v)
             record.update(status=status, reason=reason, verdicts=verdicts, reasons=reasons,
-                          judge_backend=judge.name,
+                          judge_backend=compute.provenance,
                           scores={"class": cls.score, "artifact": art.score, "match": match.score})
             files = {}
             if status == "kept":
                 files = {"png": ctx.item_file(VIEWS, item_id, "png").read_bytes(),
                          "mask.png": ctx.item_file(VIEWS, item_id, "mask.png").read_bytes()}
-            truth = ctx.item_file(VIEWS, item_id, "truth.json")
-            if truth.exists():
-                files["truth.json"] = truth.read_bytes()
+            files.update(_truth_only(ctx, item_id))
             out.append((record, files))
         return out
 
@@ -74,6 +83,11 @@ def main(ctx: StageContext) -> None:
     records, cache = done
     io.write_json(ctx.path("results/filter_views.json"), judge_metrics(records, cache))
     assemble_dir(ctx.out_dir, records, cache)
+
+
+def _truth_only(ctx: StageContext, item_id: str) -> dict:
+    truth = ctx.item_file(VIEWS, item_id, "truth.json")
+    return {"truth.json": truth.read_bytes()} if truth.exists() else {}
 
 
 def decide(verdicts: dict, policy: str) -> tuple[str, str | None]:

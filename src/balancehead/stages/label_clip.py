@@ -40,7 +40,8 @@ def main(ctx: StageContext) -> None:
             dep, r = items[item_id]
             record = {"id": item_id, "subject_id": r["subject_id"], "role": "front" if dep == FRONTS else "view",
                       "dim": int(f.shape[0]), "backend": embedder.name, "model": p.model,
-                      "offline": p.backend == "offline"}
+                      "offline": p.backend == "offline",
+                      "model_provenance": embedder.provenance() if hasattr(embedder, "provenance") else None}
             out.append((record, {"f32": f.tobytes()}))
         return out
 

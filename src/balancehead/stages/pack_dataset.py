@@ -124,12 +124,14 @@ def _image_row(rec: dict, role: str, shard=None, key=None, rejected_by=None, rea
     if verdicts and verdicts.get("reasons"):
         reason_text = "; ".join(f"{k}: {t}" for k, t in sorted(verdicts["reasons"].items()) if t)
     prov = rec.get("provenance", {})
+    model = prov if "model_id" in prov else {}
     return dict(image_id=rec["id"], subject_id=rec["subject_id"], role=role, shard=shard, key=key,
                 prompt_id=rec.get("prompt_id"), yaw=rec.get("yaw"), pitch=rec.get("pitch"), roll=rec.get("roll"),
                 camera=rec.get("camera"), verdict_class=v.get("class"),
                 verdict_artifact=None if not v else v.get("artifact") == "severe artifacts",
                 verdict_match=None if not v else v.get("match") == "YES",
                 reasons=reason_text, rejected_by=rejected_by, backend=prov.get("backend"), seed=prov.get("seed"),
+                model_id=model.get("model_id"), revision=model.get("revision"),
                 provenance={**prov, "preprocess": rec.get("preprocess_backend"),
                             "judge": (verdicts or {}).get("judge_backend")})
 

@@ -24,16 +24,31 @@ def make_backends(ctx: StageContext):
     if p.backend == "offline":
         return (OfflineSegmenter(margin=p.crop_margin, out_size=p.crop_size),
                 OfflinePoseEstimator(PoseBankConfig(**p.offline_pose.model_dump())))
-    raise NotImplementedError(p.backend)  # pragma: no cover
+    from ..backends.production.head_pose_mask import OnnxHeadPoseEstimator, OnnxPersonSegmenter
+
+    return (OnnxPersonSegmenter(p.person_seg, crop_size=p.crop_size, margin=p.crop_margin),
+            OnnxHeadPoseEstimator(p.head_pose))
+
+
+def backend_provenance(segmenter, pose) -> dict:
+    """Names of the backends, plus model id / revision / weights checksum of production ones."""
+    out = {}
+    for key, b in (("mask", segmenter), ("pose", pose)):
+        out[key] = b.provenance() if hasattr(b, "provenance") else {"backend": b.name}
+    return out
 
 
 def main(ctx: StageContext) -> None:
     dep = DEPS[ctx.stage.name]
     items = {r["id"]: r for r in ctx.read_items(dep)}
-    segmenter, pose = make_backends(ctx)
+    segmenter, pose = None, None
     cam = ctx.params.camera
 
     def compute(chunk):
+        nonlocal segmenter, pose
+        if segmenter is None:                    # built on first use: a rerun with all items cached loads nothing
+            segmenter, pose = make_backends(ctx)
+            compute.provenance = backend_provenance(segmenter, pose)
         out = []
         for item_id in chunk:
             src = items[item_id]
@@ -48,7 +63,8 @@ def main(ctx: StageContext) -> None:
                           pose_confidence=round(float(est.get("confidence", 0.0)), 4),
                           camera=[round(float(v), 7) for v in label], crop_box=box,
                           mask_fraction=round(float((crop_mask > 127).mean()), 4),
-                          preprocess_backend={"pose": pose.name, "mask": segmenter.name})
+                          pose_detected=bool(est.get("detected", True)),
+                          preprocess_backend=compute.provenance)
             files = {"png": io.png_bytes(crop), "mask.png": io.png_bytes(crop_mask)}
             truth = ctx.item_file(dep, item_id, "truth.json")
             if truth.exists():

@@ -16,9 +16,12 @@ SOURCES, CANDIDATES = "data/quality", "data/fronts_pre"
 def make_embedder(ctx: StageContext):
     from ..backends.identity import OfflineIdentityEmbedder
 
-    if ctx.params.select_front.backend == "offline":
+    p = ctx.params.select_front
+    if p.backend == "offline":
         return OfflineIdentityEmbedder()
-    raise NotImplementedError(ctx.params.select_front.backend)  # pragma: no cover
+    from ..backends.production.arcface import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(p.arcface)
 
 
 def main(ctx: StageContext) -> None:
@@ -31,9 +34,11 @@ def main(ctx: StageContext) -> None:
     selected, decisions = [], []
     for src_id in sorted(sources):
         cands = sorted(by_source.get(src_id, []), key=lambda c: c["id"])
-        ok = [c for c in cands if abs(c["yaw"]) <= p.max_abs_yaw]
+        ok = [c for c in cands if c.get("pose_detected", True) and abs(c["yaw"]) <= p.max_abs_yaw]
         for c in cands:
-            if abs(c["yaw"]) > p.max_abs_yaw:
+            if not c.get("pose_detected", True):
+                decisions.append({"id": c["id"], "source_id": src_id, "status": "rejected", "reason": "no head detected"})
+            elif abs(c["yaw"]) > p.max_abs_yaw:
                 decisions.append({"id": c["id"], "source_id": src_id, "status": "rejected",
                                   "reason": f"|yaw| {abs(c['yaw']):.1f} > {p.max_abs_yaw}"})
         if not ok:
@@ -52,7 +57,8 @@ def main(ctx: StageContext) -> None:
                               "reason": None if j == best else f"identity similarity {sims[j]:.3f} < best {sims[best]:.3f}",
                               "identity_similarity": round(float(sims[j]), 5)})
         chosen = dict(ok[best])
-        chosen.update(role="front", identity_similarity=round(float(sims[best]), 5), identity_backend=embedder.name)
+        chosen.update(role="front", identity_similarity=round(float(sims[best]), 5),
+                      identity_backend=embedder.provenance() if hasattr(embedder, "provenance") else {"backend": embedder.name})
         selected.append(chosen)
     ctx.log.info("select_front: %d sources, %d fronts selected", len(sources), len(selected))
     io.write_json(ctx.path("results/select_front.json"), _metrics(ctx, sources, selected))

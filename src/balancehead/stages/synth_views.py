@@ -1,11 +1,8 @@
 """synth_views: m views per selected front from the view prompts of seed 000 Fig. 7."""
 from __future__ import annotations
 
-import json
-
-from .. import io
 from ..runner import StageContext, assemble_dir, run_items
-from .synth_common import SUBJECT_SEED_KEY, make_synthesizer, prompt_for
+from .synth_common import SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance, synthesize
 
 DEP = "data/fronts"
 
@@ -18,34 +15,31 @@ def view_prompt_ids(params) -> list[str]:
 
 
 def main(ctx: StageContext) -> None:
-    from ..world.subject import sample_subject
-
     fronts = {r["subject_id"]: r for r in ctx.read_items(DEP)}
     prompt_ids = view_prompt_ids(ctx.params)
     m = ctx.params.synth_views.views_per_front
-    synth = make_synthesizer(ctx.params)
     ids = [f"{sid}-v{k:03d}" for sid in sorted(fronts) for k in range(m)]
+    synth = None
 
     def compute(chunk):
-        out = []
+        nonlocal synth
+        synth = synth or make_synthesizer(ctx.params)
+        jobs, records = [], []
         for item_id in chunk:
             subject_id, k = item_id.rsplit("-v", 1)
             front = fronts[subject_id]
             prompt = prompt_for(ctx.params, prompt_ids[int(k) % len(prompt_ids)])
-            rng = ctx.rng(item_id)
-            target = float(rng.choice(prompt["nominal_yaw"]))
+            target = float(ctx.rng(item_id).choice(prompt["nominal_yaw"]))
             subject_seed = int(front["provenance"][SUBJECT_SEED_KEY])
-            subject = sample_subject(subject_seed, subject_id=subject_id)
             seed = ctx.seed(item_id, "render") % (2**31)
-            result = synth.view(subject, target, seed)
-            record = {"id": item_id, "subject_id": subject_id, "front_id": front["id"], "role": "view",
-                      **prompt, "requested_yaw": target,
-                      "provenance": {"backend": front["provenance"]["backend"], SUBJECT_SEED_KEY: subject_seed,
-                                     "seed": seed}}
-            truth = json.dumps(result.truth, sort_keys=True, default=io._json_default).encode()
-            out.append((record, {"png": io.png_bytes(result.rgb), "truth.json": truth}))
-        return out
+            jobs.append({"subject_seed": subject_seed, "subject_id": subject_id, "seed": seed,
+                         "image_path": ctx.item_file(DEP, front["id"], "png"), "prompt": prompt["prompt"],
+                         "target_yaw": target})
+            prov = provenance(ctx.params, synth, subject_seed, front["provenance"].get("backend") != "offline-procedural-proxy", seed)
+            records.append({"id": item_id, "subject_id": subject_id, "front_id": front["id"], "role": "view",
+                            **prompt, "requested_yaw": target, "provenance": prov})
+        return list(zip(records, synthesize(ctx.params, synth, jobs)))
 
-    done = run_items(ctx, ids, compute, desc="views")
+    done = run_items(ctx, ids, compute, chunk_size=chunk_size(ctx.params), desc="views")
     if done is not None:
         assemble_dir(ctx.out_dir, *done)
