@@ -21,6 +21,8 @@ include: "rules/filtering.smk"
 include: "rules/labelling.smk"
 include: "rules/packing.smk"
 include: "rules/ops.smk"
+include: "rules/train.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -28,6 +30,9 @@ rule all:
         "data/dataset",
         "results/dataset_card",
         "data/build_ops",
+        "data/train",
+        "results/metrics.json",
+        "results/report",
     default_target: True
 
 

@@ -32,8 +32,13 @@ def _jsonable(v):
 
 
 def stage_resources(name):
+    """Defaults from the stage list, overridden by params.yaml `workflow.resources.<stage>`."""
     s = S(name)
-    return dict(mem_mb=s.mem_mb, runtime=s.runtime, gpus=s.gpus)
+    res = dict(mem_mb=s.mem_mb, runtime=s.runtime, gpus=s.gpus)
+    override = P.workflow.resources.get(name)
+    if override is not None:
+        res.update({k: v for k, v in override.model_dump().items() if v is not None})
+    return res
 
 
 def dvc_commit_command():

@@ -48,7 +48,8 @@ def cmd_run(args) -> int:
     except ImportError:
         pass
     module = importlib.import_module(f"balancehead.stages.{STAGE_MODULES.get(st.name, st.name)}")
-    ctx = StageContext(params=params, stage=st, root=root, shard=args.shard, log=log)
+    ctx = StageContext(params=params, stage=st, root=root, shard=args.shard, log=log,
+                       params_path=Path(args.params).resolve())
     log.info("stage %s starts%s", st.name, f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else "")
     module.main(ctx)
     log.info("stage %s done", st.name)

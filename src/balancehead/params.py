@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
+from .evaluation.params import EvaluateParams, InvertParams, ReportParams, SamplePriorParams
+from .train.params import TrainParams
 
 
 class ParamsError(ValueError):
@@ -28,10 +30,28 @@ _Section = Section
 Prob = Field(ge=0.0, le=1.0)
 
 
+class StageResources(_Section):
+    """Cluster resources of one stage's jobs (Snakemake `resources:`, mapped to sbatch by the profile)."""
+    mem_mb: Optional[int] = Field(None, ge=100, le=4_000_000)
+    runtime: Optional[int] = Field(None, ge=1, le=100_000, description="minutes")
+    gpus: Optional[int] = Field(None, ge=0, le=64)
+
+
 class WorkflowParams(_Section):
-    """How work is spread; changing these never changes any output byte."""
+    """How work is spread; changing these never changes any output byte (no stage declares them)."""
     shards: int = Field(2, ge=1, le=4096, description="Snakemake fan-out: jobs per data-parallel stage")
     threads: int = Field(1, ge=1, le=512, description="threads per job (torch/numpy)")
+    resources: dict[str, StageResources] = Field(default_factory=dict, description="per-stage overrides")
+
+    @field_validator("resources")
+    @classmethod
+    def _stage_names(cls, v):
+        from .pipeline import BY_NAME
+
+        unknown = sorted(set(v) - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(BY_NAME)}")
+        return v
 
 
 class CameraParams(_Section):
@@ -296,6 +316,11 @@ class Params(_Section):
     pack_dataset: PackDatasetParams = PackDatasetParams()
     mlflow: MlflowParams = MlflowParams()
     build_ops: BuildOpsParams = BuildOpsParams()
+    train: TrainParams = TrainParams()
+    sample_prior: SamplePriorParams = SamplePriorParams()
+    invert: InvertParams = InvertParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
 
     @model_validator(mode="after")
     def _cross(self):

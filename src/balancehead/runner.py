@@ -58,6 +58,7 @@ class StageContext:
     stage: Stage
     root: Path
     shard: Optional[tuple[int, int]] = None
+    params_path: Path = Path("params.yaml")
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("balancehead"))
 
     def path(self, rel: str) -> Path:

@@ -57,7 +57,7 @@ def run_key(ctx: StageContext) -> str:
 def _relaunch(ctx: StageContext, nproc: int) -> None:
     from ..train.distributed import relaunch_command
 
-    cmd = relaunch_command(nproc, ["run", "train"])
+    cmd = relaunch_command(nproc, ["--params", str(ctx.params_path), "run", "train"])
     ctx.log.info("train: relaunching under torchrun: %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=ctx.root)
 
