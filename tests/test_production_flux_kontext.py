@@ -4,8 +4,6 @@ with a CLIP BPE tokenizer written from a tiny vocab and a T5 tokenizer from a se
 trained in the test, saved with save_pretrained and loaded back through the backend by path."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -13,61 +11,15 @@ from balancehead.backends.production import weights as W
 from balancehead.backends.production.flux_kontext import PARAM, FluxKontextSynthesizer, fit_image
 from balancehead.backends.production.params import FluxKontextParams
 from balancehead.world.synth import SynthResult
+from production_models import build_tiny_flux
 
 POSITIVE = "a photo of a person [view], pure white background"
 NEGATIVE = "blurry, multiple people"
-WORDS = "a photo of person front view left right side back rear profile pure white background blurry multiple people"
-
-
-def build_tiny_flux(root) -> None:
-    import sentencepiece as spm
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5Tokenizer
-
-    tok_dir = root / "src"
-    tok_dir.mkdir()
-    # CLIP: character-level BPE (no merges) over a tiny vocabulary.
-    vocab = {}
-    for ch in sorted(set(WORDS.replace(" ", ""))):
-        vocab[ch] = len(vocab)
-        vocab[ch + "</w>"] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    clip_tok = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
-    # T5: a sentencepiece unigram model trained here.
-    (tok_dir / "corpus.txt").write_text("\n".join([WORDS, "a photo of a person facing forward"] * 20))
-    spm.SentencePieceTrainer.train(input=str(tok_dir / "corpus.txt"), model_prefix=str(tok_dir / "spiece"),
-                                   vocab_size=40, hard_vocab_limit=False, model_type="unigram", pad_id=0,
-                                   eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, minloglevel=2)
-    t5_tok = T5Tokenizer.from_pretrained(str(tok_dir), extra_ids=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(clip_tok), hidden_size=32, intermediate_size=37,
-                                            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                                            projection_dim=32, bos_token_id=vocab["<|startoftext|>"],
-                                            eos_token_id=vocab["<|endoftext|>"]))
-        t5 = T5EncoderModel(T5Config(vocab_size=len(t5_tok), d_model=32, d_kv=8, d_ff=37, num_layers=2,
-                                     num_heads=4, relative_attention_num_buckets=8))
-        transformer = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
-                                             attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
-                                             pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=[2, 2, 4])
-        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
-                            latent_channels=4, norm_num_groups=4, sample_size=64, use_quant_conv=False,
-                            use_post_quant_conv=False, shift_factor=0.1, scaling_factor=0.5)
-    pipe = FluxKontextPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip,
-                               tokenizer=clip_tok, text_encoder_2=t5, tokenizer_2=t5_tok, transformer=transformer)
-    pipe.save_pretrained(root / "pipe", safe_serialization=True)
 
 
 @pytest.fixture(scope="module")
 def flux_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_flux")
-    build_tiny_flux(root)
-    return root / "pipe"
+    return build_tiny_flux(tmp_path_factory.mktemp("tiny_flux"))
 
 
 def _params(path, **kw):

@@ -5,42 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFilter
 
 from balancehead.backends.production import weights as W
 from balancehead.backends.production.iqa_sr import (IQA_PARAM, SR_PARAM, HyperIQAScorer, ProductionQuality,
                                                     Swin2SREnhancer, crop_positions)
 from balancehead.backends.production.params import HyperIQAParams, Swin2SRParams
-
-
-class TinyIQA(torch.nn.Module):
-    """Quality ~ mean absolute horizontal gradient of the normalised crop, as (N, 1)."""
-
-    def forward(self, x):
-        g = (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
-        return (g * 100.0).unsqueeze(1)
+from production_models import build_tiny_swin2sr, export_iqa
 
 
 @pytest.fixture(scope="module")
 def iqa_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("iqa") / "hyperiqa.onnx"
-    torch.onnx.export(TinyIQA().eval(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False,
-                      input_names=["input"], output_names=["score"], dynamic_axes={"input": {0: "n"}, "score": {0: "n"}})
-    return str(path)
+    return export_iqa(tmp_path_factory.mktemp("iqa") / "hyperiqa.onnx", size=32)
 
 
 @pytest.fixture(scope="module")
 def sr_dir(tmp_path_factory):
-    from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution
-
-    path = tmp_path_factory.mktemp("swin2sr")
-    cfg = Swin2SRConfig(image_size=16, patch_size=1, embed_dim=8, depths=[1], num_heads=[2], window_size=4,
-                        upscale=2, upsampler="pixelshuffle", mlp_ratio=2.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        Swin2SRForImageSuperResolution(cfg).eval().save_pretrained(path)
-    return path
+    return build_tiny_swin2sr(tmp_path_factory.mktemp("swin2sr"))
 
 
 def _texture(seed=0, size=48):

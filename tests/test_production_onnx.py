@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from balancehead.backends.production import weights as W
 from balancehead.backends.production.arcface import (ARCFACE_TEMPLATE_112, PARAM as ARC_PARAM, ArcFaceEmbedder,
@@ -12,53 +11,13 @@ from balancehead.backends.production.arcface import (ARCFACE_TEMPLATE_112, PARAM
 from balancehead.backends.production.head_pose_mask import (POSE_PARAM, SEG_PARAM, OnnxHeadPoseEstimator,
                                                             OnnxPersonSegmenter)
 from balancehead.backends.production.params import ArcFaceParams, HeadPoseParams, PersonSegParams
-
-
-def export(module: torch.nn.Module, path, size: int, outputs: list[str]) -> str:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = module.eval()
-        torch.onnx.export(module, (torch.zeros(1, 3, size, size),), str(path), dynamo=False, input_names=["input"],
-                          output_names=outputs, dynamic_axes={"input": {0: "n"}, **{o: {0: "n"} for o in outputs}})
-    return str(path)
-
-
-class TinyArcFace(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 2, 1),
-                                        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(128, 16))
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class TinyHeadPose(torch.nn.Module):
-    """One head per image: a fixed box (input pixels) with score 0.9, and a 'pose' read from the
-    mean of each colour channel, so the test knows the answer."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("box", torch.tensor([[8.0, 16.0, 40.0, 48.0, 0.9]]))
-
-    def forward(self, x):
-        boxes = self.box.expand(x.shape[0], 1, 5)
-        pose = (x.mean(dim=(2, 3)) * 100.0).unsqueeze(1)  # (N, 1, 3): yaw, pitch, roll
-        return boxes, pose
-
-
-class TinySeg(torch.nn.Module):
-    """Probability of foreground = dark pixels (input normalised to [-1, 1])."""
-
-    def forward(self, x):
-        return torch.sigmoid(-12.0 * (x.mean(dim=1, keepdim=True) - 0.6))
+from production_models import TinyHeadPose, TinySeg, export, tiny_arcface
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("onnx")
-    return {"arcface": export(TinyArcFace(), d / "arcface.onnx", 112, ["embedding"]),
+    return {"arcface": export(tiny_arcface(), d / "arcface.onnx", 112, ["embedding"]),
             "pose": export(TinyHeadPose(), d / "pose.onnx", 64, ["boxes", "pose"]),
             "seg": export(TinySeg(), d / "seg.onnx", 64, ["mask"])}
 

@@ -13,14 +13,8 @@ from balancehead.backends.production.params import QwenVLJudgeParams
 from balancehead.backends.production.qwen_vl_judge import (PARAM, JudgePrompts, QwenVLJudge, clean_attributes,
                                                            fill_match_prompt)
 from balancehead.stages.filter_views import decide
+from production_models import QWEN_PIXELS, build_tiny_qwen
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-           "<|image_pad|>", "<|video_pad|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 PROMPTS = JudgePrompts(
     classification="Standard Image or Non-standard Image?",
     artifact="severe artifacts or normal?",
@@ -29,52 +23,15 @@ PROMPTS = JudgePrompts(
 )
 
 
-def build_tiny_qwen(path) -> None:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIAL,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["Standard Image, Non-standard Image. severe artifacts, normal. YES NO same person"] * 4, trainer)
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=tok, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    ids = tokenizer.convert_tokens_to_ids(SPECIAL)
-    processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 56),
-                                    tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
-                                    chat_template=CHAT_TEMPLATE)
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
-                         bos_token_id=ids[0], eos_token_id=ids[2], pad_token_id=ids[0]),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                           fullatt_block_indexes=[1]),
-        image_token_id=ids[5], video_token_id=ids[6], vision_start_token_id=ids[3], vision_end_token_id=ids[4])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids[2]
-    model.generation_config.pad_token_id = ids[0]
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-
-
 @pytest.fixture(scope="module")
 def qwen_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_qwen")
-    build_tiny_qwen(path)
-    return path
+    return build_tiny_qwen(tmp_path_factory.mktemp("tiny_qwen"))
 
 
 @pytest.fixture(scope="module")
 def judge(qwen_dir):
     params = QwenVLJudgeParams(model=str(qwen_dir), dtype="fp32", device="cpu", batch_size=2, max_new_tokens=6,
-                               attribute_max_new_tokens=6, min_pixels=56 * 56, max_pixels=56 * 56, progress=False)
+                               attribute_max_new_tokens=6, min_pixels=QWEN_PIXELS, max_pixels=QWEN_PIXELS, progress=False)
     return QwenVLJudge(params, PROMPTS)
 
 

@@ -4,6 +4,8 @@ shared by all its views; per-view features are kept for the view-semantic ablati
 Batches are fixed chunks of the global item list, so a feature never depends on sharding."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .. import io
@@ -23,6 +25,17 @@ def make_embedder(ctx: StageContext):
                             threads=ctx.params.workflow.threads, progress=False)
 
 
+def model_provenance(ctx: StageContext, embedder) -> dict | None:
+    """The embedder's provenance; for production weights also the resolved path and their sha256."""
+    prov = embedder.provenance() if hasattr(embedder, "provenance") else None
+    if ctx.params.label_clip.backend != "offline" and prov is not None:
+        from ..backends.production.weights import sha256_file
+
+        path = Path(prov["weights"])
+        prov = {**prov, "resolved_path": str(path.resolve()), "weights_sha256": sha256_file(path)}
+    return prov
+
+
 def main(ctx: StageContext) -> None:
     p = ctx.params.label_clip
     items = {r["id"]: (FRONTS, r) for r in ctx.read_items(FRONTS)}
@@ -33,6 +46,7 @@ def main(ctx: StageContext) -> None:
         nonlocal embedder
         if embedder is None:
             embedder = make_embedder(ctx)
+            compute.provenance = model_provenance(ctx, embedder)   # weights hashed once, not per item
         rgbs = np.stack([io.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
         feats = embedder.embed(rgbs, batch_size=len(chunk)).astype("<f4")
         out = []
@@ -41,7 +55,7 @@ def main(ctx: StageContext) -> None:
             record = {"id": item_id, "subject_id": r["subject_id"], "role": "front" if dep == FRONTS else "view",
                       "dim": int(f.shape[0]), "backend": embedder.name, "model": p.model,
                       "offline": p.backend == "offline",
-                      "model_provenance": embedder.provenance() if hasattr(embedder, "provenance") else None}
+                      "model_provenance": compute.provenance}
             out.append((record, {"f32": f.tobytes()}))
         return out
 
