@@ -30,7 +30,7 @@ def test_kill_minus_nine_then_rerun_resumes(workspace):
     deadline = time.time() + 120
     done = []
     while time.time() < deadline and proc.poll() is None:
-        done = list(cache_root.glob("*/*.json")) if cache_root.exists() else []
+        done = list(cache_root.glob("*/src-??????.json")) if cache_root.exists() else []
         if len(done) >= 40:
             break
         time.sleep(0.05)
@@ -40,7 +40,7 @@ def test_kill_minus_nine_then_rerun_resumes(workspace):
     assert not (workspace / "data/ingest").exists()          # nothing assembled from a partial run
 
     cache = next(cache_root.iterdir())
-    finished = sorted(p.stem for p in cache.glob("*.json"))
+    finished = sorted(p.stem for p in cache.glob("src-??????.json"))      # the per-item commit marks
     assert 40 <= len(finished) < 400
     for item in finished:                                      # every committed item is whole
         with Image.open(cache / f"{item}.png") as im:
