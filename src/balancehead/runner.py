@@ -199,6 +199,17 @@ def assemble_dir(out_dir: Path, records: list[dict], cache: Optional[ItemCache],
         cache.prune_others()
 
 
+def finish(ctx: StageContext, done, metrics: Optional[Callable[[list[dict], ItemCache], dict]] = None) -> None:
+    """After `run_items`: an unsharded run writes the stage's metrics file (`metrics(records, cache)`)
+    and assembles its output directory; a shard run has nothing more to do."""
+    if done is None:
+        return
+    records, cache = done
+    if metrics is not None:
+        io.write_json(ctx.path(ctx.stage.metrics[0]), metrics(records, cache))
+    assemble_dir(ctx.out_dir, records, cache)
+
+
 def setup_logging(log_path: Optional[Path]) -> logging.Logger:
     log = logging.getLogger("balancehead")
     log.setLevel(logging.INFO)

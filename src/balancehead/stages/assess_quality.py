@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from .. import io
-from ..runner import StageContext, assemble_dir, run_items
+from ..runner import StageContext, finish, run_items
 
 DEP = "data/ingest"
 
@@ -58,11 +58,7 @@ def main(ctx: StageContext) -> None:
         return out
 
     done = run_items(ctx, sorted(sources), compute, desc="images")
-    if done is None:
-        return
-    records, cache = done
-    io.write_json(ctx.path("results/assess_quality.json"), _metrics(ctx, records))
-    assemble_dir(ctx.out_dir, records, cache)
+    finish(ctx, done, lambda records, _cache: _metrics(ctx, records))
 
 
 def _metrics(ctx: StageContext, records: list[dict]) -> dict:

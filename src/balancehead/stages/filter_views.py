@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import io
-from ..runner import StageContext, assemble_dir, run_items
+from ..runner import StageContext, finish, run_items
 
 FRONTS, VIEWS = "data/fronts", "data/views_pre"
 
@@ -78,11 +78,7 @@ def main(ctx: StageContext) -> None:
         return out
 
     done = run_items(ctx, sorted(views), compute, desc="views")
-    if done is None:
-        return
-    records, cache = done
-    io.write_json(ctx.path("results/filter_views.json"), judge_metrics(records, cache))
-    assemble_dir(ctx.out_dir, records, cache)
+    finish(ctx, done, judge_metrics)
 
 
 def _truth_only(ctx: StageContext, item_id: str) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import io
 from ..camera import camera_label, yaw_distance
-from ..runner import StageContext, assemble_dir, run_items
+from ..runner import StageContext, finish, run_items
 
 DEPS = {"preprocess_fronts": "data/front_candidates", "preprocess_views": "data/views_raw"}
 PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "prompt", "negative_prompt",
@@ -73,12 +73,7 @@ def main(ctx: StageContext) -> None:
         return out
 
     done = run_items(ctx, sorted(items), compute, desc="images")
-    if done is None:
-        return
-    records, cache = done
-    if ctx.stage.metrics:
-        io.write_json(ctx.path(ctx.stage.metrics[0]), pose_metrics(records, cache))
-    assemble_dir(ctx.out_dir, records, cache)
+    finish(ctx, done, pose_metrics if ctx.stage.metrics else None)
 
 
 def pose_metrics(records, cache) -> dict:

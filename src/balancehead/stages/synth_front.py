@@ -2,7 +2,7 @@
 prompt; offline: a procedural re-render of the subject with the paper's failure modes)."""
 from __future__ import annotations
 
-from ..runner import StageContext, assemble_dir, run_items
+from ..runner import StageContext, finish, run_items
 from .synth_common import (SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance,
                            subject_seed_for_source, synthesize)
 
@@ -35,5 +35,4 @@ def main(ctx: StageContext) -> None:
         return list(zip(records, synthesize(ctx.params, synth, jobs)))
 
     done = run_items(ctx, ids, compute, chunk_size=chunk_size(ctx.params), desc="candidates")
-    if done is not None:
-        assemble_dir(ctx.out_dir, *done)
+    finish(ctx, done)

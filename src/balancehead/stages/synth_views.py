@@ -1,7 +1,7 @@
 """synth_views: m views per selected front from the view prompts of seed 000 Fig. 7."""
 from __future__ import annotations
 
-from ..runner import StageContext, assemble_dir, run_items
+from ..runner import StageContext, finish, run_items
 from .synth_common import SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance, synthesize
 
 DEP = "data/fronts"
@@ -41,5 +41,4 @@ def main(ctx: StageContext) -> None:
         return list(zip(records, synthesize(ctx.params, synth, jobs)))
 
     done = run_items(ctx, ids, compute, chunk_size=chunk_size(ctx.params), desc="views")
-    if done is not None:
-        assemble_dir(ctx.out_dir, *done)
+    finish(ctx, done)
