@@ -48,20 +48,20 @@ def main(ctx: StageContext) -> None:
         if judge is None:                        # built on first use: a fully cached rerun loads no model
             judge = make_judge(ctx)
             compute.provenance = judge.provenance() if hasattr(judge, "provenance") else {"backend": judge.name}
+        judged = [i for i in chunk if views[i].get("pose_detected", True)]
+        images = {i: (io.read_png(ctx.item_file(VIEWS, i, "png")), io.read_png(ctx.item_file(VIEWS, i, "mask.png")))
+                  for i in judged}
+        verdicts_of = dict(zip(judged, judge_chunk(judge, [views[i] for i in judged], [images[i] for i in judged],
+                                                   front_images)))
         out = []
         for item_id in chunk:
             v = views[item_id]
-            if not v.get("pose_detected", True):
+            if item_id not in verdicts_of:
                 record = dict(v, status="rejected", reason="no head detected", verdicts={}, reasons={},
                               judge_backend=compute.provenance, scores={})
                 out.append((record, _truth_only(ctx, item_id)))
                 continue
-            rgb = io.read_png(ctx.item_file(VIEWS, item_id, "png"))
-            mask = io.read_png(ctx.item_file(VIEWS, item_id, "mask.png"))
-            f_rgb, f_mask = front_images(v["subject_id"])
-            cls = judge.classify(rgb, mask, v["yaw"])
-            art = judge.artifacts(rgb, mask)
-            match = judge.match(f_rgb, f_mask, rgb, mask, cls.label == "standard", v["yaw"])
+            cls, art, match = verdicts_of[item_id]
             verdicts = {"class": cls.label, "artifact": art.label, "match": match.label}
             reasons = {"class": cls.reason, "artifact": art.reason, "match": match.reason}
             status, reason = decide(verdicts, policy)
@@ -77,8 +77,24 @@ def main(ctx: StageContext) -> None:
             out.append((record, files))
         return out
 
-    done = run_items(ctx, sorted(views), compute, desc="views")
+    batch = ctx.params.filter_views.qwen_vl.batch_size if ctx.params.filter_views.backend == "qwen_vl" else 1
+    done = run_items(ctx, sorted(views), compute, chunk_size=batch, desc="views")
     finish(ctx, done, judge_metrics)
+
+
+def judge_chunk(judge, views: list[dict], images: list[tuple], front_images) -> list[tuple]:
+    """(class, artifact, match) verdicts for a chunk of views: one batched call for a VLM judge,
+    item by item for the heuristic one (which uses the estimated yaw)."""
+    fronts = [front_images(v["subject_id"]) for v in views]
+    if hasattr(judge, "judge_views"):
+        return judge.judge_views([f[0] for f in fronts], [im[0] for im in images],
+                                 [f[1] for f in fronts], [im[1] for im in images])
+    out = []
+    for v, (rgb, mask), (f_rgb, f_mask) in zip(views, images, fronts):
+        cls = judge.classify(rgb, mask, v["yaw"])
+        art = judge.artifacts(rgb, mask)
+        out.append((cls, art, judge.match(f_rgb, f_mask, rgb, mask, cls.label == "standard", v["yaw"])))
+    return out
 
 
 def _truth_only(ctx: StageContext, item_id: str) -> dict:
