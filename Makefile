@@ -23,8 +23,17 @@ run: install
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests
 
+# Figures on the present device (CPU here); each script takes --help for larger / paper-size runs.
 bench: install
-	for f in benchmarks/*.py; do $(BIN)/python $$f; done
+	$(BIN)/python benchmarks/bench_world.py
+	$(BIN)/python benchmarks/bench_iqa.py
+	$(BIN)/python benchmarks/bench_offline_backends.py
+	$(BIN)/python benchmarks/bench_reader.py
+	$(BIN)/python benchmarks/bench_models.py --config tiny
+	$(BIN)/python benchmarks/bench_ops.py $(if $(wildcard data/build_ops/report.json),--ops-dir data/build_ops,)
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_eval.py --quick
+	$(BIN)/python benchmarks/bench_production.py --tiny
 
 clean-data:
 	rm -rf data results mlruns .snakemake
