@@ -66,7 +66,3 @@ def main(ctx: StageContext) -> None:
     ctx.log.info("label_clip: %d features (%s)%s", len(records), records[0]["backend"] if records else "-",
                  "  [OFFLINE: random-init weights, not semantic]" if p.backend == "offline" else "")
     assemble_dir(ctx.out_dir, records, cache)
-
-
-def read_feature(path) -> np.ndarray:
-    return np.frombuffer(path.read_bytes(), dtype="<f4")
