@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
 
 from balancehead.train.distributed import DistInfo, init_process_group
 from balancehead.train.loop import Trainer
@@ -30,23 +31,23 @@ def _worker(rank, dataset, work, port, out):
     init_process_group(info, "gloo", torch.device("cpu"))
     res = Trainer(TrainParams(**TP), dataset, work, seed=0, info=info).run(evaluate=False)
     if rank == 0:   # test-only exchange of plain tensors
-        norms = {f"{i}.{k}": torch.tensor(v) for i, st in enumerate(res.losses) for k, v in st.items() if k.startswith("grad_norm")}
-        torch.save({**{f"G.{k}": v for k, v in res.G.state_dict().items()}, **norms}, out)
+        norms = {f"{i}.{k}": torch.tensor([float(v)]) for i, st in enumerate(res.losses) for k, v in st.items() if k.startswith("grad_norm")}
+        save_file({**{f"G.{k}": v.contiguous() for k, v in res.G.state_dict().items()}, **norms}, str(out))
     torch.distributed.destroy_process_group()
 
 
 def test_two_processes_match_one(tmp_path):
     dataset = make_dataset(tmp_path / "packed")
     single = Trainer(TrainParams(**TP), dataset, tmp_path / "one", seed=0).run(evaluate=False)
-    out = tmp_path / "g.pt"
+    out = tmp_path / "g.safetensors"
     mp.spawn(_worker, args=(dataset, tmp_path / "two", 29611, out), nprocs=2, join=True)
-    two = torch.load(out, weights_only=True)
+    two = load_file(str(out))
     # Gradients after the all-reduce are global figures: they match to float summation order.
     for i, st in enumerate(single.losses):
         for k, v in st.items():
             if k.startswith("grad_norm"):
-                # step 0 is exact up to summation order; later steps inherit Adam's sign amplification
-                assert float(two[f"{i}.{k}"]) == pytest.approx(v, rel=1e-5 if i == 0 else 1e-2), (i, k)
+                # step 0 is exact up to summation order; later steps carry Adam's amplified rounding
+                assert float(two[f"{i}.{k}"]) == pytest.approx(v, rel=1e-5 if i == 0 else 1e-4), (i, k)
     # Weights: Adam divides by sqrt(second moment), which amplifies rounding on near-zero gradients,
     # so compare the mean deviation against the size of the update.
     for key, value in single.G.state_dict().items():
