@@ -46,7 +46,7 @@ def main(ctx: StageContext) -> None:
                 record.update(iqa_action="keep", status="kept", reason=None)
                 files = {"png": io.png_bytes(rgb)}
             elif score < p.drop_below:
-                record.update(iqa_action="drop", status="rejected", reason=f"IQA {score:.1f} < {p.drop_below}")
+                record.update(iqa_action="drop", status="rejected", reason=f"IQA score below {p.drop_below:g}")
                 files = {}
             else:
                 better = enhance(rgb)

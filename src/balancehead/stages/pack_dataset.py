@@ -103,7 +103,7 @@ def main(ctx: StageContext) -> None:
     bins = np.bincount([yaw_bin(r["yaw"]) for r in views_pre.values()], minlength=8)
     bins_after = np.bincount([yaw_bin(r["yaw"]) for r in rows if r.get("shard") and r.get("yaw") is not None], minlength=8)
     from ..data.manifest import YAW_BIN_LABELS
-    io.write_text(ctx.path("results/yaw_hist.tsv"), "yaw_bin\tbefore_filter\tpacked\n" + "".join(
+    io.write_text(ctx.path("results/yaw_hist.tsv"), "yaw_bin\tgenerated_views\tpacked\n" + "".join(
         f"{lab}\t{int(b)}\t{int(a)}\n" for lab, b, a in zip(YAW_BIN_LABELS, bins, bins_after)))
     metrics = {"subjects": len(subjects), "packed_images": len(packed_ids), "manifest_rows": len(rows),
                "packed_per_yaw_bin": {lab: int(a) for lab, a in zip(YAW_BIN_LABELS, bins_after)},
@@ -120,9 +120,6 @@ def main(ctx: StageContext) -> None:
 
 def _image_row(rec: dict, role: str, shard=None, key=None, rejected_by=None, reasons=None, verdicts=None) -> dict:
     v = (verdicts or {}).get("verdicts", {})
-    reason_text = reasons
-    if verdicts and verdicts.get("reasons"):
-        reason_text = "; ".join(f"{k}: {t}" for k, t in sorted(verdicts["reasons"].items()) if t)
     prov = rec.get("provenance", {})
     model = prov if "model_id" in prov else {}
     return dict(image_id=rec["id"], subject_id=rec["subject_id"], role=role, shard=shard, key=key,
@@ -130,10 +127,11 @@ def _image_row(rec: dict, role: str, shard=None, key=None, rejected_by=None, rea
                 camera=rec.get("camera"), verdict_class=v.get("class"),
                 verdict_artifact=None if not v else v.get("artifact") == "severe artifacts",
                 verdict_match=None if not v else v.get("match") == "YES",
-                reasons=reason_text, rejected_by=rejected_by, backend=prov.get("backend"), seed=prov.get("seed"),
+                reasons=reasons, rejected_by=rejected_by, backend=prov.get("backend"), seed=prov.get("seed"),
                 model_id=model.get("model_id"), revision=model.get("revision"),
                 provenance={**prov, "preprocess": rec.get("preprocess_backend"),
-                            "judge": (verdicts or {}).get("judge_backend")})
+                            "judge": (verdicts or {}).get("judge_backend"),
+                            "judge_reasons": (verdicts or {}).get("reasons")})
 
 
 def _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views) -> dict:

@@ -40,7 +40,7 @@ def main(ctx: StageContext) -> None:
                 decisions.append({"id": c["id"], "source_id": src_id, "status": "rejected", "reason": "no head detected"})
             elif abs(c["yaw"]) > p.max_abs_yaw:
                 decisions.append({"id": c["id"], "source_id": src_id, "status": "rejected",
-                                  "reason": f"|yaw| {abs(c['yaw']):.1f} > {p.max_abs_yaw}"})
+                                  "reason": f"|yaw| > {p.max_abs_yaw:g}°", "yaw": c["yaw"]})
         if not ok:
             decisions.append({"id": None, "source_id": src_id, "status": "rejected",
                               "reason": f"no candidate with |yaw| <= {p.max_abs_yaw}"})
@@ -54,7 +54,7 @@ def main(ctx: StageContext) -> None:
         best = int(np.argmax(sims))
         for j, c in enumerate(ok):
             decisions.append({"id": c["id"], "source_id": src_id, "status": "selected" if j == best else "rejected",
-                              "reason": None if j == best else f"identity similarity {sims[j]:.3f} < best {sims[best]:.3f}",
+                              "reason": None if j == best else "lower identity similarity than the selected candidate",
                               "identity_similarity": round(float(sims[j]), 5)})
         chosen = dict(ok[best])
         chosen.update(role="front", identity_similarity=round(float(sims[best]), 5),
