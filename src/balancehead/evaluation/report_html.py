@@ -95,18 +95,21 @@ def bias_curve_png(header, rows) -> bytes:
     return plot_png(draw)
 
 
-def curves_png(header, rows) -> bytes:
-    x = np.array([_num(r[0]) for r in rows], dtype=float)
+def curves_png(header, rows, columns=None, x_col=None, title="Training curves") -> bytes:
+    """Line plot of `columns` (default: every column but the x one) against `x_col` (default: the first)."""
+    xi = header.index(x_col) if x_col in header else 0
+    x = np.array([_num(r[xi]) for r in rows], dtype=float)
+    wanted = [j for j, name in enumerate(header) if j != xi and (columns is None or name in columns)]
 
     def draw(ax):
-        for j, name in enumerate(header[1:], start=1):
+        for j in wanted:
             y = np.array([_num(r[j]) if j < len(r) and _num(r[j]) is not None else np.nan for r in rows], float)
             if np.isfinite(y).any():
-                ax.plot(x, y, label=name)
-        ax.set_xlabel(header[0])
+                ax.plot(x, y, label=header[j])
+        ax.set_xlabel(header[xi])
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        ax.set_title("Training curves")
+        ax.set_title(title)
     return plot_png(draw)
 
 

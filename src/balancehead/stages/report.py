@@ -46,7 +46,11 @@ def build_report(root: Path, p, commit: str) -> str:
     # training
     if (root / TRAIN_STATS).exists():
         h, rows = R.read_tsv(root / TRAIN_STATS)
-        body = R.img_tag(R.curves_png(h, rows), "image/png", "training curves") if rows else R.note("train_stats.tsv is empty")
+        losses = [c for c in h if c.startswith("loss_") or c == "r1_penalty"]
+        speed = [c for c in h if c in ("img_per_s", "sec_per_kimg")]
+        body = (R.img_tag(R.curves_png(h, rows, losses, "kimg", "Losses"), "image/png", "training losses")
+                + R.img_tag(R.curves_png(h, rows, speed, "kimg", "Throughput"), "image/png", "throughput")
+                + R.table([tuple(r) for r in rows], tuple(h))) if rows else R.note("train_stats.tsv is empty")
     else:
         body = R.note("no training statistics (results/train_stats.tsv absent)")
     rep.add("training", "Training curves", body)
