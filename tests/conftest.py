@@ -62,7 +62,7 @@ def copy_repo(dest: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, check=True).stdout.split(b"\0")
     for f in files:
-        if not f:
+        if not f or f.startswith(b"results/"):      # a developer's run results are not part of the code
             continue
         src = REPO / f.decode()
         if not src.exists() and not src.is_symlink():
