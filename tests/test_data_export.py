@@ -32,7 +32,7 @@ def test_zip_round_trip_and_determinism(tmp_path):
 
 
 def test_directory_export_and_roles(tmp_path):
-    rows = make_packed(tmp_path / "p", n_subjects=2, views=3)
+    make_packed(tmp_path / "p", n_subjects=2, views=3)
     n = export_eg3d(tmp_path / "p", tmp_path / "out", roles=["front"])
     assert n == 2
     labels = read_eg3d_labels(tmp_path / "out")

@@ -3,7 +3,6 @@ stage's command, deps, outs and params (both read by the real tools, not by us).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 

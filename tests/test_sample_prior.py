@@ -1,6 +1,5 @@
 """sample_prior: protocol camera statistics and the packed output of a tiny random generator."""
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

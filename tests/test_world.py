@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from balancehead.camera import camera_label, yaw_distance
+from balancehead.camera import camera_label
 from balancehead.world import (HAIR_COLOURS, HAIR_STYLES, SKIN_TONES, ProceduralSynthesizer, Subject,
                                SynthRates, make_wild_source, perturb_identity, render, sample_subject)
 from balancehead.world.synth import ARTIFACT_KINDS, apply_artifact

@@ -12,7 +12,6 @@ assembles the stage output. Under `dvc repro` the same command simply computes a
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,7 +228,3 @@ def dvc_yaml() -> dict:
             entry["plots"] = [{p: {"cache": False}} for p in s.plots]
         stages[s.name] = entry
     return {"stages": stages}
-
-
-def have_module(mod: str) -> bool:
-    return importlib.util.find_spec(mod) is not None

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -225,7 +225,3 @@ def setup_logging(log_path: Optional[Path]) -> logging.Logger:
         log.addHandler(fh)
     log.propagate = False
     return log
-
-
-def iter_existing(paths: Iterable[Path]) -> list[Path]:
-    return [p for p in paths if p.exists()]

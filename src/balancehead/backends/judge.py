@@ -24,7 +24,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from balancehead.backends.identity import (IdentityConfig, OfflineIdentityEmbedder, block_similarities,
                                            find_regions, rgb_to_lab)

@@ -10,11 +10,9 @@ and metrics.jsonl (one line per target); results/invert.json summarises them (DV
 """
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
-import torch
 from safetensors.torch import save as st_save
 from tqdm import tqdm
 

@@ -16,7 +16,6 @@ import json
 import shutil
 
 import numpy as np
-import torch
 from safetensors.numpy import save as np_save
 from tqdm import tqdm
 

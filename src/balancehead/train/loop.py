@@ -249,7 +249,7 @@ class Trainer:
     def grid(self, rows: int = 4) -> np.ndarray:
         from balancehead.camera import camera_label
 
-        from .conditioning import d_label, g_label  # noqa: F401 (documentation of where labels come from)
+        from .conditioning import g_label
         from .fakes import render_grid
 
         real = BatchStream(self.ds, max(rows, 5), window=self.tp.data.window).load(0)
