@@ -7,6 +7,7 @@ the stage that rejected it and why."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +61,15 @@ def main(ctx: StageContext) -> None:
     packed_ids: list[str] = []
     out_dir = ctx.out_dir
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    import shutil
     shutil.rmtree(tmp, ignore_errors=True)
+    front_by_subject = {f["subject_id"]: f for f in fronts.values()}
+    views_by_subject: dict[str, list[dict]] = {}
+    for vid in sorted(views):                           # grouped once: linear in the number of views
+        views_by_subject.setdefault(views[vid]["subject_id"], []).append(views[vid])
     with ShardWriter(tmp / "shards", p.shard_size, max_bytes=p.max_shard_bytes) as writer:
-        front_by_subject = {f["subject_id"]: f for f in fronts.values()}
         for subject in subjects:
-            f = front_by_subject[subject]
-            members = [(f, D["fronts"], "front", None)]
-            for vid in sorted(v for v in views if views[v]["subject_id"] == subject):
-                members.append((views[vid], D["views"], "view", views[vid]))
+            members = [(front_by_subject[subject], D["fronts"], "front", None)]
+            members += [(v, D["views"], "view", v) for v in views_by_subject.get(subject, [])]
             for rec, dep, role, verdict in members:
                 if verdict is not None and verdict["status"] != "kept":
                     rows.append(_image_row(rec, role="view", rejected_by="filter_views", reasons=verdict.get("reason"),
