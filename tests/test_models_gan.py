@@ -62,7 +62,7 @@ def test_render_any_resolution_and_semantic_label():
     G = Generator(GeneratorConfig.tiny(c_dim=512, n_coarse=4, n_importance=4))
     c = torch.randn(3, 512, generator=torch.Generator().manual_seed(3))
     out = G(_z(3), c, _cams(0, 120, -120), neural_resolution=8)
-    assert out.image.shape == (3, 3, 16, 16) and out.depth.shape == (3, 1, 8, 8)
+    assert out.image.shape == (3, 3, 32, 32) and out.depth.shape == (3, 1, 8, 8)  # SR resizes to its input first (EG3D)
     out = G(_z(3), c, _cams(0, 120, -120), output_resolution=24)
     assert out.image.shape == (3, 3, 24, 24) and out.mask.shape == (3, 1, 24, 24)
 

@@ -6,15 +6,17 @@ import torch
 
 from balancehead.camera import camera_label
 from balancehead.models.rays import rays_from_labels
-from balancehead.models.renderer import VolumeRenderer, sample_pdf
+from balancehead.models.renderer import VolumeRenderer, composite, sample_pdf
 
 SIGMA, RADIUS = 3.0, 0.5
+RAW_INSIDE = math.log(math.expm1(SIGMA)) + 1  # softplus(raw - 1) = SIGMA
+RAW_OUTSIDE = -1e3                            # softplus(-1001) = 0
 
 
 def ball(points, _dirs):
-    """Constant density SIGMA inside a ball of RADIUS at the origin; feature 1 inside, 0 outside."""
+    """Raw density whose activation is SIGMA inside a ball of RADIUS at the origin, 0 outside; feature 1 inside."""
     inside = (points.norm(dim=-1, keepdim=True) < RADIUS).to(points.dtype)
-    return SIGMA * inside, inside
+    return RAW_OUTSIDE + (RAW_INSIDE - RAW_OUTSIDE) * inside, inside
 
 
 def expected(offset):
@@ -59,7 +61,7 @@ def test_ray_missing_the_ball_is_transparent():
 def test_importance_sampling_improves_on_coarse_only():
     origins, dirs = _rays([0.0])
     exp_opacity, exp_depth = expected(0.0)
-    coarse = VolumeRenderer(2.0, 3.4, 24, 0).render_rays(ball, origins, dirs)
+    coarse = VolumeRenderer(2.0, 3.4, 12, 0).render_rays(ball, origins, dirs)  # the pass the fine samples refine
     fine = VolumeRenderer(2.0, 3.4, 12, 12).render_rays(ball, origins, dirs)
     err_coarse = abs(coarse[1].item() - exp_depth) + abs(coarse[2].item() - exp_opacity)
     err_fine = abs(fine[1].item() - exp_depth) + abs(fine[2].item() - exp_opacity)
@@ -76,11 +78,48 @@ def test_stratified_jitter_is_seeded():
 
 
 def test_sample_pdf_concentrates_where_weights_are():
-    bins = torch.linspace(0, 1, 11).reshape(1, 1, 11)
-    weights = torch.zeros(1, 1, 10)
+    bins = torch.linspace(0, 1, 11).reshape(1, 11)
+    weights = torch.zeros(1, 10)
     weights[..., 7] = 1.0
-    s = sample_pdf(bins, weights, 50)
-    assert ((s >= 0.7) & (s <= 0.8)).float().mean() > 0.9
+    for generator in (None, torch.Generator().manual_seed(0)):
+        s = sample_pdf(bins, weights, 50, generator)
+        assert ((s >= 0.7) & (s <= 0.8)).float().mean() > 0.9
+
+
+def test_density_is_averaged_raw_then_activated():
+    """EG3D MipRayMarcher2: softplus(mean(raw) - 1), not mean(softplus(raw - 1)); the former order is an option."""
+    depths = torch.tensor([2.0, 2.5]).reshape(1, 1, 2, 1)
+    raw = torch.tensor([-4.0, 6.0]).reshape(1, 1, 2, 1)
+    feats = torch.ones(1, 1, 2, 1)
+    _, _, w_ref = composite(depths, raw, feats)
+    _, _, w_old = composite(depths, raw, feats, "activate_then_mean")
+    sp = torch.nn.functional.softplus
+    assert torch.allclose(w_ref[0, 0, 0, 0], 1 - torch.exp(-sp(torch.tensor(1.0 - 1)) * 0.5))
+    assert torch.allclose(w_old[0, 0, 0, 0], 1 - torch.exp(-(sp(torch.tensor(-5.0)) + sp(torch.tensor(5.0))) / 2 * 0.5))
+
+
+def test_empty_ray_depth_is_the_far_end():
+    """All weights zero: EG3D's 0/0 -> NaN -> +inf -> clamped to the largest sample depth."""
+    depths = torch.linspace(2.0, 3.0, 5).reshape(1, 1, 5, 1)
+    raw = torch.full((1, 1, 5, 1), -1e4)
+    _, depth, weights = composite(depths, raw, torch.zeros(1, 1, 5, 3))
+    assert weights.sum() == 0 and depth.item() == 3.0
+
+
+def test_generator_reproduces_eg3d_draw_order():
+    """A seeded generator gives the draws EG3D takes from the global RNG: rand_like(B,R,S,1) then rand(B*R, N)."""
+    origins, dirs = _rays([0.1, 0.2])
+    r = VolumeRenderer(2.0, 3.4, 8, 5)
+    torch.manual_seed(11)
+    jitter = torch.rand(1, 2, 8, 1)
+    u = torch.rand(2, 5)
+    seen = []
+    r._evaluate = lambda field, o, d, depths, _f=r._evaluate: (seen.append(depths), _f(field, o, d, depths))[1]
+    r.render_rays(ball, origins, dirs, torch.Generator().manual_seed(11))
+    expected_coarse = torch.linspace(2.0, 3.4, 8).reshape(1, 1, 8, 1) + jitter * (1.4 / 7)
+    assert torch.equal(seen[0], expected_coarse)
+    assert seen[1].shape == (1, 2, 5, 1) and torch.isfinite(seen[1]).all()
+    assert not torch.equal(seen[1][0, :, :, 0], u)  # u are CDF quantiles, mapped to depths
 
 
 def _label(yaw, pitch=0.0, pivot=(0.0, 0.0, 0.2)):

@@ -22,8 +22,9 @@ def _from_dict(cls, data: dict):
 class GeneratorConfig:
     z_dim: int = 512
     c_dim: int = 512                  # conditioning width: 0, 25 (camera), 512 (semantic), 537 (both), ...
+    c_scale: float = 1.0              # EG3D rendering_kwargs c_scale: the mapping sees c * c_scale (0 = unconditional)
     w_dim: int = 512
-    mapping_layers: int = 8
+    mapping_layers: int = 2           # EG3D --map_depth default
     representation: str = "hyplane"   # one of REPRESENTATIONS
     plane_channels: int = 32
     plane_resolution: int = 256
@@ -33,21 +34,29 @@ class GeneratorConfig:
     channel_max: int = 512
     feature_channels: int = 32        # decoder output / raw image channels (first 3 are RGB)
     decoder_hidden: int = 64
+    decoder_lr_mul: float = 1.0       # EG3D --decoder_lr_mul
     neural_resolution: int = 64
     output_resolution: int = 512
-    sr_channels: int = 128
+    sr_channels: int = 128            # width of the generic SR blocks (output resolutions without an EG3D preset)
+    sr_dc: bool = True                # 512 px: SuperresolutionHybrid8XDC (EG3D FFHQ-512) instead of 8X
+    sr_antialias: bool = True
+    sr_noise_mode: str = "none"       # EG3D superresolution_noise_mode: "none", or "follow" the call's noise_mode
     n_coarse: int = 48
     n_importance: int = 48
     ray_start: float = 2.25
     ray_end: float = 3.3
     box_warp: float = 1.0
+    density_order: str = "mean_then_activate"  # EG3D; "activate_then_mean" = this project's former order
+    crop_margin: float = 0.0          # PanoHead triplane_crop (0.1 in PanoHead); 0 = off (EG3D)
     background: bool = True
-    bg_channel_base: int = 8192
+    background_kind: str = "panohead"  # "panohead": bcg SynthesisNetwork on the main ws; "own_mapping": own z mapping
+    bg_channel_base: int = 8192       # "panohead": PanoHead uses channel_base // 2
     bg_channel_max: int = 128
     bg_mapping_layers: int = 2
     camera_adapt: bool = True
+    camera_adapt_kind: str = "panohead"  # "panohead": t_mapping (z, c) -> 3 translation; "mlp": (z, camera) MLP
     camera_adapt_hidden: int = 64
-    conv_clamp: float = 256.0
+    conv_clamp: float | None = None   # EG3D: 256 only with fp16 synthesis blocks
     seed: int = 0                     # construction seed (weights and const noise)
 
     def __post_init__(self):
@@ -61,6 +70,11 @@ class GeneratorConfig:
             raise ValueError("output_resolution must be a power-of-two multiple of neural_resolution")
         if self.feature_channels < 3:
             raise ValueError("feature_channels must be >= 3 (RGB first)")
+        choices = {"density_order": ("mean_then_activate", "activate_then_mean"), "sr_noise_mode": ("none", "follow"),
+                   "background_kind": ("panohead", "own_mapping"), "camera_adapt_kind": ("panohead", "mlp")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def tiny(cls, **overrides) -> "GeneratorConfig":
@@ -88,10 +102,13 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     resolution: int = 512
-    mode: str = "tri"                 # "dual" (I+, I) or "tri" (I+, I, mask)
+    mode: str = "tri"                 # "dual" (EG3D: I+, I), "mask" (PanoHead MaskDualDiscriminator: separate
+                                      # mask branch at seg_resolution), "tri" (I+, I, mask concatenated, PanoHead V2)
     c_dim: int = 512                  # label width D is conditioned on by projection (0 = none)
     cmap_dim: int = 512
-    mapping_layers: int = 2
+    mapping_layers: int = 8           # EG3D D mapping defaults: 8 layers, lr multiplier 0.01
+    mapping_lr_mul: float = 0.01
+    seg_resolution: int = 128         # "mask" mode only
     channel_base: int = 32768
     channel_max: int = 512
     mbstd_group: int = 4
@@ -100,14 +117,15 @@ class DiscriminatorConfig:
     seed: int = 1
 
     def __post_init__(self):
-        if self.mode not in ("dual", "tri"):
-            raise ValueError(f"mode must be 'dual' or 'tri', got {self.mode!r}")
+        if self.mode not in ("dual", "tri", "mask"):
+            raise ValueError(f"mode must be 'dual', 'tri' or 'mask', got {self.mode!r}")
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError("discriminator resolution must be a power of two >= 8")
 
     @classmethod
     def tiny(cls, **overrides) -> "DiscriminatorConfig":
-        base = dict(resolution=32, c_dim=25, cmap_dim=32, mapping_layers=1, channel_base=1024, channel_max=32)
+        base = dict(resolution=32, c_dim=25, cmap_dim=32, mapping_layers=1, channel_base=1024, channel_max=32,
+                    seg_resolution=16)
         base.update(overrides)
         return cls(**base)
 

@@ -1,8 +1,10 @@
-"""The shared decoder MLP: per-point plane features -> (density, colour features).
+"""The shared decoder MLP (EG3D's OSGDecoder): per-point plane features -> (raw density, colour features).
 
-Density uses softplus(raw - 1) (non-negative, starts near zero so early volumes are transparent);
-the first 3 feature channels are the raw RGB, the rest feed the super-resolution network.
-Colour features go through a slightly widened sigmoid so 0 and 1 are reachable without saturation.
+One hidden layer of `hidden` units with softplus, both layers with learning-rate multiplier
+`lr_multiplier`. The density is returned *raw*: the ray marcher averages adjacent raw densities and
+then applies softplus(x - 1) (EG3D MipRayMarcher2). Colour features go through a slightly widened
+sigmoid, sigmoid(x) * (1 + 2e-3) - 1e-3, so 0 and 1 are reachable without saturation; the first 3
+channels are the raw RGB, the rest feed the super-resolution network.
 """
 from __future__ import annotations
 
@@ -12,16 +14,21 @@ from torch import nn
 from .layers import FullyConnected
 
 
+def activate_density(raw: torch.Tensor) -> torch.Tensor:
+    """softplus(raw - 1): non-negative, and near zero at initialisation so early volumes are transparent."""
+    return nn.functional.softplus(raw - 1)
+
+
 class DecoderMLP(nn.Module):
-    def __init__(self, in_features: int, feature_channels: int, generator: torch.Generator, hidden: int = 64):
+    def __init__(self, in_features: int, feature_channels: int, generator: torch.Generator, hidden: int = 64,
+                 lr_multiplier: float = 1.0):
         super().__init__()
-        self.hidden = FullyConnected(in_features, hidden, generator, activation="softplus")
-        self.out = FullyConnected(hidden, 1 + feature_channels, generator)
+        self.hidden = FullyConnected(in_features, hidden, generator, lr_multiplier=lr_multiplier)
+        self.out = FullyConnected(hidden, 1 + feature_channels, generator, lr_multiplier=lr_multiplier)
 
     def forward(self, features: torch.Tensor):
-        """features (B, N, C) -> density (B, N, 1), colour features (B, N, F)."""
+        """features (B, N, C) -> raw density (B, N, 1), colour features (B, N, F)."""
         b, n, c = features.shape
-        x = self.out(self.hidden(features.reshape(b * n, c))).reshape(b, n, -1)
-        density = torch.nn.functional.softplus(x[..., :1] - 1)
-        colour = torch.sigmoid(x[..., 1:]) * (1 + 2e-3) - 1e-3
-        return density, colour
+        x = self.out(nn.functional.softplus(self.hidden(features.reshape(b * n, c)))).reshape(b, n, -1)
+        colour = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
+        return x[..., :1], colour

@@ -1,13 +1,20 @@
-"""Dual / tri discriminator (StyleGAN2 residual D) with projection conditioning and minibatch-std.
+"""Dual / mask discriminators (EG3D DualDiscriminator, PanoHead MaskDualDiscriminator / V2):
+a StyleGAN2 residual D with projection conditioning and minibatch-std, layer for layer as EG3D.
 
 Inputs (a dict as produced by the generator or by the real-data pipeline):
 * ``image``     I+ at the output resolution, in [-1, 1];
-* ``image_raw`` I at the neural resolution, bilinearly upsampled here to the output resolution;
-* ``mask``      I^{m+} in [0, 1] (tri mode only), mapped to [-1, 1] as a 7th channel.
+* ``image_raw`` I at the neural resolution, resized here to the output resolution (EG3D
+                `filtered_resizing`, bilinear with antialiasing) and concatenated to I+ (6 channels);
+* ``mask``      the rendered/real mask, modes "mask" and "tri" only:
+  - ``mask`` (PanoHead MaskDualDiscriminator, reference): resized to `seg_resolution` and run through
+    its own residual blocks; their 4x4 features are added to the image branch before the epilogue;
+  - ``tri`` (PanoHead MaskDualDiscriminatorV2): resized to the output resolution and concatenated as a
+    7th input channel.
 
 The label c is an explicit argument (camera, semantic, both, or none): ViCiCo passes shuffled
 labels, and tests can assert on exactly what D saw. Conditioning is by projection: a mapping
-network embeds c to `cmap`, the logit is <features, cmap> / sqrt(cmap_dim).
+network (8 layers, lr multiplier 0.01 as EG3D) embeds c to `cmap`; the logit is
+<features, cmap> / sqrt(cmap_dim).
 """
 from __future__ import annotations
 
@@ -25,14 +32,18 @@ def channels_at(res, cfg: DiscriminatorConfig) -> int:
     return min(cfg.channel_base // res, cfg.channel_max)
 
 
+def filtered_resizing(image: torch.Tensor, size: int) -> torch.Tensor:
+    """EG3D filtered_resizing, 'antialiased' mode."""
+    return nn.functional.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 class DiscriminatorBlock(nn.Module):
     def __init__(self, in_channels, mid_channels, out_channels, img_channels, generator, conv_clamp):
         super().__init__()
         self.fromrgb = Conv2dLayer(img_channels, mid_channels, 1, generator, conv_clamp=conv_clamp) if in_channels == 0 else None
-        c_in = mid_channels if in_channels == 0 else in_channels
-        self.conv0 = Conv2dLayer(c_in, mid_channels, 3, generator, conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(mid_channels, mid_channels, 3, generator, conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(mid_channels, out_channels, 3, generator, down=2, conv_clamp=conv_clamp)
-        self.skip = Conv2dLayer(c_in, out_channels, 1, generator, activation="linear", down=2, bias=False)
+        self.skip = Conv2dLayer(mid_channels, out_channels, 1, generator, activation="linear", down=2, bias=False)
 
     def forward(self, x, img):
         if self.fromrgb is not None:
@@ -43,17 +54,30 @@ class DiscriminatorBlock(nn.Module):
 
 
 def minibatch_std(x: torch.Tensor, group_size: int, num_channels: int = 1) -> torch.Tensor:
-    """Append the std over groups of samples as extra channels: lets D see batch diversity."""
+    """Append the std over groups of samples as extra channels: lets D see batch diversity.
+    The group is min(group_size, batch) as StyleGAN2 (which requires the batch to be a multiple of it);
+    here a batch that is not falls back to the largest group size dividing it."""
     n, c, h, w = x.shape
     g = min(group_size, n)
-    while n % g:  # largest group size dividing the batch
+    while n % g:
         g -= 1
     f = num_channels
     y = x.reshape(g, -1, f, c // f, h, w)
-    y = (y - y.mean(dim=0)).square().mean(dim=0)
-    y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])
+    y = y - y.mean(dim=0)
+    y = y.square().mean(dim=0)
+    y = (y + 1e-8).sqrt()
+    y = y.mean(dim=[2, 3, 4])
     y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
     return torch.cat([x, y], dim=1)
+
+
+def _blocks(top: int, img_channels: int, cfg: DiscriminatorConfig, generator) -> nn.ModuleList:
+    blocks = []
+    for res in [2 ** i for i in range(int(math.log2(top)), 2, -1)]:
+        in_c = 0 if res == top else channels_at(res, cfg)
+        blocks.append(DiscriminatorBlock(in_c, channels_at(res, cfg), channels_at(res // 2, cfg), img_channels,
+                                         generator, cfg.conv_clamp))
+    return nn.ModuleList(blocks)
 
 
 class Discriminator(nn.Module):
@@ -62,16 +86,11 @@ class Discriminator(nn.Module):
         self.cfg = cfg
         generator = torch.Generator().manual_seed(cfg.seed)
         self.img_channels = 7 if cfg.mode == "tri" else 6
-        resolutions = [2 ** i for i in range(int(math.log2(cfg.resolution)), 2, -1)]
-        blocks = []
-        for res in resolutions:
-            in_c = 0 if res == cfg.resolution else channels_at(res, cfg)
-            blocks.append(DiscriminatorBlock(in_c, channels_at(res, cfg), channels_at(res // 2, cfg), self.img_channels,
-                                             generator, cfg.conv_clamp))
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = _blocks(cfg.resolution, self.img_channels, cfg, generator)
+        self.seg_blocks = _blocks(cfg.seg_resolution, 1, cfg, generator) if cfg.mode == "mask" else None
         c4 = channels_at(4, cfg)
         self.mapping = (MappingNetwork(0, cfg.c_dim, cfg.cmap_dim, 1, generator, num_layers=cfg.mapping_layers,
-                                       lr_multiplier=1.0) if cfg.c_dim > 0 else None)
+                                       lr_multiplier=cfg.mapping_lr_mul) if cfg.c_dim > 0 else None)
         self.epilogue_conv = Conv2dLayer(c4 + cfg.mbstd_channels, c4, 3, generator, conv_clamp=cfg.conv_clamp)
         self.epilogue_fc = FullyConnected(c4 * 16, c4, generator, activation="lrelu")
         self.out = FullyConnected(c4, cfg.cmap_dim if cfg.c_dim > 0 else 1, generator)
@@ -79,15 +98,9 @@ class Discriminator(nn.Module):
     def assemble_input(self, images: dict) -> torch.Tensor:
         img = images["image"]
         size = img.shape[-1]
-        raw = images["image_raw"]
-        if raw.shape[-1] != size:
-            raw = nn.functional.interpolate(raw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        parts = [img, raw]
+        parts = [img, filtered_resizing(images["image_raw"], size)]
         if self.cfg.mode == "tri":
-            mask = images["mask"]
-            if mask.shape[-1] != size:
-                mask = nn.functional.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)
-            parts.append(mask * 2 - 1)
+            parts.append(filtered_resizing(images["mask"], size))
         return torch.cat(parts, dim=1)
 
     def forward(self, images: dict, c: torch.Tensor | None) -> torch.Tensor:
@@ -96,6 +109,11 @@ class Discriminator(nn.Module):
         img = self.assemble_input(images)
         for block in self.blocks:
             x = block(x, img)
+        if self.seg_blocks is not None:
+            seg, xs = filtered_resizing(images["mask"], self.cfg.seg_resolution), None
+            for block in self.seg_blocks:
+                xs = block(xs, seg)
+            x = x + xs
         x = minibatch_std(x, self.cfg.mbstd_group, self.cfg.mbstd_channels)
         x = self.epilogue_conv(x)
         x = self.out(self.epilogue_fc(x.flatten(1)))
@@ -104,4 +122,4 @@ class Discriminator(nn.Module):
         if c is None or c.shape[1] != self.cfg.c_dim:
             raise ValueError(f"discriminator expects a label of width {self.cfg.c_dim}, got {None if c is None else tuple(c.shape)}")
         cmap = self.mapping(None, c)[:, 0]
-        return (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cfg.cmap_dim)
+        return (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cfg.cmap_dim))

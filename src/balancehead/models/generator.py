@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .background import BackgroundGenerator, compose
-from .camera_adapt import CameraAdapter, translation_magnitude
+from .camera_adapt import CameraAdapter, TranslationMapping, translation_magnitude
 from .config import GeneratorConfig
 from .decoder import DecoderMLP
 from .mapping import MappingNetwork
@@ -52,49 +52,72 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(cfg.w_dim, rep.synthesis_resolution, rep.synthesis_channels, g,
                                           cfg.channel_base, cfg.channel_max, cfg.conv_clamp)
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.synthesis.num_ws, g, cfg.mapping_layers)
-        self.decoder = DecoderMLP(cfg.plane_channels, cfg.feature_channels, g, cfg.decoder_hidden)
-        self.renderer = VolumeRenderer(cfg.ray_start, cfg.ray_end, cfg.n_coarse, cfg.n_importance)
+        self.decoder = DecoderMLP(cfg.plane_channels, cfg.feature_channels, g, cfg.decoder_hidden, cfg.decoder_lr_mul)
+        self.renderer = VolumeRenderer(cfg.ray_start, cfg.ray_end, cfg.n_coarse, cfg.n_importance, cfg.density_order,
+                                       cfg.crop_margin, cfg.box_warp)
         self.superres = SuperResolution(cfg.feature_channels, cfg.w_dim, cfg.neural_resolution, cfg.output_resolution,
-                                        cfg.sr_channels, g, cfg.conv_clamp)
-        self.background = (BackgroundGenerator(cfg.z_dim, cfg.w_dim, cfg.neural_resolution, cfg.feature_channels, g,
-                                               cfg.bg_channel_base, cfg.bg_channel_max, cfg.bg_mapping_layers)
+                                        cfg.sr_channels, g, dc=cfg.sr_dc, antialias=cfg.sr_antialias)
+        own = cfg.background_kind == "own_mapping"
+        self.background = (BackgroundGenerator(cfg.z_dim, cfg.w_dim,
+                                               cfg.neural_resolution if own else self.superres.input_resolution,
+                                               cfg.feature_channels, g, cfg.bg_channel_base, cfg.bg_channel_max,
+                                               cfg.bg_mapping_layers, own_mapping=own, antialias=cfg.sr_antialias,
+                                               conv_clamp=cfg.conv_clamp)
                            if cfg.background else None)
-        self.camera_adapter = CameraAdapter(cfg.z_dim, g, hidden=cfg.camera_adapt_hidden) if cfg.camera_adapt else None
+        if not cfg.camera_adapt:
+            self.camera_adapter = None
+        elif cfg.camera_adapt_kind == "panohead":
+            self.camera_adapter = TranslationMapping(cfg.z_dim, cfg.c_dim, g, cfg.mapping_layers)
+        else:
+            self.camera_adapter = CameraAdapter(cfg.z_dim, g, hidden=cfg.camera_adapt_hidden)
+
+    def _scaled(self, c):
+        return None if c is None else c * self.cfg.c_scale
 
     # --- stages, usable on their own (inversion, mesh extraction) ---
     def map(self, z, c, psi: float = 1.0, truncation_cutoff=None, update_w_avg: bool = False):
-        return self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)
+        return self.mapping(z, self._scaled(c), psi=psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)
 
     def planes(self, ws, noise_mode="const", generator=None):
         return self.representation.planes(self.synthesis(ws, noise_mode, generator))
 
     def field(self, planes):
-        """A renderer field for these planes: points -> (density, colour features)."""
+        """A renderer field for these planes: points -> (raw density, colour features)."""
         def _field(points, _dirs):
             return self.decoder(self.representation.features(planes, points))
         return _field
 
     def density(self, planes, points: torch.Tensor) -> torch.Tensor:
+        """Raw (pre-activation) density at world points, as EG3D's `sample_mixed(...)['sigma']`."""
         return self.decoder(self.representation.features(planes, points))[0]
 
     # --- everything ---
     def forward(self, z, c, camera, psi: float = 1.0, truncation_cutoff=None, neural_resolution: int | None = None,
                 output_resolution: int | None = None, noise_mode: str = "const", generator: torch.Generator | None = None,
                 update_w_avg: bool = False, adapt_camera: bool = True, ws: torch.Tensor | None = None) -> GeneratorOutput:
+        """EG3D / PanoHead TriPlaneGenerator.forward with the mapping label `c` and the rendering `camera`
+        separate (pass the same 25-float label twice for the official behaviour)."""
         cfg = self.cfg
         if ws is None:
             ws = self.map(z, c, psi, truncation_cutoff, update_w_avg)
         delta_norm = ws.new_zeros(ws.shape[0])
-        if self.camera_adapter is not None and adapt_camera and z is not None:
-            camera, delta = self.camera_adapter(z, camera)
+        needs_c = isinstance(self.camera_adapter, TranslationMapping) and self.cfg.c_dim > 0
+        if self.camera_adapter is not None and adapt_camera and z is not None and (c is not None or not needs_c):
+            camera, delta = self.camera_adapter(z, self._scaled(c), camera, psi=psi, truncation_cutoff=truncation_cutoff,
+                                                update_w_avg=update_w_avg)
             delta_norm = translation_magnitude(delta)
         r = neural_resolution or cfg.neural_resolution
         rendered = self.renderer(self.field(self.planes(ws, noise_mode, generator)), camera, r, generator)
         features = rendered.features
-        if self.background is not None and z is not None:
-            features = compose(features, rendered.mask, self.background(z, r, psi, noise_mode, generator, update_w_avg))
-        rgb = features[:, :3] * 2 - 1
-        image, mask_up = self.superres(features, rgb, rendered.mask, ws[:, -1], noise_mode, generator)
+        own_bg = self.background is not None and self.background.own_mapping
+        if own_bg and z is not None:  # former variant: composed in the decoder's [0, 1] colour range
+            features = compose(features, rendered.mask, self.background(z, ws, r, psi, noise_mode, generator, update_w_avg))
+        features = features * 2 - 1  # to (-1, 1), as EG3D's ray marcher does
+        if self.background is not None and not own_bg:  # PanoHead: feature + (1 - mask) * bcg
+            features = compose(features, rendered.mask, self.background(z, ws, r, psi, noise_mode, generator))
+        rgb = features[:, :3]
+        sr_noise = noise_mode if cfg.sr_noise_mode == "follow" else "none"
+        image, mask_up = self.superres(features, rgb, rendered.mask, ws[:, -1], sr_noise, generator)
         if output_resolution is not None and output_resolution != image.shape[-1]:
             size = (output_resolution, output_resolution)
             image = nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False,

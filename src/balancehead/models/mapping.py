@@ -1,6 +1,7 @@
 """Mapping network z (+ conditioning label c) -> w, with truncation around a tracked w_avg.
 
-c can have any width: 0 (unconditional), 25 (camera), 512 (semantic CLIP), 537 (both) or an
+The layout is EG3D's / StyleGAN2's (embed of c at lr 1, `num_layers` lrelu layers at lr multiplier
+0.01, w_avg tracked with beta 0.998 and truncation by lerp towards it). c can have any width: 0 (unconditional), 25 (camera), 512 (semantic CLIP), 537 (both) or an
 identity feature; it is embedded by one linear layer and both parts are normalised to unit second
 moment before concatenation, so neither dominates by scale.
 """
@@ -18,7 +19,8 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, generator: torch.Generator,
-                 num_layers: int = 8, lr_multiplier: float = 0.01, w_avg_beta: float = 0.998):
+                 num_layers: int = 8, lr_multiplier: float = 0.01, w_avg_beta: float = 0.998,
+                 last_activation: str = "lrelu"):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
@@ -26,7 +28,8 @@ class MappingNetwork(nn.Module):
         in_dim = (z_dim if z_dim > 0 else 0) + (w_dim if c_dim > 0 else 0)
         layers = []
         for i in range(num_layers):
-            layers.append(FullyConnected(in_dim if i == 0 else w_dim, w_dim, generator, activation="lrelu",
+            act = last_activation if i == num_layers - 1 else "lrelu"  # PanoHead's t_mapping ends linear
+            layers.append(FullyConnected(in_dim if i == 0 else w_dim, w_dim, generator, activation=act,
                                          lr_multiplier=lr_multiplier))
         self.layers = nn.ModuleList(layers)
         self.register_buffer("w_avg", torch.zeros(w_dim))

@@ -15,17 +15,23 @@ def split_label(label: torch.Tensor):
 
 
 def rays_from_labels(label: torch.Tensor, resolution: int):
-    """-> origins (B, R*R, 3), unit directions (B, R*R, 3), pixels in row-major order."""
+    """-> origins (B, R*R, 3), unit directions (B, R*R, 3), pixels in row-major order.
+
+    The arithmetic follows EG3D's RaySampler (uv = index / R + 0.5 / R; points lifted to z = 1 with
+    the skew term; direction = cam2world @ point - camera centre, normalised)."""
     cam2world, k = split_label(label.to(torch.float32))
     b = label.shape[0]
-    steps = (torch.arange(resolution, dtype=torch.float32, device=label.device) + 0.5) / resolution
-    v, u = torch.meshgrid(steps, steps, indexing="ij")
-    u, v = u.reshape(1, -1), v.reshape(1, -1)
-    fx, fy, cx, cy, skew = k[:, 0, 0:1], k[:, 1, 1:2], k[:, 0, 2:3], k[:, 1, 2:3], k[:, 0, 1:2]
-    y_cam = (v - cy) / fy
-    x_cam = (u - cx - skew * y_cam) / fx
-    dirs_cam = torch.stack([x_cam, y_cam, torch.ones_like(x_cam)], dim=-1)  # (B, HW, 3)
-    dirs = dirs_cam @ cam2world[:, :3, :3].transpose(1, 2)
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origins = cam2world[:, None, :3, 3].expand(b, dirs.shape[1], 3)
+    idx = torch.arange(resolution, dtype=torch.float32, device=label.device)
+    rows, cols = torch.meshgrid(idx, idx, indexing="ij")
+    u = (cols * (1.0 / resolution) + (0.5 / resolution)).reshape(1, -1)
+    v = (rows * (1.0 / resolution) + (0.5 / resolution)).reshape(1, -1)
+    fx, fy, cx, cy, sk = k[:, 0, 0:1], k[:, 1, 1:2], k[:, 0, 2:3], k[:, 1, 2:3], k[:, 0, 1:2]
+    z = torch.ones((b, u.shape[1]), device=label.device)
+    x_lift = (u - cx + cy * sk / fy - sk * v / fy) / fx * z
+    y_lift = (v - cy) / fy * z
+    points = torch.stack((x_lift, y_lift, z, torch.ones_like(z)), dim=-1)
+    world = torch.bmm(cam2world, points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
+    centre = cam2world[:, :3, 3]
+    dirs = torch.nn.functional.normalize(world - centre[:, None, :], dim=2)
+    origins = centre.unsqueeze(1).repeat(1, dirs.shape[1], 1)
     return origins, dirs

@@ -1,13 +1,22 @@
-"""Volume rendering: stratified + importance sampling along camera rays, alpha compositing.
+"""Volume rendering exactly as EG3D's ImportanceRenderer + MipRayMarcher2 (EG3D §4, Supp. B).
 
-For samples t_1 < ... < t_S along a ray, density and features are averaged over each interval
-[t_i, t_{i+1}] (midpoint rule), alpha_i = 1 - exp(-sigma_i * delta_i), transmittance
-T_i = prod_{j<i} (1 - alpha_j), weight w_i = alpha_i * T_i. Outputs:
-feature image sum w_i f_i, opacity/mask sum w_i, depth sum w_i t_i / sum w_i (expected depth of
-the visible surface, clamped into the ray range).
+Along each ray, `n_coarse` depths t_i = ray_start + i * delta + u_i * delta (i = 0..S-1,
+delta = (ray_end - ray_start) / (S - 1), u_i uniform) -- note the last bin reaches past ray_end, as
+in EG3D. Marching, for adjacent samples: delta_i = t_{i+1} - t_i, the *raw* densities and the
+features are averaged over the interval and then the density is activated, sigma = softplus(mean - 1);
+alpha_i = 1 - exp(-sigma_i delta_i), T_i = prod_{j<i} (1 - alpha_j + 1e-10), w_i = alpha_i T_i.
+Outputs: features sum w_i f_i, opacity sum w_i, depth sum w_i t_mid / sum w_i with NaN -> +inf and a
+clamp to [min t, max t] (an empty ray with all weights 0 gets the far end).
+Importance sampling: the coarse weights are max-pooled (2, stride 1, pad 1), average-pooled (2),
++0.01, and `n_importance` depths are drawn by inverse-CDF sampling over the coarse midpoints.
 
-Randomness: jitter and importance samples come from an explicit torch.Generator; with
-generator=None sampling is deterministic (interval midpoints, evenly spaced CDF quantiles).
+`density_order="activate_then_mean"` keeps this project's former order (softplus per sample, then
+the interval mean) as a named option; the default is EG3D's.
+
+Randomness: the stratified jitter and the importance uniforms come from an explicit torch.Generator,
+drawn in EG3D's order and shapes (B, R, S, 1) then (B*R, n_importance), so a generator seeded like
+the global RNG reproduces the official renderer's draws. generator=None is deterministic
+(u = 0.5 jitter, evenly spaced CDF quantiles).
 """
 from __future__ import annotations
 
@@ -16,17 +25,19 @@ from typing import Callable
 
 import torch
 
+from .decoder import activate_density
 from .rays import rays_from_labels
 
-# field(points (B, N, 3), directions (B, N, 3)) -> density (B, N, 1), features (B, N, F)
+# field(points (B, N, 3), directions (B, N, 3)) -> raw density (B, N, 1), features (B, N, F)
 Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+DENSITY_ORDERS = ("mean_then_activate", "activate_then_mean")
 
 
 @dataclass
 class RenderOutput:
-    features: torch.Tensor  # (B, F, H, W)
+    features: torch.Tensor  # (B, F, H, W), composited colour features in the decoder's [0, 1] range
     depth: torch.Tensor     # (B, 1, H, W)
-    mask: torch.Tensor      # (B, 1, H, W) accumulated opacity
+    mask: torch.Tensor      # (B, 1, H, W) accumulated opacity (sum of weights)
 
 
 def _uniform(shape, generator, device):
@@ -36,82 +47,113 @@ def _uniform(shape, generator, device):
 
 
 def stratified_depths(b, n_rays, n_samples, ray_start, ray_end, generator=None, device="cpu"):
-    """One sample in each of n_samples equal bins of [ray_start, ray_end] -> (B, R, S)."""
-    edges = torch.linspace(0, 1, n_samples + 1, device=device)[:-1]
-    jitter = _uniform((b, n_rays, n_samples), generator, device) / n_samples
-    return ray_start + (ray_end - ray_start) * (edges + jitter)
+    """EG3D sample_stratified -> (B, R, S, 1)."""
+    depths = torch.linspace(ray_start, ray_end, n_samples, device=device).reshape(1, 1, n_samples, 1).repeat(b, n_rays, 1, 1)
+    delta = (ray_end - ray_start) / (n_samples - 1)
+    return depths + _uniform(depths.shape, generator, device) * delta
 
 
-def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, generator=None) -> torch.Tensor:
-    """Inverse-CDF sampling of the piecewise-constant pdf `weights` (B, R, K) on `bins` (B, R, K+1)."""
-    weights = weights + 1e-5  # keeps the CDF strictly increasing on empty rays
-    pdf = weights / weights.sum(-1, keepdim=True)
-    cdf = torch.cat([torch.zeros_like(pdf[..., :1]), torch.cumsum(pdf, -1)], -1)
-    shape = (*cdf.shape[:-1], n_samples)
+def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, generator=None, eps: float = 1e-5):
+    """Inverse-CDF sampling (NeRF / EG3D): bins (N, K+1), weights (N, K) -> (N, n_samples)."""
+    n_rays, k = weights.shape
+    weights = weights + eps
+    pdf = weights / torch.sum(weights, -1, keepdim=True)
+    cdf = torch.cumsum(pdf, -1)
+    cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)
     if generator is None:
-        u = ((torch.arange(n_samples, device=cdf.device, dtype=cdf.dtype) + 0.5) / n_samples).expand(shape).contiguous()
+        u = torch.linspace(0, 1, n_samples, device=bins.device).expand(n_rays, n_samples)
     else:
-        u = _uniform(shape, generator, cdf.device).to(cdf.dtype).contiguous()
-    idx = torch.searchsorted(cdf.contiguous(), u, right=True)
-    lo = (idx - 1).clamp(0, cdf.shape[-1] - 1)
-    hi = idx.clamp(0, cdf.shape[-1] - 1)
-    cdf_lo, cdf_hi = cdf.gather(-1, lo), cdf.gather(-1, hi)
-    bin_lo, bin_hi = bins.gather(-1, lo), bins.gather(-1, hi)
-    span = torch.where(cdf_hi - cdf_lo < 1e-5, torch.ones_like(cdf_lo), cdf_hi - cdf_lo)
-    return bin_lo + (u - cdf_lo) / span * (bin_hi - bin_lo)
+        u = _uniform((n_rays, n_samples), generator, bins.device)
+    u = u.contiguous()
+    inds = torch.searchsorted(cdf, u, right=True)
+    below = torch.clamp_min(inds - 1, 0)
+    above = torch.clamp_max(inds, k)
+    idx = torch.stack([below, above], -1).view(n_rays, 2 * n_samples)
+    cdf_g = torch.gather(cdf, 1, idx).view(n_rays, n_samples, 2)
+    bins_g = torch.gather(bins, 1, idx).view(n_rays, n_samples, 2)
+    denom = cdf_g[..., 1] - cdf_g[..., 0]
+    denom = torch.where(denom < eps, torch.ones_like(denom), denom)
+    return bins_g[..., 0] + (u - cdf_g[..., 0]) / denom * (bins_g[..., 1] - bins_g[..., 0])
 
 
-def composite(depths, density, features):
-    """depths (B, R, S, 1), density (B, R, S, 1), features (B, R, S, F) -> (features, depth, opacity, weights)."""
-    delta = depths[:, :, 1:] - depths[:, :, :-1]
-    mid_density = (density[:, :, 1:] + density[:, :, :-1]) / 2
-    mid_features = (features[:, :, 1:] + features[:, :, :-1]) / 2
-    mid_depth = (depths[:, :, 1:] + depths[:, :, :-1]) / 2
-    alpha = 1 - torch.exp(-mid_density * delta)
-    transmittance = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], dim=2), dim=2)[:, :, :-1]
-    weights = alpha * transmittance
-    opacity = weights.sum(dim=2)
-    feats = (weights * mid_features).sum(dim=2)
-    depth = (weights * mid_depth).sum(dim=2) / (opacity + 1e-8)
+def composite(depths, density, features, density_order: str = "mean_then_activate"):
+    """depths (B, R, S, 1), raw density (B, R, S, 1), features (B, R, S, F) -> (features, depth, weights)."""
+    deltas = depths[:, :, 1:] - depths[:, :, :-1]
+    features_mid = (features[:, :, :-1] + features[:, :, 1:]) / 2
+    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
+    if density_order == "mean_then_activate":
+        density_mid = activate_density((density[:, :, :-1] + density[:, :, 1:]) / 2)
+    else:
+        sigma = activate_density(density)
+        density_mid = (sigma[:, :, :-1] + sigma[:, :, 1:]) / 2
+    alpha = 1 - torch.exp(-density_mid * deltas)
+    shifted = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
+    weights = alpha * torch.cumprod(shifted, -2)[:, :, :-1]
+    feats = torch.sum(weights * features_mid, -2)
+    depth = torch.sum(weights * depths_mid, -2) / weights.sum(2)
     depth = torch.nan_to_num(depth, float("inf"))
-    depth = depth.clamp(depths.min(), depths.max())
-    return feats, depth, opacity, weights
+    depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
+    return feats, depth, weights
+
+
+def importance_depths(depths, weights, n_importance, generator=None):
+    """EG3D sample_importance: coarse depths (B, R, S, 1), weights (B, R, S-1, 1) -> (B, R, n_importance, 1)."""
+    with torch.no_grad():
+        b, r, s, _ = depths.shape
+        z = depths.reshape(b * r, s)
+        w = weights.reshape(b * r, -1)
+        w = torch.nn.functional.max_pool1d(w.unsqueeze(1).float(), 2, 1, padding=1)
+        w = torch.nn.functional.avg_pool1d(w, 2, 1)[:, 0]
+        w = w + 0.01
+        z_mid = 0.5 * (z[:, :-1] + z[:, 1:])
+        return sample_pdf(z_mid, w[:, 1:-1], n_importance, generator).detach().reshape(b, r, n_importance, 1)
+
+
+def crop_outside_box(points: torch.Tensor, raw_density: torch.Tensor, margin: float, box_warp: float) -> torch.Tensor:
+    """PanoHead's triplane_crop: raw density -1e3 where |x| or |z| exceeds box_warp/2 - margin."""
+    inside = (points[..., [0, 2]].abs() <= (box_warp / 2 - margin)).all(dim=-1, keepdim=True)
+    return torch.where(inside, raw_density, torch.full_like(raw_density, -1e3))
 
 
 class VolumeRenderer(torch.nn.Module):
     """Renders a field from cameras. No parameters; configuration is plain numbers."""
 
-    def __init__(self, ray_start: float, ray_end: float, n_coarse: int, n_importance: int):
+    def __init__(self, ray_start: float, ray_end: float, n_coarse: int, n_importance: int,
+                 density_order: str = "mean_then_activate", crop_margin: float = 0.0, box_warp: float = 1.0):
         super().__init__()
+        if density_order not in DENSITY_ORDERS:
+            raise ValueError(f"density_order must be one of {DENSITY_ORDERS}, got {density_order!r}")
         self.ray_start, self.ray_end = ray_start, ray_end
         self.n_coarse, self.n_importance = n_coarse, n_importance
+        self.density_order, self.crop_margin, self.box_warp = density_order, crop_margin, box_warp
 
     def _evaluate(self, field: Field, origins, dirs, depths):
         b, r, s, _ = depths.shape
-        points = (origins[:, :, None] + dirs[:, :, None] * depths).reshape(b, r * s, 3)
-        view = dirs[:, :, None].expand(b, r, s, 3).reshape(b, r * s, 3)
+        points = (origins.unsqueeze(-2) + depths * dirs.unsqueeze(-2)).reshape(b, -1, 3)
+        view = dirs.unsqueeze(-2).expand(-1, -1, s, -1).reshape(b, -1, 3)
         density, features = field(points, view)
-        return density.reshape(b, r, s, 1), features.reshape(b, r, s, -1)
+        if self.crop_margin > 0:
+            density = crop_outside_box(points, density, self.crop_margin, self.box_warp)
+        return density.reshape(b, r, s, 1), features.reshape(b, r, s, features.shape[-1])
 
     def render_rays(self, field: Field, origins, dirs, generator=None):
+        """-> features (B, R, F), depth (B, R, 1), opacity (B, R, 1)."""
         b, r, _ = origins.shape
-        depths = stratified_depths(b, r, self.n_coarse, self.ray_start, self.ray_end, generator, origins.device)[..., None]
+        depths = stratified_depths(b, r, self.n_coarse, self.ray_start, self.ray_end, generator, origins.device)
         density, features = self._evaluate(field, origins, dirs, depths)
         if self.n_importance > 0:
-            _, _, _, weights = composite(depths, density, features)
-            mids = (depths[:, :, 1:, 0] + depths[:, :, :-1, 0]) / 2
-            bins = torch.cat([depths[:, :, :1, 0], mids, depths[:, :, -1:, 0]], dim=-1)  # S+1 edges
-            w = torch.cat([weights[..., 0], weights[:, :, -1:, 0]], dim=-1)  # one weight per bin
-            fine = sample_pdf(bins.detach(), w.detach(), self.n_importance, generator)[..., None]
+            _, _, weights = composite(depths, density, features, self.density_order)
+            fine = importance_depths(depths, weights, self.n_importance, generator)
             d_fine, f_fine = self._evaluate(field, origins, dirs, fine)
-            depths = torch.cat([depths, fine], dim=2)
-            density = torch.cat([density, d_fine], dim=2)
-            features = torch.cat([features, f_fine], dim=2)
-            depths, order = torch.sort(depths, dim=2)
-            density = density.gather(2, order)
-            features = features.gather(2, order.expand(-1, -1, -1, features.shape[-1]))
-        feats, depth, opacity, _ = composite(depths, density, features)
-        return feats, depth, opacity
+            depths = torch.cat([depths, fine], dim=-2)
+            features = torch.cat([features, f_fine], dim=-2)
+            density = torch.cat([density, d_fine], dim=-2)
+            _, order = torch.sort(depths, dim=-2)
+            depths = torch.gather(depths, -2, order)
+            features = torch.gather(features, -2, order.expand(-1, -1, -1, features.shape[-1]))
+            density = torch.gather(density, -2, order)
+        feats, depth, weights = composite(depths, density, features, self.density_order)
+        return feats, depth, weights.sum(2)
 
     def forward(self, field: Field, camera_label: torch.Tensor, resolution: int, generator=None) -> RenderOutput:
         origins, dirs = rays_from_labels(camera_label, resolution)

@@ -4,9 +4,10 @@ Every representation knows (a) the channel count and resolution of the synthesis
 (b) how to cut that image into feature planes, and (c) how to turn 3D points into per-point
 features of width C. The decoder MLP only sees those features, so the five variants are swappable:
 
-* ``triplane``     EG3D: axis-aligned planes XY, XZ, ZY; point -> mean of three bilinear lookups.
+* ``triplane``     EG3D: axis-aligned planes sampled at (x, y), (x, z), (z, x) (EG3D generate_planes);
+                   point -> mean of three bilinear lookups.
 * ``trigrid``      PanoHead: each plane gets D slices along its normal axis (D=3 in the paper);
-                   lookup is bilinear in-plane and linear across slices (= trilinear), which keeps
+                   lookup is trilinear with zero padding (PanoHead's 3-D grid_sample), which keeps
                    front and back of the head on different slices.
 * ``sphere``       SphereHead (single): planes over (azimuth, polar), (azimuth, radius), (polar, radius).
 * ``sphere_dual``  SphereHead (dual): a second spherical system whose seam is at the front; the two
@@ -83,6 +84,8 @@ class Representation(nn.Module):
 
 
 class TriPlane(Representation):
+    """EG3D tri-plane. Plane i samples the point's coordinates through EG3D's `generate_planes` axes:
+    (x, y), (x, z) and -- EG3D's quirk that every EG3D checkpoint depends on -- (z, x)."""
     num_planes = 3
 
     @property
@@ -95,11 +98,19 @@ class TriPlane(Representation):
     def features(self, planes, points):
         q = self.normalise(points)
         x, y, z = q.unbind(-1)
-        uv = torch.stack([torch.stack([x, y], -1), torch.stack([x, z], -1), torch.stack([z, y], -1)], dim=1)
+        uv = torch.stack([torch.stack([x, y], -1), torch.stack([x, z], -1), torch.stack([z, x], -1)], dim=1)
         return sample_planes(planes, uv).mean(dim=1)
 
 
 class TriGrid(Representation):
+    """PanoHead tri-grid (PanoHead §3.3): each of 3 planes carries D feature slices along its normal.
+
+    Exactly PanoHead's sampling: the synthesis image is cut into (3, C, D, H, W) and each plane is read
+    with a trilinear, zero-padded, align_corners=False lookup at (W, H, D) coordinates
+    (x, y, z), (x, z, y) and (y, z, x). Trilinear = bilinear per slice * linear weights across slices
+    (a slice coordinate past the outer slice centres blends with zero, as grid_sample's padding does).
+    """
+
     def __init__(self, channels, resolution, box_warp, depth: int = 3):
         super().__init__(channels, resolution, box_warp)
         self.depth = depth
@@ -109,21 +120,22 @@ class TriGrid(Representation):
         return 3 * self.depth * self.channels
 
     def planes(self, image):
-        return image.reshape(image.shape[0], 3 * self.depth, self.channels, *image.shape[2:])
+        return image.reshape(image.shape[0], 3, self.channels * self.depth, *image.shape[2:])
 
     def features(self, planes, points):
         q = self.normalise(points)
         x, y, z = q.unbind(-1)
-        d = self.depth
-        # (in-plane uv, coordinate along the slice axis) for XY (slices along z), XZ (along y), ZY (along x)
-        groups = [(torch.stack([x, y], -1), z), (torch.stack([x, z], -1), y), (torch.stack([z, y], -1), x)]
+        b, n, d, c = q.shape[0], q.shape[1], self.depth, self.channels
+        h, w = planes.shape[-2:]
+        slices = planes.reshape(b, 3, c, d, h, w).permute(0, 1, 3, 2, 4, 5).reshape(b, 3 * d, c, h, w)
+        groups = [(torch.stack([x, y], -1), z), (torch.stack([x, z], -1), y), (torch.stack([y, z], -1), x)]
         uv = torch.stack([g[0] for g in groups], 1)  # (B, 3, N, 2)
-        uv = uv[:, :, None].expand(-1, -1, d, -1, -1).reshape(uv.shape[0], 3 * d, uv.shape[2], 2)
-        feats = sample_planes(planes, uv).reshape(q.shape[0], 3, d, q.shape[1], self.channels)
+        uv = uv[:, :, None].expand(-1, -1, d, -1, -1).reshape(b, 3 * d, n, 2)
+        feats = sample_planes(slices, uv).reshape(b, 3, d, n, c)
         axis = torch.stack([g[1] for g in groups], 1)  # (B, 3, N)
-        pos = (((axis + 1) * d - 1) / 2).clamp(0, d - 1)  # slice index, align_corners=False convention
-        slots = torch.arange(d, dtype=q.dtype, device=q.device).reshape(1, 1, d, 1)
-        weights = torch.relu(1 - (pos[:, :, None] - slots).abs())  # (B, 3, D, N) linear interpolation
+        pos = ((axis + 1) * d - 1) / 2  # slice index, align_corners=False convention
+        centres = torch.arange(d, dtype=q.dtype, device=q.device).reshape(1, 1, d, 1)
+        weights = torch.relu(1 - (pos[:, :, None] - centres).abs())  # (B, 3, D, N), zero beyond the ends
         return (feats * weights[..., None]).sum(dim=2).mean(dim=1)
 
 

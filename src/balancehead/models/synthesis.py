@@ -23,14 +23,15 @@ def channels_at(res: int, channel_base: int, channel_max: int) -> int:
 class SynthesisBlock(nn.Module):
     """One resolution: (const input at 4x4 | 2x upsample conv) -> conv -> ToRGB added to the skip."""
 
-    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, generator, conv_clamp):
+    def __init__(self, in_channels, out_channels, w_dim, resolution, img_channels, generator, conv_clamp, up: int = 2):
         super().__init__()
         self.first = in_channels == 0
+        self.up = up  # 1: EG3D's SynthesisBlockNoUp (super-resolution at the input resolution)
         if self.first:
             self.const = nn.Parameter(_randn((out_channels, resolution, resolution), generator))
             self.conv0 = None
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, generator, up=2, conv_clamp=conv_clamp)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, generator, up=up, conv_clamp=conv_clamp)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, generator, conv_clamp=conv_clamp)
         self.torgb = ToRGB(out_channels, img_channels, w_dim, generator, conv_clamp=conv_clamp)
         self.num_ws = (1 if self.first else 2) + 1  # conv0?, conv1, torgb (torgb shares the next index)
@@ -50,8 +51,11 @@ class SynthesisBlock(nn.Module):
         x = self.conv1(x, ws[:, i], noise_mode, generator)
         i += 1
         y = self.torgb(x, ws[:, i])
-        img = y if img is None else ops.upsample2d(img, self.resample_filter) + y
-        return x, img
+        if img is None:
+            return x, y
+        if self.up > 1:
+            img = ops.upsample2d(img, self.resample_filter)
+        return x, img + y
 
 
 class SynthesisNetwork(nn.Module):
