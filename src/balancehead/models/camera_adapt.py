@@ -28,10 +28,12 @@ def add_translation(camera: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 class TranslationMapping(nn.Module):
     """PanoHead t_mapping."""
 
-    def __init__(self, z_dim: int, c_dim: int, generator: torch.Generator, num_layers: int):
+    def __init__(self, z_dim: int, c_dim: int, generator: torch.Generator, num_layers: int, embed_features: int = 0,
+                 layer_features: int = 0):
         super().__init__()
         self.mapping = MappingNetwork(z_dim, c_dim, 3, 1, generator, num_layers=num_layers, lr_multiplier=1.0,
-                                      last_activation="linear")
+                                      last_activation="linear", embed_features=embed_features,
+                                      layer_features=layer_features)
 
     def forward(self, z, c, camera, psi: float = 1.0, truncation_cutoff=None, update_w_avg: bool = False):
         delta = self.mapping(z, c, psi=psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)[:, 0]

@@ -25,6 +25,8 @@ class GeneratorConfig:
     c_scale: float = 1.0              # EG3D rendering_kwargs c_scale: the mapping sees c * c_scale (0 = unconditional)
     w_dim: int = 512
     mapping_layers: int = 2           # EG3D --map_depth default
+    mapping_embed_features: int = 0   # EG3D mapping_kwargs embed_features / layer_features (0 = w_dim)
+    mapping_layer_features: int = 0
     representation: str = "hyplane"   # one of REPRESENTATIONS
     plane_channels: int = 32
     plane_resolution: int = 256

@@ -5,7 +5,7 @@ Inputs (a dict as produced by the generator or by the real-data pipeline):
 * ``image``     I+ at the output resolution, in [-1, 1];
 * ``image_raw`` I at the neural resolution, resized here to the output resolution (EG3D
                 `filtered_resizing`, bilinear with antialiasing) and concatenated to I+ (6 channels);
-* ``mask``      the rendered/real mask, modes "mask" and "tri" only:
+* ``mask``      the rendered/real mask in [0, 1], modes "mask" and "tri" only, resized and mapped to [-1, 1]:
   - ``mask`` (PanoHead MaskDualDiscriminator, reference): resized to `seg_resolution` and run through
     its own residual blocks; their 4x4 features are added to the image branch before the epilogue;
   - ``tri`` (PanoHead MaskDualDiscriminatorV2): resized to the output resolution and concatenated as a
@@ -100,7 +100,7 @@ class Discriminator(nn.Module):
         size = img.shape[-1]
         parts = [img, filtered_resizing(images["image_raw"], size)]
         if self.cfg.mode == "tri":
-            parts.append(filtered_resizing(images["mask"], size))
+            parts.append(filtered_resizing(images["mask"], size) * 2 - 1)  # PanoHead: normalised to [-1, 1]
         return torch.cat(parts, dim=1)
 
     def forward(self, images: dict, c: torch.Tensor | None) -> torch.Tensor:
@@ -110,7 +110,7 @@ class Discriminator(nn.Module):
         for block in self.blocks:
             x = block(x, img)
         if self.seg_blocks is not None:
-            seg, xs = filtered_resizing(images["mask"], self.cfg.seg_resolution), None
+            seg, xs = filtered_resizing(images["mask"], self.cfg.seg_resolution) * 2 - 1, None
             for block in self.seg_blocks:
                 xs = block(xs, seg)
             x = x + xs

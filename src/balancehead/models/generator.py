@@ -51,7 +51,9 @@ class Generator(nn.Module):
         rep = self.representation
         self.synthesis = SynthesisNetwork(cfg.w_dim, rep.synthesis_resolution, rep.synthesis_channels, g,
                                           cfg.channel_base, cfg.channel_max, cfg.conv_clamp)
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.synthesis.num_ws, g, cfg.mapping_layers)
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.synthesis.num_ws, g, cfg.mapping_layers,
+                                      embed_features=cfg.mapping_embed_features,
+                                      layer_features=cfg.mapping_layer_features)
         self.decoder = DecoderMLP(cfg.plane_channels, cfg.feature_channels, g, cfg.decoder_hidden, cfg.decoder_lr_mul)
         self.renderer = VolumeRenderer(cfg.ray_start, cfg.ray_end, cfg.n_coarse, cfg.n_importance, cfg.density_order,
                                        cfg.crop_margin, cfg.box_warp)
@@ -67,7 +69,8 @@ class Generator(nn.Module):
         if not cfg.camera_adapt:
             self.camera_adapter = None
         elif cfg.camera_adapt_kind == "panohead":
-            self.camera_adapter = TranslationMapping(cfg.z_dim, cfg.c_dim, g, cfg.mapping_layers)
+            self.camera_adapter = TranslationMapping(cfg.z_dim, cfg.c_dim, g, cfg.mapping_layers,
+                                                     cfg.mapping_embed_features, cfg.mapping_layer_features)
         else:
             self.camera_adapter = CameraAdapter(cfg.z_dim, g, hidden=cfg.camera_adapt_hidden)
 

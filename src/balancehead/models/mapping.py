@@ -20,17 +20,18 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, generator: torch.Generator,
                  num_layers: int = 8, lr_multiplier: float = 0.01, w_avg_beta: float = 0.998,
-                 last_activation: str = "lrelu"):
+                 last_activation: str = "lrelu", embed_features: int = 0, layer_features: int = 0):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
-        self.embed = FullyConnected(c_dim, w_dim, generator) if c_dim > 0 else None
-        in_dim = (z_dim if z_dim > 0 else 0) + (w_dim if c_dim > 0 else 0)
+        embed = (embed_features or w_dim) if c_dim > 0 else 0  # EG3D embed_features / layer_features (0 = w_dim)
+        hidden = layer_features or w_dim
+        self.embed = FullyConnected(c_dim, embed, generator) if c_dim > 0 else None
+        sizes = [max(z_dim, 0) + embed] + [hidden] * (num_layers - 1) + [w_dim]
         layers = []
         for i in range(num_layers):
             act = last_activation if i == num_layers - 1 else "lrelu"  # PanoHead's t_mapping ends linear
-            layers.append(FullyConnected(in_dim if i == 0 else w_dim, w_dim, generator, activation=act,
-                                         lr_multiplier=lr_multiplier))
+            layers.append(FullyConnected(sizes[i], sizes[i + 1], generator, activation=act, lr_multiplier=lr_multiplier))
         self.layers = nn.ModuleList(layers)
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
