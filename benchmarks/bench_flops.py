@@ -46,6 +46,10 @@ def camera(batch: int) -> torch.Tensor:
     return torch.cat([pose.reshape(1, 16), k.reshape(1, 9)], 1).repeat(batch, 1)
 
 
+def n_params(module: torch.nn.Module, prefix: str) -> int:
+    return sum(p.numel() for n, p in module.named_parameters() if n.startswith(prefix))
+
+
 def count(fn) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
@@ -63,7 +67,7 @@ def ours(res: int, sr_module: str, batch: int) -> int:
                           camera_adapt=False)
     G = Generator(cfg).eval().to("meta")
     z, c = torch.zeros(batch, 512, device="meta"), camera(batch).to("meta")
-    return count(lambda: G(z, c, c, noise_mode="const"))
+    return count(lambda: G(z, c, c, noise_mode="const")), n_params(G, ""), n_params(G, "superres.")
 
 
 def official(path: str, res: int, sr_module: str, batch: int) -> int:
@@ -73,7 +77,9 @@ def official(path: str, res: int, sr_module: str, batch: int) -> int:
     G = TriPlaneGenerator(**g_kwargs(res), rendering_kwargs=rendering_kwargs(res, sr_module)).eval().to("meta")
     G.neural_rendering_resolution = 64
     z, c = torch.zeros(batch, 512, device="meta"), camera(batch).to("meta")
-    return count(lambda: G(z, c, noise_mode="const"))
+    flops = count(lambda: G(z, c, noise_mode="const"))
+    sys.path.pop(0)
+    return flops, n_params(G, ""), n_params(G, "superresolution.")
 
 
 def main():
@@ -83,13 +89,13 @@ def main():
     args = ap.parse_args()
     ok = True
     for name, (res, sr_module) in CONFIGS.items():
-        a = ours(res, sr_module, args.batch)
-        line = f"{name}: ours {a / 1e9:.1f} GFLOP per batch of {args.batch}"
+        a, pa, sa = ours(res, sr_module, args.batch)
+        line = f"{name}: ours {a / 1e9:.1f} GFLOP per batch of {args.batch}, {pa / 1e6:.3f} M params (SR {sa / 1e6:.3f} M)"
         if args.eg3d:
-            b = official(args.eg3d, res, sr_module, args.batch)
+            b, pb, sb = official(args.eg3d, res, sr_module, args.batch)
             ratio = a / b
             ok &= math.isclose(ratio, 1.0, abs_tol=0.02)
-            line += f", EG3D {b / 1e9:.1f} GFLOP, ratio {ratio:.4f}"
+            line += f"; EG3D {b / 1e9:.1f} GFLOP, {pb / 1e6:.3f} M params (SR {sb / 1e6:.3f} M); FLOP ratio {ratio:.4f}"
         print(line, flush=True)
     if not ok:
         raise SystemExit("FLOP parity outside +-2 %")

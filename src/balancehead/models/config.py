@@ -52,8 +52,8 @@ class GeneratorConfig:
     crop_margin: float = 0.0          # PanoHead triplane_crop (0.1 in PanoHead); 0 = off (EG3D)
     background: bool = True
     background_kind: str = "panohead"  # "panohead": bcg SynthesisNetwork on the main ws; "own_mapping": own z mapping
-    bg_channel_base: int = 8192       # "panohead": PanoHead uses channel_base // 2
-    bg_channel_max: int = 128
+    bg_channel_base: int = 16384      # PanoHead: the main channel_base // 2 and the main channel_max
+    bg_channel_max: int = 512
     bg_mapping_layers: int = 2
     camera_adapt: bool = True
     camera_adapt_kind: str = "panohead"  # "panohead": t_mapping (z, c) -> 3 translation; "mlp": (z, camera) MLP
@@ -110,7 +110,7 @@ class DiscriminatorConfig:
     cmap_dim: int = 512
     mapping_layers: int = 8           # EG3D D mapping defaults: 8 layers, lr multiplier 0.01
     mapping_lr_mul: float = 0.01
-    seg_resolution: int = 128         # "mask" mode only
+    seg_resolution: int = 128         # "mask" mode only (PanoHead default; capped at `resolution`)
     channel_base: int = 32768
     channel_max: int = 512
     mbstd_group: int = 4

@@ -87,7 +87,8 @@ class Discriminator(nn.Module):
         generator = torch.Generator().manual_seed(cfg.seed)
         self.img_channels = 7 if cfg.mode == "tri" else 6
         self.blocks = _blocks(cfg.resolution, self.img_channels, cfg, generator)
-        self.seg_blocks = _blocks(cfg.seg_resolution, 1, cfg, generator) if cfg.mode == "mask" else None
+        self.seg_resolution = min(cfg.seg_resolution, cfg.resolution)
+        self.seg_blocks = _blocks(self.seg_resolution, 1, cfg, generator) if cfg.mode == "mask" else None
         c4 = channels_at(4, cfg)
         self.mapping = (MappingNetwork(0, cfg.c_dim, cfg.cmap_dim, 1, generator, num_layers=cfg.mapping_layers,
                                        lr_multiplier=cfg.mapping_lr_mul) if cfg.c_dim > 0 else None)
@@ -110,7 +111,7 @@ class Discriminator(nn.Module):
         for block in self.blocks:
             x = block(x, img)
         if self.seg_blocks is not None:
-            seg, xs = filtered_resizing(images["mask"], self.cfg.seg_resolution) * 2 - 1, None
+            seg, xs = filtered_resizing(images["mask"], self.seg_resolution) * 2 - 1, None
             for block in self.seg_blocks:
                 xs = block(xs, seg)
             x = x + xs

@@ -13,7 +13,8 @@ from balancehead import io
 
 @torch.no_grad()
 def density_grid(G, ws: torch.Tensor, resolution: int = 128, chunk: int = 65536, progress: bool = False) -> np.ndarray:
-    """Density of the first sample in `ws` on a resolution^3 grid spanning the box (index order x, y, z)."""
+    """Raw density (EG3D's sigma, thresholded at level 10 as EG3D gen_samples does) of the first sample in
+    `ws` on a resolution^3 grid spanning the box (index order x, y, z)."""
     planes = G.planes(ws[:1])
     half = G.cfg.box_warp / 2
     axis = torch.linspace(-half, half, resolution, device=ws.device)
