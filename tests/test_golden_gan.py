@@ -71,6 +71,17 @@ def test_discriminator_matches_official(golden):
     assert (logits - t["out/logits"]).abs().max() <= TOL
 
 
+def test_mask_discriminator_v2_matches_official():
+    """PanoHead MaskDualDiscriminatorV2: the mask concatenated as a 7th channel (our mode "tri")."""
+    t, meta = load("panohead")
+    D = discriminator_from_official(state_dict(t, "D2/"), json.loads(meta["d_init_kwargs"]), "panohead")
+    assert D.cfg.mode == "tri"
+    images = {"image": t["out/image"], "image_raw": t["out/image_raw"], "mask": t["out/image_mask"]}
+    with torch.no_grad():
+        logits = D(images, t["in/c"])
+    assert (logits - t["out/logits_v2"]).abs().max() <= TOL
+
+
 def test_conversion_names_missing_and_unexpected_keys():
     tensors, meta = load("eg3d")
     sd = state_dict(tensors, "G/")

@@ -114,6 +114,15 @@ def make(kind: str, checkout: str):
     randomise(D, 3)
     d_store, d_deq = quantise(D.state_dict(), "D/")
     D.load_state_dict(d_deq)
+    D2 = None
+    if kind == "panohead":  # also the V2 variant (mask concatenated as a 7th channel)
+        from training.dual_discriminator import MaskDualDiscriminatorV2
+        torch.manual_seed(4)
+        D2 = MaskDualDiscriminatorV2(**d_kwargs).eval()
+        randomise(D2, 5)
+        d2_store, d2_deq = quantise(D2.state_dict(), "D2/")
+        D2.load_state_dict(d2_deq)
+        d_store.update(d2_store)
 
     gz = torch.Generator().manual_seed(5)
     z = torch.randn(BATCH, 8, generator=gz)
@@ -122,10 +131,14 @@ def make(kind: str, checkout: str):
         torch.manual_seed(RENDER_SEED)  # the renderer's rand_like / rand draw from here
         out = G(z, c, truncation_psi=PSI, neural_rendering_resolution=neural, noise_mode="const")
         logits = D(out, c)
+        if D2 is not None:
+            logits_v2 = D2(out, c)
     tensors = {**g_store, **d_store, "in/z": z, "in/c": c, "out/image": out["image"], "out/image_raw": out["image_raw"],
                "out/image_depth": out["image_depth"], "out/logits": logits}
     if "image_mask" in out:
         tensors["out/image_mask"] = out["image_mask"]
+    if D2 is not None:
+        tensors["out/logits_v2"] = logits_v2
     meta = {"kind": kind, "g_init_kwargs": json.dumps(g_kwargs), "rendering_kwargs": json.dumps(rk),
             "d_init_kwargs": json.dumps(d_kwargs), "render_seed": str(RENDER_SEED), "psi": str(PSI),
             "neural_rendering_resolution": str(neural)}
