@@ -82,6 +82,26 @@ def test_camera_adaptation_moves_only_the_translation():
     assert torch.count_nonzero(off.camera_delta_norm) == 0
 
 
+@pytest.mark.parametrize("kind", ["panohead", "mlp"])
+def test_both_camera_adapters_move_only_the_translation(kind):
+    G = Generator(GeneratorConfig.tiny(n_coarse=4, n_importance=0, camera_adapt_kind=kind))
+    cam = _cams(0, 90)
+    out = G(_z(2), cam, cam)
+    changed = (out.camera != cam).any(dim=0).nonzero().flatten().tolist()
+    assert changed and set(changed) <= {3, 7, 11}
+
+
+def test_former_project_variants_stay_available():
+    """The project's former choices are named options next to the EG3D / PanoHead defaults."""
+    cfg = GeneratorConfig.tiny(n_coarse=4, n_importance=4, density_order="activate_then_mean",
+                               background_kind="own_mapping", camera_adapt_kind="mlp")
+    out = Generator(cfg)(_z(2), _cams(0, 180), _cams(0, 180))
+    ref = Generator(GeneratorConfig.tiny(n_coarse=4, n_importance=4))(_z(2), _cams(0, 180), _cams(0, 180))
+    assert torch.isfinite(out.image).all() and out.image.shape == ref.image.shape
+    with pytest.raises(ValueError, match="density_order"):
+        GeneratorConfig.tiny(density_order="nope")
+
+
 def test_background_composition():
     from balancehead.models.background import compose
 

@@ -90,7 +90,9 @@ def make(kind: str, checkout: str):
     from training.triplane import TriPlaneGenerator  # noqa: E402
 
     rk = rendering_kwargs(kind)
-    g_kwargs = dict(z_dim=8, c_dim=25, w_dim=512, img_resolution=128, img_channels=3, sr_num_fp16_res=0,
+    # sr_num_fp16_res > 0 (EG3D's default) gives the SR blocks conv_clamp 256; they still run fp32 on CPU
+    g_kwargs = dict(z_dim=8, c_dim=25, w_dim=512, img_resolution=128, img_channels=3,
+                    sr_num_fp16_res=1 if kind == "eg3d" else 0,
                     mapping_kwargs={"num_layers": 2, "embed_features": 8, "layer_features": 16},
                     sr_kwargs={}, channel_base=256, channel_max=8, num_fp16_res=0, conv_clamp=None)
     torch.manual_seed(0)

@@ -43,6 +43,7 @@ class GeneratorConfig:
     sr_dc: bool = True                # 512 px: SuperresolutionHybrid8XDC (EG3D FFHQ-512) instead of 8X
     sr_antialias: bool = True
     sr_noise_mode: str = "none"       # EG3D superresolution_noise_mode: "none", or "follow" the call's noise_mode
+    sr_conv_clamp: float | None = 256.0  # EG3D: 256 when sr_num_fp16_res > 0 (its default, 4), else None
     n_coarse: int = 48
     n_importance: int = 48
     ray_start: float = 2.25

@@ -8,7 +8,10 @@ from the official init kwargs and `rendering_kwargs`:
     generator_from_official(state_dict, init_kwargs, rendering_kwargs, kind) -> Generator
     discriminator_from_official(state_dict, init_kwargs, kind) -> Discriminator
 
-`kind` is "eg3d", "panohead" or "spherehead". Nothing here unpickles anything: the caller (the
+`kind` is "eg3d", "panohead" or "spherehead". `init_kwargs` are the official constructor's kwargs
+(z_dim, c_dim, w_dim, img_resolution, channel_base, channel_max, conv_clamp, sr_num_fp16_res,
+mapping_kwargs, ...); the pickled G's `neural_rendering_resolution` attribute may be passed in them
+under that name (default 64). Nothing here unpickles anything: the caller (the
 safe-import helper) hands over plain tensors and dicts. Every official tensor must land on exactly one
 of ours and every one of ours must be filled; otherwise a ValueError names the missing / unexpected
 keys. Fixed FIR filter buffers (`resample_filter`) are checked against ours instead of copied.
@@ -154,7 +157,8 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
         decoder_lr_mul=float(rk.get("decoder_lr_mul", 1)),
         neural_resolution=int(kw.get("neural_rendering_resolution", rk.get("neural_rendering_resolution", 64))),
         output_resolution=int(kw["img_resolution"]), sr_dc=sr_module.endswith("DC"),
-        sr_antialias=bool(rk.get("sr_antialias", True)), sr_noise_mode="none" if sr_noise == "none" else "follow",
+        sr_antialias=bool(rk.get("sr_antialias", True)),
+        sr_conv_clamp=256.0 if int(kw.get("sr_num_fp16_res", 0)) > 0 else None, sr_noise_mode="none" if sr_noise == "none" else "follow",
         n_coarse=int(rk["depth_resolution"]), n_importance=int(rk["depth_resolution_importance"]),
         ray_start=float(rk["ray_start"]), ray_end=float(rk["ray_end"]), box_warp=float(rk["box_warp"]),
         crop_margin=0.1 if kind == "panohead" else 0.0,

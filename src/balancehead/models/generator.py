@@ -58,7 +58,8 @@ class Generator(nn.Module):
         self.renderer = VolumeRenderer(cfg.ray_start, cfg.ray_end, cfg.n_coarse, cfg.n_importance, cfg.density_order,
                                        cfg.crop_margin, cfg.box_warp)
         self.superres = SuperResolution(cfg.feature_channels, cfg.w_dim, cfg.neural_resolution, cfg.output_resolution,
-                                        cfg.sr_channels, g, dc=cfg.sr_dc, antialias=cfg.sr_antialias)
+                                        cfg.sr_channels, g, conv_clamp=cfg.sr_conv_clamp, dc=cfg.sr_dc,
+                                        antialias=cfg.sr_antialias)
         own = cfg.background_kind == "own_mapping"
         self.background = (BackgroundGenerator(cfg.z_dim, cfg.w_dim,
                                                cfg.neural_resolution if own else self.superres.input_resolution,

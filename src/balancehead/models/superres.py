@@ -12,8 +12,8 @@ ToRGB output to the skip RGB image. Fixed widths per output resolution:
     512 DC  128    256 @ 256, up                     128 @ 512, up       SuperresolutionHybrid8XDC
 
 Any other output resolution (the project's tiny CPU configs) uses `generic_widths`: input = neural
-resolution, one up-block of `generic_channels` per doubling. No noise and no conv clamp by default
-(EG3D: clamp 256 only with fp16 SR blocks, noise mode from `superresolution_noise_mode`).
+resolution, one up-block of `generic_channels` per doubling. Conv clamp as configured (EG3D: 256 when
+its SR blocks are fp16, the default), noise mode from `superresolution_noise_mode` (default "none").
 The mask is resized bilinearly to the output (I^{m+}) for the mask discriminator.
 """
 from __future__ import annotations
