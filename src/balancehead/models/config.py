@@ -29,6 +29,8 @@ class GeneratorConfig:
     plane_resolution: int = 256
     trigrid_depth: int = 3
     unify_split: bool = True          # hy-plane only
+    sphere_prob_a: float = 0.1        # sphere_dual, training: share of forwards using system A alone (SphereHead)
+    sphere_prob_b: float = 0.1        # ... system B alone; the rest fuse A and B (evaluation always fuses)
     channel_base: int = 32768
     channel_max: int = 512
     feature_channels: int = 32        # decoder output / raw image channels (first 3 are RGB)
