@@ -152,3 +152,22 @@ def test_sphere_systems_poles_and_seams():
     assert torch.allclose(rep.features(p, back), torch.full((1, 1, 2), 5.0), atol=1e-4)
     assert torch.allclose(rep.features(p, front), torch.full((1, 1, 2), 1.0), atol=1e-4)
     assert float(system_weight(*spherical_coords(rotate_a(back))[:2])) < 1e-6
+
+
+def test_sphere_heads_match_spherehead_conva_convb(golden):
+    """SphereHead's generator cuts each system's planes out of one backbone map with its own 1x1 head."""
+    x = golden["sphere_head_in"]
+    c = golden["sphere_head_a_out"].shape[1] // 3
+    rep = SphericalTriPlane(c, x.shape[-1], 1.0, dual=True, head_channels=x.shape[1])
+    assert rep.synthesis_channels == x.shape[1]
+    with torch.no_grad():
+        for name in ("a", "b"):
+            head = getattr(rep, f"head_{name}")
+            head[0].weight.copy_(golden[f"sphere_head_{name}_0"])
+            head[1].weight.copy_(golden[f"sphere_head_{name}_1"])
+    planes = rep.planes(x, system="both")
+    for name in ("a", "b"):
+        want = golden[f"sphere_head_{name}_out"].reshape(x.shape[0], 3, c, *x.shape[2:])
+        torch.testing.assert_close(getattr(planes, name), want, **TOL)
+    only_a = rep.planes(x, system="a")
+    assert only_a.b is None and torch.equal(only_a.a, planes.a)

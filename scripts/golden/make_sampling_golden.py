@@ -14,7 +14,8 @@ balancehead.models.hyplane / balancehead.models.sphere against them.
   `sample_from_triplane_singsph`.
 * SphereHead: `sample_from_planes` (systems A and B fused) from lhyfst/SphereHead; system A alone and B
   alone from HyPlaneHead's copy of SphereHead's training sampler (`sample_from_sphtriplane` with
-  a_b_both = [1, 0, 0] / [0, 1, 0]); single sphere from `sample_from_sphtriplane_single`.
+  a_b_both = [1, 0, 0] / [0, 1, 0]); single sphere from `sample_from_sphtriplane_single`; the per-system
+  1x1 heads (ConvA / ConvB) as SphereHead's generator builds them, with their random weights.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 from safetensors.torch import save_file
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden" / "sampling.safetensors"
-BATCH, CHANNELS, RES, POINTS, BOX_WARP = 2, 4, 8, 256, 1.0
+BATCH, CHANNELS, RES, POINTS, BOX_WARP, HEAD_IN = 2, 4, 8, 256, 1.0, 16
 
 
 def load_renderer(checkout: Path):
@@ -95,6 +96,18 @@ def main():
 
     sh = load_renderer(args.spherehead)
     t["sphere_dual_both_out"] = sh.sample_from_planes(t["sphere_dual"], points, sh.generate_planes(), box_warp=BOX_WARP)
+
+    # SphereHead's per-system heads (ConvA / ConvB of its TriPlaneGenerator, at a small width): two
+    # bias-free linear 1x1 Conv2dLayers, in -> in/2 -> 3C, applied to the backbone's map
+    conv2d_layer = importlib.import_module("training.networks_stylegan2").Conv2dLayer
+    torch.manual_seed(1)
+    t["sphere_head_in"] = torch.randn(BATCH, HEAD_IN, RES, RES, generator=g)
+    for name in ("a", "b"):
+        head = torch.nn.Sequential(conv2d_layer(HEAD_IN, HEAD_IN // 2, kernel_size=1, bias=False, activation="linear"),
+                                   conv2d_layer(HEAD_IN // 2, 3 * CHANNELS, kernel_size=1, bias=False, activation="linear"))
+        t[f"sphere_head_{name}_0"], t[f"sphere_head_{name}_1"] = head[0].weight.detach(), head[1].weight.detach()
+        with torch.no_grad():
+            t[f"sphere_head_{name}_out"] = head(t["sphere_head_in"])
 
     tensors = {k: v.float().contiguous() for k, v in t.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ class TriGrid(Representation):
 
 def build_representation(kind: str, channels: int, resolution: int, box_warp: float, trigrid_depth: int = 3,
                          unify_split: bool = True, sphere_prob_a: float = 0.1, sphere_prob_b: float = 0.1,
-                         seed: int = 0) -> Representation:
+                         seed: int = 0, sphere_head_channels: int = 0) -> Representation:
     # hyplane.py and sphere.py build on this module's base class, so they are imported here, not at the top
     from .hyplane import HyPlane
     from .sphere import SphericalTriPlane
@@ -121,7 +121,8 @@ def build_representation(kind: str, channels: int, resolution: int, box_warp: fl
         return TriGrid(channels, resolution, box_warp, trigrid_depth)
     if kind in ("sphere", "sphere_dual"):
         return SphericalTriPlane(channels, resolution, box_warp, dual=kind == "sphere_dual",
-                                 prob_a=sphere_prob_a, prob_b=sphere_prob_b, seed=seed)
+                                 prob_a=sphere_prob_a, prob_b=sphere_prob_b, seed=seed,
+                                 head_channels=sphere_head_channels)
     if kind == "hyplane":
         return HyPlane(channels, resolution, box_warp, unify_split)
     raise ValueError(f"unknown representation {kind!r}; choose from {KINDS}")

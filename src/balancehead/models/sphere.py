@@ -24,8 +24,12 @@ by ``tests/test_golden_sampling.py``:
   forces a system.
 
 The decoder sees the mean over the three planes of the chosen/fused features (SphereHead's OSGDecoder).
-The official generator computes each system's planes with its own 1x1 convolution head from a 512-channel
-backbone map; here the synthesis network emits the 3C (single) or 6C (dual) channels directly.
+
+**Heads** (dual, `head_channels > 0`, the reference): as in SphereHead's generator the synthesis network
+emits one `head_channels`-channel map (512 in SphereHead) and each system cuts its 3C channels out of it
+with its own head of two bias-free linear 1x1 convolutions (head_channels -> head_channels/2 -> 3C,
+equalised learning rate; SphereHead's ConvA / ConvB). With `head_channels = 0` the synthesis emits A's and
+B's 6C channels directly. The single sphere has no head (HyPlaneHead's ``SphTriPlane_single``).
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from .representations import Representation, sample_planes
 
@@ -74,8 +79,26 @@ def sample_system(planes: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, 
     return sample_planes(planes, uv), system_weight(theta, phi)
 
 
+class Linear1x1(nn.Module):
+    """A bias-free linear 1x1 convolution with equalised learning rate (weight ~ N(0, 1), scaled by 1/sqrt(fan_in))."""
+
+    def __init__(self, in_channels: int, out_channels: int, generator: torch.Generator):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1, generator=generator))
+        self.gain = 1.0 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight * self.gain)
+
+
+def system_head(in_channels: int, out_channels: int, generator: torch.Generator) -> nn.Sequential:
+    """SphereHead's ConvA / ConvB: in -> in/2 -> out, two linear 1x1 convolutions."""
+    hidden = max(in_channels // 2, 1)
+    return nn.Sequential(Linear1x1(in_channels, hidden, generator), Linear1x1(hidden, out_channels, generator))
+
+
 class SpherePlanes(NamedTuple):
-    a: torch.Tensor                 # (B, 3, C, H, W) system A
+    a: torch.Tensor | None          # (B, 3, C, H, W) system A (None when only B is used)
     b: torch.Tensor | None          # (B, 3, C, H, W) system B (dual only)
     system: str                     # "a", "b" or "both": which the features use
 
@@ -84,15 +107,24 @@ class SphericalTriPlane(Representation):
     """SphereHead's spherical tri-plane: system A only (`dual=False`), or A and B (`dual=True`)."""
 
     def __init__(self, channels: int, resolution: int, box_warp: float, dual: bool = False,
-                 prob_a: float = 0.1, prob_b: float = 0.1, seed: int = 0):
+                 prob_a: float = 0.1, prob_b: float = 0.1, seed: int = 0, head_channels: int = 0):
         super().__init__(channels, resolution, box_warp)
         if min(prob_a, prob_b) < 0 or prob_a + prob_b > 1:
             raise ValueError(f"sphere system probabilities must be >= 0 with sum <= 1, got ({prob_a}, {prob_b})")
+        if head_channels < 0:
+            raise ValueError(f"sphere head_channels must be >= 0, got {head_channels}")
         self.dual, self.prob_a, self.prob_b, self.seed = dual, prob_a, prob_b, seed
+        self.head_channels = head_channels if dual else 0
+        if self.head_channels:
+            g = torch.Generator().manual_seed(seed)
+            self.head_a = system_head(head_channels, 3 * channels, g)
+            self.head_b = system_head(head_channels, 3 * channels, g)
         self._draws = 0  # counter of the seeded system draws (not checkpointed: a resumed run restarts it)
 
     @property
     def synthesis_channels(self) -> int:
+        if self.head_channels:
+            return self.head_channels
         return (6 if self.dual else 3) * self.channels
 
     def draw_system(self) -> str:
@@ -102,14 +134,21 @@ class SphericalTriPlane(Representation):
         return "a" if u < self.prob_a else "b" if u < self.prob_a + self.prob_b else "both"
 
     def planes(self, image: torch.Tensor, system: str | None = None) -> SpherePlanes:
-        split = image.reshape(image.shape[0], -1, self.channels, *image.shape[2:])
+        def cut(x):
+            return x.reshape(x.shape[0], -1, self.channels, *x.shape[2:])
         if not self.dual:
-            return SpherePlanes(split, None, "a")
+            return SpherePlanes(cut(image), None, "a")
         if system is None:
             system = self.draw_system() if self.training else "both"
         if system not in SYSTEMS:
             raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
-        return SpherePlanes(split[:, :3], split[:, 3:], system)
+        if not self.head_channels:
+            split = cut(image)
+            return SpherePlanes(split[:, :3], split[:, 3:], system)
+        # a system that is not used this forward is not computed (its head gets no gradient, as in SphereHead)
+        a = cut(self.head_a(image)) if system != "b" else None
+        b = cut(self.head_b(image)) if system != "a" else None
+        return SpherePlanes(a, b, system)
 
     def features(self, planes: SpherePlanes, points: torch.Tensor) -> torch.Tensor:
         q = self.normalise(points)
