@@ -1,12 +1,14 @@
 """Golden tensors for the GAN core: the official EG3D and PanoHead networks on CPU at small configs.
 
-    python scripts/golden/make_gan_golden.py --eg3d /path/to/NVlabs/eg3d/eg3d --panohead /path/to/SizheAn/PanoHead
+    python scripts/golden/make_gan_golden.py --eg3d /path/to/NVlabs/eg3d/eg3d --panohead /path/to/SizheAn/PanoHead \
+        --spherehead /path/to/lhyfst/SphereHead
 
 Builds the official TriPlaneGenerator + DualDiscriminator (EG3D tri-plane) and TriPlaneGenerator with
 tri-grid, background and t_mapping + MaskDualDiscriminator (PanoHead), with fixed seeds and small widths
-(128 px output, neural 32, 6+6 samples), randomises every parameter/buffer (so biases, noise strengths
-and w_avg matter), quantises tensors to int8 + one fp32 scale each (the official model then runs on the
-de-quantised values, so storing int8 loses nothing) and writes, per config, one safetensors file under
+(128 px output, neural 32, 6+6 samples), and SphereHead's generator (PanoHead's with ConvA/ConvB heads and
+dual spherical planes; its discriminator is PanoHead's, so none is stored for it), randomises every parameter/buffer (so biases, noise strengths
+and w_avg matter), quantises tensors to 15 levels + one fp32 scale each, packed 4 bits per value (the
+official model then runs on the de-quantised values, so storing them this way loses nothing) and writes, per config, one safetensors file under
 tests/data/golden/: the quantised state dicts (`G/...`, `D/...`), the inputs (z, c, renderer seed) and
 the official outputs (image, image_raw, image_depth[, image_mask], D logits), plus the init kwargs /
 rendering_kwargs as JSON metadata. Only the official checkout's path is used; nothing of it is copied.
@@ -46,7 +48,10 @@ def randomise(module: torch.nn.Module, seed: int):
 
 
 def quantise(state: dict[str, torch.Tensor], prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """-> (tensors to store, de-quantised state dict). De-quantisation: q.float() * scale (see the test)."""
+    """-> (tensors to store, de-quantised state dict).
+
+    Each tensor becomes 15 levels q in [-7, 7] times one fp32 scale, stored as two 4-bit codes (q + 8) per
+    byte, plus its shape. De-quantisation (repeated exactly by the test): q.to(float32) * scale."""
     stored, deq = {}, {}
     for k, v in state.items():
         v = v.detach().float()
@@ -54,10 +59,14 @@ def quantise(state: dict[str, torch.Tensor], prefix: str) -> tuple[dict[str, tor
             stored[f"{prefix}f/{k}"] = v.clone().contiguous()
             deq[k] = v.clone()
             continue
-        scale = (v.abs().max() / 127).clamp_min(1e-12).reshape(())
-        q = torch.round(v / scale).clamp(-127, 127).to(torch.int8)
-        stored[f"{prefix}q/{k}"] = q.contiguous()
+        scale = (v.abs().max() / 7).clamp_min(1e-12).reshape(())
+        q = torch.round(v / scale).clamp(-7, 7).to(torch.int8)
+        codes = (q.flatten() + 8).to(torch.uint8)
+        if codes.numel() % 2:
+            codes = torch.cat([codes, codes.new_zeros(1)])
+        stored[f"{prefix}q4/{k}"] = (codes[0::2] << 4) | codes[1::2]
         stored[f"{prefix}s/{k}"] = scale.clone()
+        stored[f"{prefix}shape/{k}"] = torch.tensor(list(v.shape), dtype=torch.int64)
         deq[k] = q.to(torch.float32) * scale
     return stored, deq
 
@@ -79,7 +88,7 @@ def rendering_kwargs(kind: str) -> dict:
           "density_reg": 0.25, "density_reg_p_dist": 0.004, "reg_type": "l1", "decoder_lr_mul": 1.0,
           "sr_antialias": True, "depth_resolution": 6, "depth_resolution_importance": 6,
           "ray_start": 2.25, "ray_end": 3.3, "box_warp": 1, "avg_camera_radius": 2.7, "avg_camera_pivot": [0, 0, 0.2]}
-    if kind == "panohead":
+    if kind in ("panohead", "spherehead"):  # SphereHead: triplane_depth = number of spherical planes
         rk.update({"triplane_size": 32, "triplane_depth": 3, "use_background": True, "decoder_activation": "sigmoid"})
     return rk
 
@@ -103,6 +112,37 @@ def make(kind: str, checkout: str):
     neural = 32
     G.neural_rendering_resolution = neural
 
+    d_store, d_kwargs, D, D2 = {}, {}, None, None
+    if kind != "spherehead":  # SphereHead's discriminator is PanoHead's MaskDualDiscriminator, tested there
+        d_store, d_kwargs, D, D2 = make_discriminators(kind)
+
+    gz = torch.Generator().manual_seed(5)
+    z = torch.randn(BATCH, 8, generator=gz)
+    c = cameras(camera_utils, [0.0, 0.4] if kind == "eg3d" else [0.3, -2.8])
+    with torch.no_grad():
+        torch.manual_seed(RENDER_SEED)  # the renderer's rand_like / rand draw from here
+        out = G(z, c, truncation_psi=PSI, neural_rendering_resolution=neural, noise_mode="const")
+        logits = D(out, c) if D is not None else None
+        logits_v2 = D2(out, c) if D2 is not None else None
+    tensors = {**g_store, **d_store, "in/z": z, "in/c": c, "out/image": out["image"], "out/image_raw": out["image_raw"],
+               "out/image_depth": out["image_depth"]}
+    for key, value in (("out/image_mask", out.get("image_mask")), ("out/logits", logits), ("out/logits_v2", logits_v2)):
+        if value is not None:
+            tensors[key] = value
+    meta = {"kind": kind, "g_init_kwargs": json.dumps(g_kwargs), "rendering_kwargs": json.dumps(rk),
+            "d_init_kwargs": json.dumps(d_kwargs), "render_seed": str(RENDER_SEED), "psi": str(PSI),
+            "neural_rendering_resolution": str(neural)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"gan_{kind}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+    print(f"{path}: {path.stat().st_size / 1e6:.2f} MB; image range {out['image'].min():.3f}..{out['image'].max():.3f}, "
+          f"depth {out['image_depth'].min():.3f}..{out['image_depth'].max():.3f}, logits {logits}")
+    sys.path.pop(0)
+
+
+def make_discriminators(kind: str):
     d_kwargs = dict(c_dim=25, img_resolution=128, img_channels=3, channel_base=256, channel_max=16, num_fp16_res=0,
                     conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 2})
     torch.manual_seed(2)
@@ -126,43 +166,21 @@ def make(kind: str, checkout: str):
         D2.load_state_dict(d2_deq)
         d_store.update(d2_store)
 
-    gz = torch.Generator().manual_seed(5)
-    z = torch.randn(BATCH, 8, generator=gz)
-    c = cameras(camera_utils, [0.3, -2.8] if kind == "panohead" else [0.0, 0.4])
-    with torch.no_grad():
-        torch.manual_seed(RENDER_SEED)  # the renderer's rand_like / rand draw from here
-        out = G(z, c, truncation_psi=PSI, neural_rendering_resolution=neural, noise_mode="const")
-        logits = D(out, c)
-        if D2 is not None:
-            logits_v2 = D2(out, c)
-    tensors = {**g_store, **d_store, "in/z": z, "in/c": c, "out/image": out["image"], "out/image_raw": out["image_raw"],
-               "out/image_depth": out["image_depth"], "out/logits": logits}
-    if "image_mask" in out:
-        tensors["out/image_mask"] = out["image_mask"]
-    if D2 is not None:
-        tensors["out/logits_v2"] = logits_v2
-    meta = {"kind": kind, "g_init_kwargs": json.dumps(g_kwargs), "rendering_kwargs": json.dumps(rk),
-            "d_init_kwargs": json.dumps(d_kwargs), "render_seed": str(RENDER_SEED), "psi": str(PSI),
-            "neural_rendering_resolution": str(neural)}
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"gan_{kind}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
-    print(f"{path}: {path.stat().st_size / 1e6:.2f} MB; image range {out['image'].min():.3f}..{out['image'].max():.3f}, "
-          f"depth {out['image_depth'].min():.3f}..{out['image_depth'].max():.3f}, logits {logits.flatten().tolist()}")
-    sys.path.pop(0)
+    return d_store, d_kwargs, D, D2
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eg3d", help="path of NVlabs/eg3d's inner eg3d/ directory")
     ap.add_argument("--panohead", help="path of a SizheAn/PanoHead checkout")
+    ap.add_argument("--spherehead", help="path of a lhyfst/SphereHead checkout")
     args = ap.parse_args()
     if args.eg3d:
         make("eg3d", args.eg3d)
     if args.panohead:
         make("panohead", args.panohead)
+    if args.spherehead:
+        make("spherehead", args.spherehead)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """EG3D / PanoHead state dicts -> this project's Generator / Discriminator (config + weights).
 
 The official networks (NVlabs/eg3d `TriPlaneGenerator`, `DualDiscriminator`; SizheAn/PanoHead
-`TriPlaneGenerator` with tri-grid, background and `t_mapping`, `MaskDualDiscriminator` / V2) are
+`TriPlaneGenerator` with tri-grid, background and `t_mapping`, `MaskDualDiscriminator` / V2;
+lhyfst/SphereHead, PanoHead's generator with ConvA/ConvB heads and dual spherical planes) are
 reproduced operator for operator here, so conversion is a renaming of tensors plus a config read
 from the official init kwargs and `rendering_kwargs`:
 
@@ -32,9 +33,6 @@ KINDS = ("eg3d", "panohead", "spherehead")
 def _check_kind(kind: str):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind == "spherehead":
-        raise NotImplementedError("spherehead: the spherical tri-plane sampling is not reproduced yet "
-                                  "(models/sphere.py); convert EG3D or PanoHead checkpoints")
 
 
 def _resolutions(state_dict: dict, prefix: str) -> list[int]:
@@ -136,7 +134,13 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
     if not res:
         raise ValueError("state dict has no backbone.synthesis.b<res> blocks: not an EG3D/PanoHead generator")
     depth = int(rk.get("triplane_depth", 1)) if kind == "panohead" else 1
-    plane_channels = sd[f"backbone.synthesis.b{res[-1]}.torgb.weight"].shape[0] // (3 * depth)
+    synthesis_channels = sd[f"backbone.synthesis.b{res[-1]}.torgb.weight"].shape[0]
+    if kind == "spherehead":  # SphereHead: ConvA/ConvB 1x1 heads cut each system's planes; triplane_depth = 3 planes
+        if int(rk.get("triplane_depth", 3)) != 3:
+            raise ValueError("spherehead: triplane_depth must be 3 (three spherical planes per system)")
+        plane_channels = sd["ConvA.1.weight"].shape[0] // 3
+    else:
+        plane_channels = synthesis_channels // (3 * depth)
     features = sd["decoder.net.2.weight"].shape[0] - 1
     sr_module = str(rk.get("superresolution_module", ""))
     sr_noise = rk.get("superresolution_noise_mode", "none")
@@ -145,13 +149,16 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
     if float(mapping_kwargs.get("lr_multiplier", 0.01)) != 0.01:
         raise ValueError("mapping_kwargs lr_multiplier other than 0.01 is not supported")
     channel_base, channel_max = int(kw.get("channel_base", 32768)), int(kw.get("channel_max", 512))
-    bg = kind == "panohead" and any(k.startswith("bcg_synthesis.") for k in sd)
+    pano = kind in ("panohead", "spherehead")  # SphereHead is PanoHead's generator with spherical planes
+    bg = pano and any(k.startswith("bcg_synthesis.") for k in sd)
+    representation = {"eg3d": "triplane", "panohead": "trigrid", "spherehead": "sphere_dual"}[kind]
     return GeneratorConfig(
         z_dim=int(kw["z_dim"]), c_dim=int(kw["c_dim"]), c_scale=c_scale, w_dim=int(kw["w_dim"]),
         mapping_layers=_count_fc(sd, "backbone.mapping."),
         mapping_embed_features=int(mapping_kwargs.get("embed_features") or 0),
         mapping_layer_features=int(mapping_kwargs.get("layer_features") or 0),
-        representation="trigrid" if kind == "panohead" else "triplane", plane_channels=plane_channels,
+        representation=representation, plane_channels=plane_channels,
+        sphere_head_channels=synthesis_channels if kind == "spherehead" else 0,
         plane_resolution=res[-1], trigrid_depth=depth, channel_base=channel_base, channel_max=channel_max,
         feature_channels=features, decoder_hidden=sd["decoder.net.0.weight"].shape[0],
         decoder_lr_mul=float(rk.get("decoder_lr_mul", 1)),
@@ -161,9 +168,9 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
         sr_conv_clamp=256.0 if int(kw.get("sr_num_fp16_res", 0)) > 0 else None, sr_noise_mode="none" if sr_noise == "none" else "follow",
         n_coarse=int(rk["depth_resolution"]), n_importance=int(rk["depth_resolution_importance"]),
         ray_start=float(rk["ray_start"]), ray_end=float(rk["ray_end"]), box_warp=float(rk["box_warp"]),
-        crop_margin=0.1 if kind == "panohead" else 0.0,
+        crop_margin=0.1 if pano else 0.0,
         background=bg, background_kind="panohead", bg_channel_base=channel_base // 2, bg_channel_max=channel_max,
-        camera_adapt=kind == "panohead", camera_adapt_kind="panohead", conv_clamp=kw.get("conv_clamp"))
+        camera_adapt=pano, camera_adapt_kind="panohead", conv_clamp=kw.get("conv_clamp"))
 
 
 def generator_from_official(state_dict: dict[str, torch.Tensor], init_kwargs: dict, rendering_kwargs: dict,
@@ -187,13 +194,18 @@ def generator_from_official(state_dict: dict[str, torch.Tensor], init_kwargs: di
         renames.update(_synthesis_keys(sd, "bcg_synthesis.", "background.synthesis."))
     if cfg.camera_adapt:
         renames.update(_mapping_keys("t_mapping.", "camera_adapter.mapping.", _count_fc(sd, "t_mapping.")))
+    if kind == "spherehead":
+        for src, dst in (("ConvA", "head_a"), ("ConvB", "head_b")):
+            for i in range(2):
+                renames[f"{src}.{i}.weight"] = f"representation.{dst}.{i}.weight"
+                renames[f"{src}.{i}.resample_filter"] = None
     return _load(G, sd, renames, f"{kind} generator").eval()
 
 
 # --- discriminator ------------------------------------------------------------------------------
 
 def discriminator_from_official(state_dict: dict[str, torch.Tensor], init_kwargs: dict, kind: str) -> Discriminator:
-    """An EG3D DualDiscriminator / PanoHead MaskDualDiscriminator(V2) state dict -> Discriminator."""
+    """An EG3D DualDiscriminator / PanoHead (= SphereHead) MaskDualDiscriminator(V2) state dict -> Discriminator."""
     _check_kind(kind)
     sd = dict(state_dict)
     kw = init_kwargs
