@@ -15,7 +15,6 @@ import torch
 
 from .. import io
 
-CHECKPOINT = "data/train"
 DATASET = "data/dataset"
 PRIOR = "data/prior"
 INVERT_SUMMARY = "results/invert.json"
@@ -46,7 +45,7 @@ def main(ctx) -> None:
 
     p = ctx.params.evaluate
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
+    g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
     cond = condition_source(g, meta, ctx.path(DATASET), p.front_max_abs_yaw_deg)
     extractor = build_extractor(p, device)
     reals = load_real_set(ctx.path(DATASET), extractor, p.max_reals, ctx.seed("reals"), p.batch_size)
