@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import copyreg
+import importlib
 import sys
 import types
+
+import collections
 
 import numpy as np
 import torch
@@ -133,12 +137,86 @@ def network_snapshot(marker, with_d: bool = True) -> dict:
     return data
 
 
+class LayoutModule:
+    """A persistent module of a recorded official layout (scripts/golden/official_pickle_layout.py's JSON
+    tree): pickles through `_reconstruct_persistent_obj(meta)` like the official object."""
+
+    def __init__(self, class_name: str, state: dict, module_src: str):
+        self.class_name, self.state, self.module_src = class_name, state, module_src
+
+    def __reduce__(self):
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=self.class_name, state=self.state)
+        return (_reconstruct_persistent_obj, (meta,))
+
+
+def _build(node: dict, gen: torch.Generator, module_src: str):
+    def tensor(shape, dtype):
+        return torch.randn(shape, generator=gen).to(getattr(torch, dtype.split(".")[-1])) * 0.1
+    modules = {k: _build(v, gen, module_src) for k, v in node["modules"].items()}
+    modules.update({k: None for k in node.get("none_modules", [])})
+    state = {"training": False,
+             "_parameters": {k: torch.nn.Parameter(tensor(*v), requires_grad=False) for k, v in node["parameters"].items()},
+             "_buffers": {k: tensor(*v) for k, v in node["buffers"].items()},
+             "_non_persistent_buffers_set": set(node["non_persistent"]),
+             "_forward_hooks": collections.OrderedDict(), "_modules": modules, **node["attributes"]}
+    if "rendering_kwargs" in node:
+        state["rendering_kwargs"] = node["rendering_kwargs"]
+    if node["persistent"]:
+        state["_init_args"], state["_init_kwargs"] = (), _easy(node["init_kwargs"])
+        return LayoutModule(node["class"], state, module_src)
+    module, name = node["class"].rsplit(".", 1)      # plain: a real instance of the (stand-in) class
+    obj = getattr(sys.modules[module], name).__new__(getattr(sys.modules[module], name))
+    obj.__dict__.update(state)
+    return obj
+
+
+def _easy(v):
+    return EasyDict({k: _easy(x) for k, x in v.items()}) if isinstance(v, dict) else v
+
+
+def layout_state_dict(obj, prefix: str = "") -> dict:
+    """The state_dict() the official module of a layout snapshot has (ground truth for the reader)."""
+    state = obj.state if isinstance(obj, LayoutModule) else obj.__dict__
+    out = {prefix + k: v.detach() for k, v in state["_parameters"].items()}
+    out.update({prefix + k: v for k, v in state["_buffers"].items() if k not in state["_non_persistent_buffers_set"]})
+    for k, m in state["_modules"].items():
+        if m is not None:
+            out.update(layout_state_dict(m, f"{prefix}{k}."))
+    return out
+
+
+def layout_plain_classes(layout: dict) -> set[str]:
+    def walk(node):
+        own = set() if node["persistent"] else {node["class"]}
+        return own.union(*(walk(c) for c in node["modules"].values()))
+    return set().union(*(walk(n) for n in layout["networks"].values()))
+
+
+def layout_snapshot(layout: dict, marker, seed: int = 0) -> dict:
+    """A network snapshot of a recorded official layout; build it inside
+    `fake_official_modules(layout_plain_classes(layout))`."""
+    gen = torch.Generator().manual_seed(seed)
+    nets = {name: _build(node, gen, marker_source(marker)) for name, node in layout["networks"].items()}
+    return {"G": nets["G_ema"], "G_ema": nets["G_ema"], "D": nets.get("D"), "augment_pipe": None,
+            "training_set_kwargs": EasyDict(resolution=128)}
+
+
 @contextlib.contextmanager
-def fake_official_modules():
-    """sys.modules entries so pickle can name the stand-ins by their official paths."""
+def fake_official_modules(plain_classes=()):
+    """sys.modules entries so pickle can name the stand-ins by their official paths (plus stand-in classes
+    for the given plain `module.Class` names that torch does not define)."""
     names = {"torch_utils": None, "torch_utils.persistence": {"_reconstruct_persistent_obj": _reconstruct_persistent_obj},
              "dnnlib": None, "dnnlib.util": {"EasyDict": EasyDict}, "training": None,
              "training.triplane": {"OSGDecoder": OSGDecoder}}
+    for qual in plain_classes:
+        module, name = qual.rsplit(".", 1)
+        if module.startswith("torch."):
+            importlib.import_module(module)
+            continue
+        parts = module.split(".")
+        for i in range(1, len(parts)):
+            names.setdefault(".".join(parts[:i]), None)
+        names[module] = {**(names.get(module) or {}), name: type(name, (torch.nn.Module,), {})}
     saved = {n: sys.modules.get(n) for n in names}
     try:
         for name, attrs in names.items():

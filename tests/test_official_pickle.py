@@ -5,7 +5,6 @@ import builtins
 import collections
 import os
 import pickle
-import pickletools
 import subprocess
 
 import numpy as np
@@ -15,28 +14,8 @@ import torch
 from balancehead.cli import main as cli_main
 from balancehead.models.official_import import generator_rendering_kwargs, read_official_networks
 from balancehead.models.official_pickle import (ModuleRecord, PersistentObject, UnsafePickleError, loads,
-                                                load_network_pickle, module_state_dict)
+                                                load_network_pickle, module_state_dict, pickle_globals)
 from official_fakes import Reduce, fake_official_modules, network_snapshot
-
-
-def _globals_in(blob: bytes) -> set[str]:
-    """Every global a pickle names (GLOBAL and STACK_GLOBAL), read by pickletools without loading."""
-    names, recent, memo = set(), [None, None], {}
-    for op, arg, _ in pickletools.genops(blob):
-        value = None
-        if op.name == "GLOBAL":
-            names.add(arg.replace(" ", "."))
-        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-            value = arg
-        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
-            value = memo.get(arg)
-        elif op.name == "MEMOIZE":
-            memo[len(memo)] = recent[-1]
-        elif op.name == "STACK_GLOBAL":
-            names.add(f"{recent[-2]}.{recent[-1]}")
-        if op.name not in ("MEMOIZE", "FRAME"):
-            recent = [recent[-1], value]
-    return names
 
 
 @pytest.fixture()
@@ -53,7 +32,7 @@ def snapshot(tmp_path):
 
 def test_the_fake_layout_is_the_official_one_and_plain_pickle_would_run_its_source(snapshot):
     path, _, marker = snapshot
-    names = _globals_in(path.read_bytes())
+    names = set(pickle_globals(path.read_bytes()))
     assert {"torch_utils.persistence._reconstruct_persistent_obj", "torch._utils._rebuild_tensor_v2",
             "torch._utils._rebuild_parameter", "torch.storage._load_from_bytes", "dnnlib.util.EasyDict",
             "training.triplane.OSGDecoder", "torch.nn.modules.container.Sequential"} <= names

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import pickletools
 import re
 import struct
 from dataclasses import dataclass, field
@@ -466,6 +467,28 @@ def load_network_pickle(path) -> Any:
         raise UnsafePickleError(f"{path} is a torch.save zip archive, not an official network pickle")
     with path.open("rb") as f:
         return _plain(RestrictedUnpickler(f).load(), {})
+
+
+def pickle_globals(blob: bytes) -> list[str]:
+    """Every global (`module.name`) a pickle names, read opcode by opcode without loading anything."""
+    names, recent, memo = set(), [None, None], {}
+    for op, arg, _ in pickletools.genops(io.BytesIO(blob)):
+        value = None
+        if op.name in ("GLOBAL", "INST"):
+            names.add(arg.replace(" ", "."))
+        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+            value = arg
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            value = memo.get(arg)
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = recent[-1]
+        elif op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = recent[-1]
+        elif op.name == "STACK_GLOBAL":
+            names.add(f"{recent[-2]}.{recent[-1]}")
+        if op.name not in ("MEMOIZE", "FRAME", "BINPUT", "LONG_BINPUT", "PUT"):
+            recent = [recent[-1], value]
+    return sorted(names)
 
 
 # ----- reading the stored modules ---------------------------------------------------------------------------
