@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from balancehead import pipeline
-from balancehead.evaluation.params import GeneratorParams, SamplePriorParams
+from balancehead.evaluation.params import EvaluateParams, GeneratorParams, InvertParams, SamplePriorParams
 from balancehead.params import ParamsError, default_value, validate
 from conftest import REPO
 from official_fakes import fake_official_modules, network_snapshot
@@ -115,6 +115,34 @@ def test_import_checkpoint_then_sample_prior_from_it(tmp_path, monkeypatch):
     assert len(rows) == 2 * 3
     prov = rows[0]["provenance"] if isinstance(rows[0]["provenance"], dict) else json.loads(rows[0]["provenance"])
     assert prov["checkpoint"] == "models/panohead" and prov["imported_from"]["kind"] == "panohead"
+
+
+def test_invert_and_evaluate_take_the_imported_generator(tmp_path):
+    """The official model goes through the same inversion, metrics and FID-by-yaw bias curve (no data/train)."""
+    from balancehead.evaluation.local_context import LocalContext
+    from balancehead.models import Generator, GeneratorConfig, save_checkpoint
+    from balancehead.stages import evaluate, invert, sample_prior
+    from test_eval_stage import _dataset
+
+    g = Generator(GeneratorConfig.tiny(c_dim=25, background=False, camera_adapt=False))
+    save_checkpoint(tmp_path / "models/eg3d", {"G_ema": g}, {"conditioning": "view", "source": "import",
+                                                            "imported_from": {"kind": "eg3d"}})
+    _dataset(tmp_path / "data/dataset")
+    gen = {"generator": GeneratorParams(checkpoint="models/eg3d")}
+
+    def run(stage, outs, section, params):
+        stage.main(LocalContext(tmp_path, section, outs, {section: params, **gen}))
+    run(sample_prior, ("data/prior",), "sample_prior",
+        SamplePriorParams(num_identities=2, holdout_identities=1, equator_views=4, random_views=0))
+    run(invert, ("data/invert",), "invert", InvertParams(max_targets=1, w_steps=2, g_steps=2, turntable_frames=4))
+    run(evaluate, ("results/eval",), "evaluate",
+        EvaluateParams(num_fakes=8, fakes_per_yaw_bin=4, mknnd_samples=8, id_identities=2, kid_subsets=3,
+                       turntable_samples=1, turntable_frames=4, grid_size=2))
+    assert not (tmp_path / "data/train").exists()
+    assert json.loads((tmp_path / "results/invert.json").read_text())["targets"] == 1
+    metrics = json.loads((tmp_path / "results/metrics.json").read_text())
+    assert metrics["fid_random"] is not None and metrics["inversion"]["targets"] == 1
+    assert len((tmp_path / "results/fid_by_yaw.tsv").read_text().splitlines()) == 9
 
 
 def test_missing_checkpoint_names_the_param(tmp_path):
