@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 import sys
 import types
 
@@ -15,7 +14,7 @@ import yaml
 from balancehead import pipeline
 from balancehead.evaluation.params import EvaluateParams, GeneratorParams, InvertParams, SamplePriorParams
 from balancehead.params import ParamsError, default_value, validate
-from conftest import REPO
+from conftest import REPO, copy_repo, run, set_params
 from official_fakes import fake_official_modules, network_snapshot
 
 STAGES = ("sample_prior", "invert", "evaluate")
@@ -48,18 +47,21 @@ def test_checkpoint_is_a_stage_dependency():
         assert "train" in pipeline.upstream(name)                     # the default DAG still trains first
 
 
-def test_dvc_resolves_the_dependency_from_params_yaml(tmp_path):
+def test_dvc_and_snakemake_both_depend_on_the_imported_checkpoint(tmp_path):
+    """With generator.checkpoint pointing at an import, DVC (templated dvc.yaml) and Snakemake (rules built
+    from the validated params) both make it the stages' input instead of data/train."""
     from dvc.repo import Repo
 
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["generator"] = {"checkpoint": "models/panohead"}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    Repo.init(str(tmp_path), no_scm=True)
-    with Repo(str(tmp_path)) as repo:
-        deps = {st.name: [d.def_path for d in st.deps] for st in repo.index.stages}
+    root = copy_repo(tmp_path / "repo")
+    set_params(root, {"generator": {"checkpoint": "models/panohead"}})
+    proc = run([sys.executable, str(REPO / "tests" / "describe_rules.py"), str(root)], cwd=root)
+    rules = json.loads(proc.stdout.split("@@RULES@@", 1)[1])
+    with Repo(str(root)) as repo:
+        dvc_deps = {st.name: sorted(d.def_path for d in st.deps if not d.def_path.endswith("params.yaml"))
+                    for st in repo.index.stages}
     for name in STAGES:
-        assert "models/panohead" in deps[name] and "data/train" not in deps[name], deps[name]
+        assert "models/panohead" in dvc_deps[name] and "data/train" not in dvc_deps[name], dvc_deps[name]
+        assert sorted(rules[name]["input"]) == dvc_deps[name]
 
 
 def _stub_convert(calls: list):

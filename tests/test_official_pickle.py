@@ -98,6 +98,7 @@ def _hostile(marker):
         "subprocess.Popen": (Reduce(subprocess.Popen, (["touch", str(marker)],)), {"subprocess.Popen"}),
         "unknown class": (Reduce(collections.Counter, ("abc",)), {"collections.Counter"}),
         "builtins.getattr": (Reduce(getattr, ("text", "upper")), {"builtins.getattr"}),
+        "torch.load": (Reduce(torch.load, (str(marker),)), {"torch.serialization.load"}),
         "nested in a state dict": ({"G_ema": Reduce(_persistent_stub(), ({"type": "class", "class_name": "X", "version": 6,
                                     "module_src": "", "state": {"_parameters": {"w": Reduce(os.system, (touch,))}}},))},
                                    {"posix.system", "os.system"}),
@@ -110,7 +111,7 @@ def _persistent_stub():
 
 
 @pytest.mark.parametrize("case", ["os.system", "builtins.eval", "subprocess.Popen", "unknown class",
-                                  "builtins.getattr", "nested in a state dict"])
+                                  "builtins.getattr", "torch.load", "nested in a state dict"])
 def test_hostile_pickles_are_refused_naming_the_global(tmp_path, case):
     marker = tmp_path / "pwned"
     obj, names = _hostile(marker)[case]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
 import pickletools
 import re
@@ -64,6 +65,7 @@ class PersistentObject(_NoBuild):
 class ModuleRecord:
     """A plain `torch.nn.Module` subclass pickled by reference (`official_class`), with its `__dict__`."""
     official_class = "?"
+    state: dict = {}          # replaced (never mutated) by BUILD
 
     def __init__(self, *args, **kwargs):
         if args or kwargs:
@@ -142,7 +144,7 @@ class _NumpyArray:
         _, shape, dtype, fortran, raw = state
         shape = _int_tuple(shape, "numpy.ndarray shape")
         arr = np.frombuffer(bytes(raw), dtype=dtype.numpy())
-        if arr.size != int(np.prod(shape, dtype=np.int64)):
+        if arr.size != math.prod(shape):
             raise UnsafePickleError("numpy.ndarray: byte count does not match the shape")
         self.value = arr.reshape(shape, order="F" if fortran else "C").copy()
 
@@ -155,7 +157,7 @@ def _int_tuple(v, what: str) -> tuple[int, ...]:
 
 
 def _check_hooks(hooks) -> None:
-    if hooks not in (None, {}) and not (isinstance(hooks, dict) and not hooks):
+    if hooks is not None and not (isinstance(hooks, dict) and not hooks):
         raise UnsafePickleError("tensor backward hooks are code, not data; refusing")
 
 
@@ -311,8 +313,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _Marker(qual)
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name, STORAGE_DTYPES[name])
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)        # a dtype is a value, not callable
+        if module == "torch" and isinstance(vars(torch).get(name), torch.dtype):
+            return vars(torch)[name]           # a dtype is a value, not callable (vars(): no lazy imports)
         if qual in OFFICIAL_PLAIN_MODULES or self._is_torch_module(module, name):
             return self._module_class(qual)
         raise UnsafePickleError(f"refusing global {qual!r}: not plain data (only tensors, containers and the "
@@ -322,7 +324,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def _is_torch_module(module: str, name: str) -> bool:
         if not module.startswith("torch.nn.modules.") or not name.isidentifier():
             return False
-        cls = getattr(torch.nn, name, None)
+        cls = vars(torch.nn).get(name)
         return isinstance(cls, type) and issubclass(cls, torch.nn.Module) and cls.__module__ == module
 
     def _module_class(self, qual: str) -> type:
