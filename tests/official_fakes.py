@@ -156,7 +156,8 @@ def _build(node: dict, gen: torch.Generator, module_src: str):
     modules.update({k: None for k in node.get("none_modules", [])})
     state = {"training": False,
              "_parameters": {k: torch.nn.Parameter(tensor(*v), requires_grad=False) for k, v in node["parameters"].items()},
-             "_buffers": {k: tensor(*v) for k, v in node["buffers"].items()},
+             "_buffers": {k: torch.tensor(node["fixed_buffers"][k]).reshape(v[0]) if k in node.get("fixed_buffers", {})
+                          else tensor(*v) for k, v in node["buffers"].items()},
              "_non_persistent_buffers_set": set(node["non_persistent"]),
              "_forward_hooks": collections.OrderedDict(), "_modules": modules, **node["attributes"]}
     if "rendering_kwargs" in node:

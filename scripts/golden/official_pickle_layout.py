@@ -34,7 +34,7 @@ COMMON_RENDERING = dict(image_resolution=128, disparity_space_sampling=False, cl
                         superresolution_module="training.superresolution.SuperresolutionHybrid2X",
                         c_gen_conditioning_zero=False, gpc_reg_prob=0.5, c_scale=1.0, superresolution_noise_mode="none",
                         density_reg=0.25, density_reg_p_dist=0.004, reg_type="l1", decoder_lr_mul=1.0, sr_antialias=True,
-                        depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3, box_warp=1,
+                        depth_resolution=12, depth_resolution_importance=12, ray_start=2.25, ray_end=3.3, box_warp=1,  # EG3D: 48 + 48 samples
                         avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
 HEAD_RENDERING = dict(decoder_activation="sigmoid", use_torgb_raw=False, triplane_size=32, triplane_depth=3,
                       trans_reg=0.0, use_background=True)
@@ -48,7 +48,8 @@ def build(kind: str):
     if kind == "spherehead":
         rendering.update(triplane_depth=1)
     common = dict(c_dim=25, img_resolution=128, img_channels=3)
-    g_kwargs = dnnlib.EasyDict(z_dim=32, w_dim=32, mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=1024,
+    g_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512,  # 512: the official SR blocks hard-code w_dim=512
+                               mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=1024,
                                channel_max=32, fused_modconv_default="inference_only", rendering_kwargs=rendering,
                                num_fp16_res=0, sr_num_fp16_res=4,
                                sr_kwargs=dnnlib.EasyDict(channel_base=1024, channel_max=32, fused_modconv_default="inference_only"),
@@ -73,6 +74,8 @@ def tree(module: torch.nn.Module, persistent_cls) -> dict:
             "class": getattr(cls, "_orig_class_name", cls.__name__) if is_persistent else f"{cls.__module__}.{cls.__qualname__}",
             "parameters": {k: [list(v.shape), str(v.dtype)] for k, v in module._parameters.items() if v is not None},
             "buffers": {k: [list(v.shape), str(v.dtype)] for k, v in module._buffers.items() if v is not None},
+            "fixed_buffers": {k: v.flatten().tolist() for k, v in module._buffers.items()     # FIR filters: constants
+                              if v is not None and k == "resample_filter"},
             "non_persistent": sorted(module._non_persistent_buffers_set),
             "modules": {k: tree(v, persistent_cls) for k, v in module._modules.items() if v is not None},
             "none_modules": [k for k, v in module._modules.items() if v is None],

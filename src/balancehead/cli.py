@@ -111,7 +111,7 @@ def cmd_import_checkpoint(args) -> int:
     out = Path(args.out) if args.out else Path("models") / Path(args.file).stem
     try:
         import_checkpoint(args.file, args.kind, out)
-    except (UnsafePickleError, ValueError) as err:
+    except (UnsafePickleError, ValueError, NotImplementedError) as err:
         print(f"error: {args.file}: {err}", file=sys.stderr)
         return 2
     print(f"imported {args.file} ({args.kind}) -> {out}; use it with generator.checkpoint: {out}")
