@@ -291,7 +291,6 @@ OFFICIAL_PLAIN_MODULES = frozenset({
 })
 
 
-
 class RestrictedUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` whose globals come only from the allow-list above (see the module docstring).
 
