@@ -145,6 +145,8 @@ def test_invert_and_evaluate_take_the_imported_generator(tmp_path):
     metrics = json.loads((tmp_path / "results/metrics.json").read_text())
     assert metrics["fid_random"] is not None and metrics["inversion"]["targets"] == 1
     assert len((tmp_path / "results/fid_by_yaw.tsv").read_text().splitlines()) == 9
+    labels = json.loads((tmp_path / "results/eval/labels.json").read_text())
+    assert labels["generator"] == "models/eg3d" and labels["imported_from"] == {"kind": "eg3d"}
 
 
 def test_missing_checkpoint_names_the_param(tmp_path):

@@ -73,6 +73,7 @@ def main(ctx) -> None:
         metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
               "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
+              "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),
               "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
               "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},
               "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None)}
