@@ -62,6 +62,14 @@ def test_reads_state_dicts_and_kwargs_without_running_module_src(snapshot):
     assert rk["superresolution_module"].endswith("SuperresolutionHybrid2X") and rk["neural_rendering_resolution"] == 64
 
 
+def test_a_bare_pickled_generator_is_read_as_g_ema(tmp_path):
+    data = network_snapshot(tmp_path / "ran", with_d=False)
+    with fake_official_modules():
+        (tmp_path / "g.pkl").write_bytes(pickle.dumps(data["G_ema"], protocol=4))
+    nets = read_official_networks(tmp_path / "g.pkl")
+    assert set(nets) == {"G_ema"} and set(nets["G_ema"].state_dict) == set(data["G_ema"].state_dict())
+
+
 def test_plain_data_records(snapshot):
     path, data, marker = snapshot
     out = load_network_pickle(path)

@@ -24,6 +24,8 @@ class OfficialImportError(CheckpointError):
 def read_official_networks(path) -> dict[str, OfficialNetwork]:
     """{"G_ema": ..., "D": ... (when present)} of an official network pickle, as plain data."""
     data = load_network_pickle(path)
+    if isinstance(data, PersistentObject):        # a bare pickled generator (pickle.dump(G_ema, f))
+        data = {"G_ema": data}
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), PersistentObject):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise OfficialImportError(f"{path}: no persistent G_ema network (found {keys}); is this an official network pickle?")
