@@ -70,6 +70,21 @@ def test_a_bare_pickled_generator_is_read_as_g_ema(tmp_path):
     assert set(nets) == {"G_ema"} and set(nets["G_ema"].state_dict) == set(data["G_ema"].state_dict())
 
 
+def test_a_torch_save_zip_archive_is_read_the_same_way(tmp_path):
+    marker = tmp_path / "module_src_ran"
+    data = network_snapshot(marker)
+    with fake_official_modules():
+        torch.save(data, tmp_path / "net.pt")
+    nets = read_official_networks(tmp_path / "net.pt")
+    truth = data["G_ema"].state_dict()
+    assert list(nets["G_ema"].state_dict) == list(truth)
+    assert all(torch.equal(nets["G_ema"].state_dict[k], truth[k]) for k in truth) and not marker.exists()
+    torch.save({"G_ema": Reduce(os.system, (f"touch {marker}",))}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafePickleError, match="system"):
+        load_network_pickle(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
 def test_plain_data_records(snapshot):
     path, data, marker = snapshot
     out = load_network_pickle(path)

@@ -17,6 +17,8 @@ data values excepted: torch dtypes). So an allowed REDUCE can only build data, a
 only its SHA-256 is kept. Storage blobs are parsed here too (the legacy `torch.save` layout: magic number,
 protocol version, system info, the pickled object with persistent storage ids, the storage keys, then per
 storage an int64 element count and its raw little-endian bytes), with the same restricted unpickler.
+A `torch.save` zip archive of the same objects (`<name>/data.pkl` + `<name>/data/<key>`) is read the
+same way, its storages resolved from the archive.
 
 The result is plain data: dicts, lists, tuples, numbers, strings, CPU tensors, numpy arrays, and
 `PersistentObject` / `ModuleRecord` records carrying the stored `state` (a module's `__dict__`:
@@ -31,9 +33,10 @@ import pickle
 import pickletools
 import re
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -294,12 +297,12 @@ OFFICIAL_PLAIN_MODULES = frozenset({
 class RestrictedUnpickler(pickle.Unpickler):
     """`pickle.Unpickler` whose globals come only from the allow-list above (see the module docstring).
 
-    `storages`: for the inner legacy torch.save pickles, the persistent storage ids are recorded here
-    (the outer network pickle has none; a persistent id there is refused)."""
+    `storage_ids`: resolves torch's persistent storage ids (inside a legacy storage blob, or the data.pkl
+    of a torch.save zip); without it (an official network pickle has none) a persistent id is refused."""
 
-    def __init__(self, file, storages: Optional[dict] = None):
+    def __init__(self, file, storage_ids: Optional[Callable[[tuple], Any]] = None):
         super().__init__(file)
-        self._storages = storages
+        self._storage_ids = storage_ids
         self._module_classes: dict[str, type] = {}
 
     def find_class(self, module: str, name: str):
@@ -332,16 +335,27 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._module_classes[qual]
 
     def persistent_load(self, pid):
-        if self._storages is None:
+        if self._storage_ids is None:
             raise UnsafePickleError(f"refusing persistent id {pid!r} outside a torch storage blob")
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
-                and isinstance(pid[2], str) and isinstance(pid[4], int)):
-            raise UnsafePickleError(f"unexpected persistent id {pid!r} in a torch storage blob")
-        _, stype, key, _location, numel, view = pid       # the location (e.g. cuda:0) is ignored: CPU only
-        if view is not None:
-            raise UnsafePickleError("storage views of the pre-1.0 torch format are not supported")
-        self._storages[key] = (stype.dtype, numel)
-        return ("pending-storage", key)
+        return self._storage_ids(pid)
+
+
+def _storage_id(pid, length: int) -> tuple[torch.dtype, str, int]:
+    """(dtype, key, numel) of torch's ('storage', type, key, location, numel[, view]) persistent id; the
+    location (e.g. cuda:0) is ignored: everything is read to the CPU."""
+    if not (isinstance(pid, tuple) and len(pid) == length and pid[0] == "storage" and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+        raise UnsafePickleError(f"unexpected persistent id {pid!r}")
+    if length == 6 and pid[5] is not None:
+        raise UnsafePickleError("storage views of the pre-1.0 torch format are not supported")
+    return pid[1].dtype, pid[2], pid[4]
+
+
+def _flat(raw: bytes, dtype: torch.dtype, numel: int, what: str) -> torch.Tensor:
+    size = torch.empty((), dtype=dtype).element_size()
+    if len(raw) != numel * size:
+        raise UnsafePickleError(f"{what}: {len(raw)} bytes for {numel} elements of {dtype}")
+    return torch.frombuffer(bytearray(raw), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
 
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -362,7 +376,12 @@ def read_legacy_storage(blob) -> _Storage:
     if not isinstance(sys_info, dict) or not sys_info.get("little_endian", False):
         raise UnsafePickleError("torch storage blob: only little-endian storages are supported")
     pending: dict = {}
-    obj = RestrictedUnpickler(f, storages=pending).load()
+
+    def record(pid):
+        dtype, key, numel = _storage_id(pid, 6)
+        pending[key] = (dtype, numel)
+        return ("pending-storage", key)
+    obj = RestrictedUnpickler(f, storage_ids=record).load()
     keys = RestrictedUnpickler(f).load()
     if not (isinstance(obj, tuple) and obj[:1] == ("pending-storage",)) or not isinstance(keys, list):
         raise UnsafePickleError("torch storage blob: expected exactly one storage")
@@ -372,11 +391,10 @@ def read_legacy_storage(blob) -> _Storage:
             raise UnsafePickleError(f"torch storage blob: data for an undeclared storage {key!r}")
         dtype, numel = pending[key]
         (count,) = struct.unpack("<q", f.read(8).ljust(8, b"\xff"))
-        size = torch.empty((), dtype=dtype).element_size()
-        raw = f.read(count * size) if count >= 0 else b""
-        if count != numel or len(raw) != numel * size:
-            raise UnsafePickleError(f"torch storage blob: storage {key!r} is truncated or its size disagrees")
-        data[key] = torch.frombuffer(bytearray(raw), dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+        if count != numel:
+            raise UnsafePickleError(f"torch storage blob: storage {key!r} has {count} elements, its id says {numel}")
+        data[key] = _flat(f.read(numel * torch.empty((), dtype=dtype).element_size()), dtype, numel,
+                          f"torch storage blob {key!r}")
     if obj[1] not in data:
         raise UnsafePickleError("torch storage blob: storage data missing")
     return _Storage(data[obj[1]])
@@ -460,12 +478,40 @@ def loads(data: bytes) -> Any:
     return _plain(RestrictedUnpickler(io.BytesIO(data)).load(), {})
 
 
+def _load_torch_zip(path: Path) -> Any:
+    """A torch.save zip archive (<name>/data.pkl + <name>/data/<key>), through the same restricted unpickler."""
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkls) != 1:
+            raise UnsafePickleError(f"{path}: not a torch.save archive (expected one <name>/data.pkl)")
+        prefix = pkls[0][: -len("data.pkl")]
+        if prefix + "byteorder" in names and zf.read(prefix + "byteorder").strip() != b"little":
+            raise UnsafePickleError(f"{path}: only little-endian archives are supported")
+        storages: dict[str, _Storage] = {}
+
+        def storage(pid):
+            dtype, key, numel = _storage_id(pid, 5)
+            if key not in storages:
+                name = f"{prefix}data/{key}"
+                if name not in names:
+                    raise UnsafePickleError(f"{path}: storage {key!r} missing from the archive")
+                if zf.getinfo(name).file_size != numel * torch.empty((), dtype=dtype).element_size():
+                    raise UnsafePickleError(f"{path}: storage {key!r} size disagrees with its id")
+                storages[key] = _Storage(_flat(zf.read(name), dtype, numel, f"{path} storage {key!r}"))
+            return storages[key]
+        with zf.open(pkls[0]) as f:
+            return _plain(RestrictedUnpickler(f, storage_ids=storage).load(), {})
+
+
 def load_network_pickle(path) -> Any:
-    """Plain data of an official network pickle file; raises `UnsafePickleError` naming any refused global."""
+    """Plain data of an official network pickle file (or a torch.save zip archive of the same objects);
+    raises `UnsafePickleError` naming any refused global."""
     path = Path(path)
-    head = path.open("rb").read(4)
-    if head[:4] == b"PK\x03\x04":
-        raise UnsafePickleError(f"{path} is a torch.save zip archive, not an official network pickle")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":
+        return _load_torch_zip(path)
     with path.open("rb") as f:
         return _plain(RestrictedUnpickler(f).load(), {})
 
