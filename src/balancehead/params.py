@@ -331,6 +331,12 @@ class Params(_Section):
         unknown = [p for p in self.synth_views.prompt_ids if p not in ids]
         if unknown:
             raise ValueError(f"synth_views.prompt_ids: unknown prompt id(s) {unknown}; allowed {sorted(ids)}")
+        from .pipeline import STAGES
+
+        ckpt = self.generator.checkpoint
+        if any(ckpt == o or ckpt.startswith(o + "/") for s in STAGES for o in s.all_outs() if s.name != "train"):
+            raise ValueError(f"generator.checkpoint: {ckpt!r} is another stage's output, not a generator checkpoint; "
+                             "use data/train or a directory written by `balancehead import-checkpoint`")
         return self
 
     def section(self, dotted: str) -> Any:
