@@ -14,8 +14,9 @@ import yaml
 from balancehead import pipeline
 from balancehead.evaluation.params import EvaluateParams, GeneratorParams, InvertParams, SamplePriorParams
 from balancehead.params import ParamsError, default_value, validate
-from conftest import REPO, copy_repo, run, set_params
+from conftest import BIN, REPO, copy_repo, run, set_params
 from official_fakes import fake_official_modules, network_snapshot
+from test_pipeline_e2e import snakemake_plan
 
 STAGES = ("sample_prior", "invert", "evaluate")
 
@@ -62,6 +63,14 @@ def test_dvc_and_snakemake_both_depend_on_the_imported_checkpoint(tmp_path):
     for name in STAGES:
         assert "models/panohead" in dvc_deps[name] and "data/train" not in dvc_deps[name], dvc_deps[name]
         assert sorted(rules[name]["input"]) == dvc_deps[name]
+
+    # and neither tool plans a training run to evaluate the imported model
+    (root / "models/panohead").mkdir(parents=True)
+    (root / "models/panohead/model.json").write_text("{}")
+    plan = snakemake_plan(root, "results/metrics.json")
+    assert {"evaluate", "invert", "sample_prior"} <= set(plan) and "train" not in plan, plan
+    dag = run([str(BIN / "dvc"), "dag", "--dot", "evaluate"], cwd=root).stdout
+    assert '"sample_prior"' in dag and '"pack_dataset"' in dag and '"train"' not in dag, dag
 
 
 def _stub_convert(calls: list):
