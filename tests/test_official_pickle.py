@@ -6,6 +6,7 @@ import collections
 import os
 import pickle
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -46,6 +47,7 @@ def test_reads_state_dicts_and_kwargs_without_running_module_src(snapshot):
     path, data, marker = snapshot
     nets = read_official_networks(path)
     assert not marker.exists()
+    assert not {"torch_utils", "torch_utils.persistence", "dnnlib", "training", "training.triplane"} & set(sys.modules)
     for name in ("G_ema", "D"):
         truth = data[name].state_dict()
         got = nets[name].state_dict
