@@ -45,8 +45,6 @@ def build(kind: str):
     import dnnlib
 
     rendering = dict(COMMON_RENDERING, **({} if kind == "eg3d" else HEAD_RENDERING))
-    if kind == "spherehead":
-        rendering.update(triplane_depth=1)
     common = dict(c_dim=25, img_resolution=128, img_channels=3)
     g_kwargs = dnnlib.EasyDict(z_dim=512, w_dim=512,  # 512: the official SR blocks hard-code w_dim=512
                                mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=1024,
