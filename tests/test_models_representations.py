@@ -1,6 +1,5 @@
 """Every representation: forward + backward at tiny sizes with gradients reaching every
 parameter; and the geometry of each sampling scheme."""
-import math
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 
 from balancehead.camera import camera_label
 from balancehead.models import REPRESENTATIONS, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from balancehead.models.representations import HyPlane, SphericalTriPlane, TriGrid, TriPlane, spherical
+from balancehead.models.representations import TriGrid, TriPlane
 
 
 def _cams(*yaws):
@@ -54,45 +53,4 @@ def test_trigrid_separates_front_and_back():
     assert torch.allclose(tri.features(tri_planes, front), tri.features(tri_planes, back))
 
 
-def test_spherical_coordinates():
-    q = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.0, -0.5], [0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])
-    azimuth, polar, radius, cos_polar = spherical(q)
-    assert abs(azimuth[0]) < 1e-5 and abs(abs(azimuth[1]) - 1) < 1e-5 and abs(azimuth[2] - 0.5) < 1e-5
-    assert abs(polar[0]) < 1e-5 and polar[3] < -0.99  # equator -> 0, north pole -> -1
-    assert abs(cos_polar[3] - 1) < 1e-5
-    assert torch.allclose(radius[:3], torch.full((3,), 0.5 * 2 / math.sqrt(3) - 1), atol=1e-5)
-
-
-def test_dual_sphere_uses_only_second_system_at_the_back_seam():
-    rep = SphericalTriPlane(2, 8, 1.0, dual=True)
-    planes = torch.zeros(1, 6, 2, 8, 8)
-    planes[:, :3] = 1.0   # system A
-    planes[:, 3:] = 5.0   # system B
-    back = torch.tensor([[[0.0, 0.05, -0.3]]])
-    front = torch.tensor([[[0.0, 0.05, 0.3]]])
-    assert torch.allclose(rep.features(planes, back), torch.full((1, 1, 2), 5.0), atol=1e-4)
-    assert torch.allclose(rep.features(planes, front), torch.full((1, 1, 2), 1.0), atol=1e-4)
-
-
-def test_hyplane_unify_split_reads_each_region():
-    r = 8
-    rep = HyPlane(3, r, 1.0, unify_split=True)
-    assert rep.synthesis_channels == 3 and rep.synthesis_resolution == 2 * r
-    image = torch.zeros(1, 3, 2 * r, 2 * r)
-    image[:, :, :r, :] = 1.0       # spherical strip
-    image[:, :, r:, :r] = 10.0     # XY
-    image[:, :, r:, r:] = 100.0    # ZY
-    feats = rep.features(rep.planes(image), torch.tensor([[[0.1, 0.05, 0.2]]]))
-    assert torch.allclose(feats, torch.full((1, 1, 3), 111.0 / 3), atol=1e-4)
-    split = HyPlane(3, r, 1.0, unify_split=False)
-    assert split.synthesis_channels == 9 and split.synthesis_resolution == r
-
-
-def test_hyplane_sphere_projection_is_equal_area():
-    """Uniform directions land uniformly on the (azimuth, cos polar) plane: histogram is flat."""
-    g = torch.Generator().manual_seed(5)
-    d = torch.randn(200000, 3, generator=g)
-    d = 0.4 * d / d.norm(dim=1, keepdim=True)
-    azimuth, _, _, cos_polar = spherical(d)
-    hist = np.histogram2d(azimuth.numpy(), cos_polar.numpy(), bins=4, range=[[-1, 1], [-1, 1]])[0]
-    assert hist.min() / hist.max() > 0.95
+# Hy-plane and spherical tri-plane geometry: tests/test_golden_sampling.py (against the official code).

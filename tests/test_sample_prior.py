@@ -114,3 +114,13 @@ def test_quality_gate_records_every_drop(tmp_path):
     assert len(rows) == 8 and len(dropped) == stats["gate_drops"]
     assert all(r["shard"] is None and r["reasons"] for r in dropped)
     assert stats["images"] + stats["gate_drops"] == 8
+
+
+def test_protocol_pitch_is_true_elevation_of_the_rendered_camera():
+    """PanoLAM's "pitch ±26°" reaches ±26° of elevation in the labels (not EG3D's arccos-squeezed ≈ ±16.8°)."""
+    from balancehead.camera import label_to_yaw_pitch
+    v = sample_views(np.random.default_rng(1), SamplePriorParams(protocol="front", views_per_identity=64))
+    got = np.array([label_to_yaw_pitch(lab) for lab in v.labels()])
+    np.testing.assert_allclose(got[:, 1], v.pitch, atol=1e-4)
+    np.testing.assert_allclose(got[:, 0], v.yaw, atol=1e-4)
+    assert np.abs(got[:, 1]).max() > 20.0

@@ -49,7 +49,7 @@ def test_render_outputs_and_camera_label():
     assert r.depth.dtype == np.float32
     assert np.array_equal(r.mask == 255, np.isfinite(r.depth))
     fg = r.depth[np.isfinite(r.depth)]
-    # The head sits around the pivot, 2.7 away: depths are in a narrow shell around the radius.
+    # The head sits at the pivot (0, 0, 0.2); the camera is 2.7 from the origin: depths are in a shell around 2.5.
     assert 2.0 < fg.min() and fg.max() < 3.4
     assert (r.rgb[r.mask == 0] == 255).all()
     # Head fills a sensible part of the frame, but not all of it.

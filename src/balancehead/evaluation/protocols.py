@@ -4,7 +4,8 @@
 - `360`: 8 views evenly spaced on the equator (random phase per identity, so the set of yaws covers
   the circle across identities) + 24 views at random angles (yaw ~ U(-180°, 180°), pitch ~ U(±26°)).
 Both: radius ~ N(2.7, 0.1), FOV ~ N(18.83°, 1°) per view (PanoLAM's "focal length 18.83" is the FOV
-in degrees, see DESIGN.md §3).
+in degrees, see DESIGN.md §3). Pitch is true elevation (balancehead.camera): PanoLAM's "pitch range of
+±26°" is read as ±26° of elevation, as the paper states it, not as an offset of EG3D's sampler angle v.
 """
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ class GeneratorConfig:
     plane_resolution: int = 256
     trigrid_depth: int = 3
     unify_split: bool = True          # hy-plane only
+    sphere_prob_a: float = 0.1        # sphere_dual, training: share of forwards using system A alone (SphereHead)
+    sphere_prob_b: float = 0.1        # ... system B alone; the rest fuse A and B (evaluation always fuses)
+    sphere_head_channels: int = 512   # sphere_dual: synthesis width cut by per-system 1x1 heads (SphereHead); 0 = none
     channel_base: int = 32768
     channel_max: int = 512
     feature_channels: int = 32        # decoder output / raw image channels (first 3 are RGB)

@@ -47,7 +47,9 @@ class Generator(nn.Module):
         self.cfg = cfg
         g = torch.Generator().manual_seed(cfg.seed)
         self.representation = build_representation(cfg.representation, cfg.plane_channels, cfg.plane_resolution,
-                                                    cfg.box_warp, cfg.trigrid_depth, cfg.unify_split)
+                                                    cfg.box_warp, cfg.trigrid_depth, cfg.unify_split,
+                                                    cfg.sphere_prob_a, cfg.sphere_prob_b, cfg.seed,
+                                                    cfg.sphere_head_channels)
         rep = self.representation
         self.synthesis = SynthesisNetwork(cfg.w_dim, rep.synthesis_resolution, rep.synthesis_channels, g,
                                           cfg.channel_base, cfg.channel_max, cfg.conv_clamp)

@@ -8,22 +8,18 @@ features of width C. The decoder MLP only sees those features, so the five varia
 * ``trigrid``      PanoHead: each plane gets D slices along its normal axis (D=3 in the paper);
                    lookup is bilinear in-plane and linear across slices (= trilinear), which keeps
                    front and back of the head on different slices.
-* ``sphere``       SphereHead (single): planes over (azimuth, polar), (azimuth, radius), (polar, radius).
-* ``sphere_dual``  SphereHead (dual): a second spherical system whose seam is at the front; the two
-                   are blended by (1 + cos azimuth)/2 so each one's seam carries zero weight.
-* ``hyplane``      HyPlaneHead: planar XY and ZY planes plus one spherical plane mapped with the
-                   Lambert cylindrical equal-area projection (u = azimuth/pi, v = y/r), so every plane
-                   texel covers the same solid angle. With ``unify_split`` the synthesis network
-                   generates ONE C-channel image of size 2R x 2R that is cut spatially into the
-                   sub-planes (sphere: top R x 2R strip, XY and ZY: bottom squares), instead of
-                   splitting channels, which avoids feature leakage between channel groups.
+* ``sphere``       SphereHead (single): spherical tri-plane, system A (poles on +-x); models/sphere.py.
+* ``sphere_dual``  SphereHead (dual): systems A and B fused by their pole/seam weights, trained with A, B
+                   or both at random; models/sphere.py.
+* ``hyplane``      HyPlaneHead: flat XY, XZ, ZY planes plus one spherical plane (Lambert azimuthal
+                   equal-area projection centred on the crown + elliptical-grid disc-to-square), packed
+                   as the quadrants of one 2R x 2R map (unify-split); models/hyplane.py.
 
 Coordinates: world points are divided by box_warp/2 so the generated volume spans [-1, 1]^3.
 World is y-up, the face looks to +z; azimuth = atan2(x, z) is 0 at the face, the seam is at the back.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -39,20 +35,6 @@ def sample_planes(planes: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     n = uv.shape[2]
     out = ops.grid_sample(planes.reshape(b * p, c, h, w), uv.reshape(b * p, 1, n, 2))
     return out.reshape(b, p, c, n).permute(0, 1, 3, 2)
-
-
-def spherical(q: torch.Tensor):
-    """q (..., 3) normalised coords -> (azimuth/pi, polar mapped to [-1,1], radius mapped to [-1,1], cos polar).
-
-    Small epsilons keep atan2/acos differentiable at the origin and the poles."""
-    x, y, z = q.unbind(-1)
-    r = torch.sqrt(x.square() + y.square() + z.square() + 1e-8)
-    z_safe = torch.where(x.abs() + z.abs() < 1e-6, z + 1e-6, z)
-    azimuth = torch.atan2(x, z_safe) / math.pi
-    cos_polar = (y / r).clamp(-1 + 1e-6, 1 - 1e-6)
-    polar = torch.acos(cos_polar) * (2 / math.pi) - 1
-    radius = r * (2 / math.sqrt(3)) - 1
-    return azimuth, polar, radius, cos_polar
 
 
 class Representation(nn.Module):
@@ -127,81 +109,20 @@ class TriGrid(Representation):
         return (feats * weights[..., None]).sum(dim=2).mean(dim=1)
 
 
-class SphericalTriPlane(Representation):
-    def __init__(self, channels, resolution, box_warp, dual: bool = False):
-        super().__init__(channels, resolution, box_warp)
-        self.dual = dual
-
-    @property
-    def synthesis_channels(self):
-        return (6 if self.dual else 3) * self.channels
-
-    def planes(self, image):
-        return image.reshape(image.shape[0], -1, self.channels, *image.shape[2:])
-
-    @staticmethod
-    def _uv(azimuth, polar, radius):
-        return torch.stack([torch.stack([azimuth, polar], -1), torch.stack([azimuth, radius], -1),
-                            torch.stack([polar, radius], -1)], dim=1)
-
-    def features(self, planes, points):
-        q = self.normalise(points)
-        azimuth, polar, radius, _ = spherical(q)
-        if not self.dual:
-            return sample_planes(planes, self._uv(azimuth, polar, radius)).mean(dim=1)
-        # second system rotated 180 degrees about y: its seam sits at the face, where system A is smooth
-        azimuth_b = torch.remainder(azimuth + 2.0, 2.0) - 1.0
-        uv = torch.cat([self._uv(azimuth, polar, radius), self._uv(azimuth_b, polar, radius)], dim=1)
-        feats = sample_planes(planes, uv)
-        weight_a = ((1 + torch.cos(azimuth * math.pi)) / 2)[..., None]
-        return weight_a * feats[:, :3].mean(1) + (1 - weight_a) * feats[:, 3:].mean(1)
-
-
-class HyPlane(Representation):
-    def __init__(self, channels, resolution, box_warp, unify_split: bool = True):
-        super().__init__(channels, resolution, box_warp)
-        self.unify_split = unify_split
-
-    @property
-    def synthesis_channels(self):
-        return self.channels if self.unify_split else 3 * self.channels
-
-    @property
-    def synthesis_resolution(self):
-        return 2 * self.resolution if self.unify_split else self.resolution
-
-    def planes(self, image):
-        b, r = image.shape[0], self.resolution
-        if self.unify_split:
-            sphere = image[:, None, :, :r, :]  # (B, 1, C, R, 2R): azimuth along the width
-            planar = torch.stack([image[:, :, r:, :r], image[:, :, r:, r:]], dim=1)  # XY, ZY
-        else:
-            split = image.reshape(b, 3, self.channels, r, r)
-            sphere, planar = split[:, :1], split[:, 1:]
-        return planar, sphere
-
-    def features(self, planes, points):
-        planar, sphere = planes
-        q = self.normalise(points)
-        x, y, z = q.unbind(-1)
-        azimuth, _, _, cos_polar = spherical(q)
-        planar_uv = torch.stack([torch.stack([x, y], -1), torch.stack([z, y], -1)], dim=1)
-        # equal-area (Lambert cylindrical): v = cos(polar) = y/r; image row 0 is the top (y up -> v flipped)
-        sphere_uv = torch.stack([azimuth, -cos_polar], -1)[:, None]
-        feats = torch.cat([sample_planes(planar, planar_uv), sample_planes(sphere, sphere_uv)], dim=1)
-        return feats.mean(dim=1)
-
-
 def build_representation(kind: str, channels: int, resolution: int, box_warp: float, trigrid_depth: int = 3,
-                         unify_split: bool = True) -> Representation:
+                         unify_split: bool = True, sphere_prob_a: float = 0.1, sphere_prob_b: float = 0.1,
+                         seed: int = 0, sphere_head_channels: int = 0) -> Representation:
+    # hyplane.py and sphere.py build on this module's base class, so they are imported here, not at the top
+    from .hyplane import HyPlane
+    from .sphere import SphericalTriPlane
     if kind == "triplane":
         return TriPlane(channels, resolution, box_warp)
     if kind == "trigrid":
         return TriGrid(channels, resolution, box_warp, trigrid_depth)
-    if kind == "sphere":
-        return SphericalTriPlane(channels, resolution, box_warp, dual=False)
-    if kind == "sphere_dual":
-        return SphericalTriPlane(channels, resolution, box_warp, dual=True)
+    if kind in ("sphere", "sphere_dual"):
+        return SphericalTriPlane(channels, resolution, box_warp, dual=kind == "sphere_dual",
+                                 prob_a=sphere_prob_a, prob_b=sphere_prob_b, seed=seed,
+                                 head_channels=sphere_head_channels)
     if kind == "hyplane":
         return HyPlane(channels, resolution, box_warp, unify_split)
     raise ValueError(f"unknown representation {kind!r}; choose from {KINDS}")

@@ -229,7 +229,7 @@ def _screen_box(prim: Prim, origin, c2w, K, size) -> tuple[int, int, int, int] |
 def render(subject: Subject, yaw_deg: float, pitch_deg: float = 0.0, size: int = 128,
            radius: float = DEFAULT_RADIUS, fov_deg: float = DEFAULT_FOV_DEG, pivot=DEFAULT_PIVOT,
            background=(255, 255, 255), scene: list[Prim] | None = None) -> RenderResult:
-    """Render `subject` seen from (yaw, pitch) on a sphere of `radius` around `pivot`.
+    """Render `subject` seen from (yaw, elevation) on a sphere of `radius` around the world origin, looking at `pivot`.
 
     `background=None` leaves background pixels black; use `mask` as alpha. `scene` lets callers that
     render many views of one subject build the primitives once.
