@@ -10,7 +10,7 @@ def S(name):
 def stage_input(name):
     """Data deps + code files (as DVC), plus the shard markers of a sharded stage."""
     s = S(name)
-    deps = s.all_deps()
+    deps = s.all_deps(P)
     if s.sharded:
         deps += [s.shard_marker(i, NSHARDS) for i in range(NSHARDS)]
     return deps
@@ -53,4 +53,4 @@ def dvc_commit_command():
 
 
 def stage_input_unsharded(name):
-    return S(name).all_deps()
+    return S(name).all_deps(P)

@@ -104,6 +104,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import_checkpoint(args) -> int:
+    from .models.official_import import import_checkpoint
+    from .models.official_pickle import UnsafePickleError
+
+    out = Path(args.out) if args.out else Path("models") / Path(args.file).stem
+    try:
+        import_checkpoint(args.file, args.kind, out)
+    except (UnsafePickleError, ValueError, NotImplementedError) as err:
+        print(f"error: {args.file}: {err}", file=sys.stderr)
+        return 2
+    print(f"imported {args.file} ({args.kind}) -> {out}; use it with generator.checkpoint: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balancehead", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -134,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default="data/dataset")
     e.add_argument("--out", default="data/export_eg3d")
     e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import-checkpoint", help="convert an official EG3D/PanoHead/SphereHead network pickle "
+                       "(read without running its code) to a safetensors + JSON checkpoint")
+    i.add_argument("file", help="the official network pickle (e.g. network-snapshot.pkl)")
+    i.add_argument("--kind", required=True, choices=["eg3d", "panohead", "spherehead"])
+    i.add_argument("--out", default=None, help="checkpoint directory (default: models/<file stem>)")
+    i.set_defaults(func=cmd_import_checkpoint)
     return p
 
 

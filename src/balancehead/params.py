@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
-from .evaluation.params import EvaluateParams, InvertParams, ReportParams, SamplePriorParams
+from .evaluation.params import EvaluateParams, GeneratorParams, InvertParams, ReportParams, SamplePriorParams
 from .train.params import TrainParams
 
 
@@ -317,6 +317,7 @@ class Params(_Section):
     mlflow: MlflowParams = MlflowParams()
     build_ops: BuildOpsParams = BuildOpsParams()
     train: TrainParams = TrainParams()
+    generator: GeneratorParams = GeneratorParams()
     sample_prior: SamplePriorParams = SamplePriorParams()
     invert: InvertParams = InvertParams()
     evaluate: EvaluateParams = EvaluateParams()
@@ -330,6 +331,12 @@ class Params(_Section):
         unknown = [p for p in self.synth_views.prompt_ids if p not in ids]
         if unknown:
             raise ValueError(f"synth_views.prompt_ids: unknown prompt id(s) {unknown}; allowed {sorted(ids)}")
+        from .pipeline import STAGES
+
+        ckpt = self.generator.checkpoint
+        if any(ckpt == o or ckpt.startswith(o + "/") for s in STAGES for o in s.all_outs() if s.name != "train"):
+            raise ValueError(f"generator.checkpoint: {ckpt!r} is another stage's output, not a generator checkpoint; "
+                             "use data/train or a directory written by `balancehead import-checkpoint`")
         return self
 
     def section(self, dotted: str) -> Any:
@@ -393,6 +400,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return validate(raw, str(path))
+
+
+def default_value(dotted: str) -> Any:
+    """The schema default of a params key, e.g. default_value("generator.checkpoint") == "data/train"."""
+    model: Any = Params
+    value: Any = None
+    for part in dotted.split("."):
+        value = model.model_fields[part].get_default(call_default_factory=True)
+        model = type(value)
+    return value
 
 
 def json_schema() -> dict:

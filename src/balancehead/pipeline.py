@@ -12,10 +12,27 @@ assembles the stage output. Under `dvc repro` the same command simply computes a
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent
+
+# A data dep may be a params value, written as DVC's template "${section.key}": dvc.yaml keeps the template
+# (DVC substitutes params.yaml's value), Snakemake's rules and the runner substitute the validated params.
+PARAM_DEP = re.compile(r"^\$\{([a-z_][a-z0-9_.]*)\}$")
+GENERATOR = "${generator.checkpoint}"     # the generator sample_prior/invert/evaluate use (data/train or imported)
+
+
+def resolve_dep(dep: str, params=None) -> str:
+    """`dep` with a "${key}" template replaced by the params value (by the schema default when `params` is None)."""
+    m = PARAM_DEP.match(dep)
+    if not m:
+        return dep
+    if params is not None:
+        return str(params.section(m.group(1)))
+    from .params import default_value
+    return str(default_value(m.group(1)))
 
 
 @dataclass(frozen=True)
@@ -54,9 +71,11 @@ class Stage:
     def code_files(self) -> list[str]:
         return code_files(self.code)
 
-    def all_deps(self) -> list[str]:
-        """Data deps then code files: what both Snakemake and DVC see as this stage's inputs."""
-        return list(self.deps) + self.code_files()
+    def all_deps(self, params=None) -> list[str]:
+        """Data deps then code files: what both Snakemake and DVC see as this stage's inputs. Without
+        `params` a params-valued dep stays a "${key}" template (for dvc.yaml)."""
+        deps = list(self.deps) if params is None else [resolve_dep(d, params) for d in self.deps]
+        return deps + self.code_files()
 
     def all_outs(self) -> list[str]:
         return list(self.outs) + list(self.metrics) + list(self.plots)
@@ -148,19 +167,19 @@ STAGES: tuple[Stage, ...] = (
           code=("balancehead.stages.train", "balancehead.train", "balancehead.models", "balancehead.data.reader"),
           metrics=("results/train.json",), plots=("results/train_stats.tsv",),
           mem_mb=8000, runtime=240),
-    Stage("sample_prior", "evaluation", deps=("data/train", "data/dataset"), outs=("data/prior",),
-          params=("seed", "sample_prior"),
+    Stage("sample_prior", "evaluation", deps=(GENERATOR, "data/dataset"), outs=("data/prior",),
+          params=("seed", "generator", "sample_prior"),
           code=("balancehead.stages.sample_prior", "balancehead.evaluation", "balancehead.models",
                 "balancehead.data", "balancehead.backends.judge"),
           metrics=("results/sample_prior.json",), mem_mb=8000, runtime=120),
-    Stage("invert", "evaluation", deps=("data/train", "data/prior", "data/dataset"), outs=("data/invert",),
-          params=("seed", "camera", "invert"),
+    Stage("invert", "evaluation", deps=(GENERATOR, "data/prior", "data/dataset"), outs=("data/invert",),
+          params=("seed", "camera", "generator", "invert"),
           code=("balancehead.stages.invert", "balancehead.evaluation", "balancehead.models", "balancehead.data",
                 "balancehead.backends.identity", "balancehead.backends.offline_pose"),
           metrics=("results/invert.json",), mem_mb=8000, runtime=240),
-    Stage("evaluate", "evaluation", deps=("data/train", "data/dataset", "results/invert.json"),
+    Stage("evaluate", "evaluation", deps=(GENERATOR, "data/dataset", "results/invert.json"),
           outs=("results/eval",),
-          params=("seed", "evaluate"),
+          params=("seed", "generator", "evaluate"),
           code=("balancehead.stages.evaluate", "balancehead.evaluation", "balancehead.models", "balancehead.data",
                 "balancehead.backends.identity"),
           metrics=("results/metrics.json",), plots=("results/fid_by_yaw.tsv",), mem_mb=8000, runtime=240),
@@ -187,9 +206,10 @@ def stage(name: str) -> Stage:
 
 
 def upstream(name: str) -> list[str]:
-    """Stages whose outputs `name` reads directly."""
+    """Stages whose outputs `name` reads directly (params-valued deps at their defaults)."""
     producers = {o: s.name for s in STAGES for o in s.outs}
-    return sorted({producers[d] for d in stage(name).deps if d in producers})
+    deps = (resolve_dep(d) for d in stage(name).deps)
+    return sorted({producers[d] for d in deps if d in producers})
 
 
 def downstream_closure(names) -> set[str]:

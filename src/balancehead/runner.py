@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import io
 from .params import Params
-from .pipeline import SRC, Stage
+from .pipeline import SRC, Stage, resolve_dep
 
 ItemResult = tuple[dict, dict[str, bytes]]   # (record, {file name: bytes})
 
@@ -98,7 +98,7 @@ class StageContext:
         code_root = SRC.parent.parent     # the source actually imported, wherever the run happens
         for rel in self.stage.code_files():
             h.update(rel.encode() + sha256_file(code_root / rel).encode())
-        for dep in self.stage.deps:
+        for dep in (resolve_dep(d, self.params) for d in self.stage.deps):
             p = self.path(dep)
             fp = p / "items.jsonl" if p.is_dir() else p
             h.update(dep.encode() + (sha256_file(fp).encode() if fp.exists() else b"missing"))

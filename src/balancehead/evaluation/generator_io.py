@@ -46,11 +46,13 @@ def find_checkpoint(path) -> Path:
         return path / "final"
     found = sorted(p.parent for p in path.rglob("model.json") if has_g(p.parent))
     if not found:
-        raise FileNotFoundError(f"no checkpoint with a G_ema module under {path}; run the train stage first")
+        raise FileNotFoundError(f"no checkpoint with a G_ema module under {path}; run the train stage first, or set "
+                                "generator.checkpoint to a directory written by `balancehead import-checkpoint`")
     return found[-1]
 
 
 def load_generator(path, device: torch.device | str = "cpu") -> tuple[Generator, dict]:
+    """G_ema of a trained run or of an imported official checkpoint (meta "imported_from" says which file)."""
     modules, meta = load_checkpoint(find_checkpoint(path), map_location=device)
     g = modules["G_ema"].eval().requires_grad_(False)
     return g, meta

@@ -24,7 +24,10 @@ class LocalContext:
 
     def __post_init__(self):
         self.root = Path(self.root)
-        self.params = SimpleNamespace(seed=self.global_seed, mlflow=SimpleNamespace(enabled=False), **self.sections)
+        from .params import GeneratorParams    # sections with a default, as in a params file that omits them
+
+        defaults = {"seed": self.global_seed, "mlflow": SimpleNamespace(enabled=False), "generator": GeneratorParams()}
+        self.params = SimpleNamespace(**{**defaults, **self.sections})
         self.stage = SimpleNamespace(name=self.stage_name, outs=self.outs)
 
     def path(self, rel: str) -> Path:

@@ -1,10 +1,11 @@
-"""params.yaml sections of the four closing stages: sample_prior, invert, evaluate, report.
+"""params.yaml sections of the four closing stages: generator (shared), sample_prior, invert, evaluate, report.
 
 Defaults are the fast embedded CPU preset (tiny model, a handful of identities, few steps); the
 paper-scale values are given in each field's description ("paper: ...") and in the README.
 """
 from __future__ import annotations
 
+import posixpath
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
@@ -12,6 +13,28 @@ from pydantic import Field, field_validator, model_validator
 from balancehead.params_base import Section
 
 Device = Literal["auto", "cpu", "cuda"]
+
+
+TRAINED = "data/train"
+
+
+class GeneratorParams(Section):
+    """The generator sample_prior, invert and evaluate use; a DVC dependency of those three stages.
+
+    `data/train` (the default) is this workflow's trained run (its final checkpoint). Any other path is a
+    checkpoint directory written by `balancehead import-checkpoint` from an official EG3D / PanoHead /
+    SphereHead network pickle -- PanoLAM §3.4 samples its 360° data from pretrained PanoHead / SphereHead;
+    the same path puts an official model through invert and evaluate (metrics, FID-by-yaw bias curve).
+    """
+    checkpoint: str = Field(TRAINED, min_length=1,
+                            description="data/train (the trained run) or an imported checkpoint directory")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if "${" in v or any(ch in v for ch in "\n\r\t") or v != v.strip() or posixpath.normpath(v) == ".":
+            raise ValueError(f"not a plain path: {v!r}")
+        return posixpath.normpath(v)       # that it is no other stage's output is checked with the stage list
 
 
 class SamplePriorParams(Section):

@@ -15,7 +15,6 @@ import torch
 
 from .. import io
 
-CHECKPOINT = "data/train"
 DATASET = "data/dataset"
 PRIOR = "data/prior"
 INVERT_SUMMARY = "results/invert.json"
@@ -46,7 +45,7 @@ def main(ctx) -> None:
 
     p = ctx.params.evaluate
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
+    g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
     cond = condition_source(g, meta, ctx.path(DATASET), p.front_max_abs_yaw_deg)
     extractor = build_extractor(p, device)
     reals = load_real_set(ctx.path(DATASET), extractor, p.max_reals, ctx.seed("reals"), p.batch_size)
@@ -74,6 +73,7 @@ def main(ctx) -> None:
         metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
               "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
+              "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),
               "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
               "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},
               "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None)}

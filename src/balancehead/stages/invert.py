@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from .. import io
 
-CHECKPOINT = "data/train"
 PRIOR = "data/prior"
 DATASET = "data/dataset"
 METRICS = "results/invert.json"
@@ -54,7 +53,7 @@ def main(ctx) -> None:
 
     p = ctx.params.invert
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
+    g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
     dataset = ctx.path(DATASET)
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     res = g.cfg.output_resolution if p.resolution is None else p.resolution

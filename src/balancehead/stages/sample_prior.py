@@ -1,4 +1,5 @@
-"""sample_prior: a synthetic multi-view dataset drawn from the trained generator (PanoLAM protocols),
+"""sample_prior: a synthetic multi-view dataset drawn from the trained generator, or from an imported official
+PanoHead / SphereHead / EG3D one (params `generator.checkpoint`; PanoLAM protocols),
 in the packed dataset format (shards + manifest with role "prior" + condition table), plus the
 latents, depth maps and the prior/holdout split used by the invert stage.
 
@@ -21,7 +22,6 @@ from tqdm import tqdm
 
 from .. import io
 
-CHECKPOINT = "data/train"
 DATASET = "data/dataset"
 METRICS = "results/sample_prior.json"
 
@@ -39,7 +39,7 @@ def main(ctx) -> None:
 
     p = ctx.params.sample_prior
     device = pick_device(p.device)
-    ckpt = find_checkpoint(ctx.path(CHECKPOINT))
+    ckpt = find_checkpoint(ctx.path(ctx.params.generator.checkpoint))
     g, meta = load_generator(ckpt, device)
     dataset = ctx.path(DATASET)
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
@@ -75,7 +75,8 @@ def main(ctx) -> None:
                 prov = {"protocol": p.protocol, "view_kind": v.kind[j], "radius": float(v.radius[j]),
                         "fov_deg": float(v.fov_deg[j]), "psi": p.psi, "split": split, "identity": i,
                         "condition_index": ident.condition_index, "conditioning": cond.mode,
-                        "checkpoint": str(ckpt.relative_to(ctx.path(".")) if ckpt.is_relative_to(ctx.path(".")) else ckpt)}
+                        "checkpoint": str(ckpt.relative_to(ctx.path(".")) if ckpt.is_relative_to(ctx.path(".")) else ckpt),
+                        "imported_from": meta.get("imported_from")}
                 row = dict(image_id=iid, subject_id=ident.subject_id, role="prior", yaw=float(v.yaw[j]),
                            pitch=float(v.pitch[j]), roll=0.0, camera=ident.cameras[j], backend="gan-prior",
                            model_id=prov["checkpoint"], seed=int(ctx.seed("identity", i)), provenance=prov)
