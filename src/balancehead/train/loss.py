@@ -15,7 +15,7 @@ PanoHead details (reference behaviour by default, our former choices as named op
   I+ (real and fake) and on the real I (EG3D/PanoHead `blur_raw_target`); `gaussian` = a Gaussian of std
   sigma with reflect padding on I+ and I of both;
 * G's camera label in view modes is swapped with a probability that fades from 1 to `swap_prob`
-  (schedule.swap_probability) for the next row's camera (`swap_with: roll`) or a random real one.
+  (schedule.swap_probability) for the previous row's camera (`swap_with: roll`) or a random real one.
 
 Each call takes one round (a per-process slice of the batch, already on the device), runs backward
 with `scale` (the share of the global batch this round holds) and returns its statistics as detached

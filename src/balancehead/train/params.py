@@ -46,7 +46,7 @@ class ConditioningParams(Section):
     swap_fade_kimg: float = Field(1000.0, ge=0.0, le=1e6, description=(
         "swap probability fades linearly from 1 to swap_prob over this many kimg (PanoHead gpc_reg_fade_kimg); 0 = swap_prob throughout"))
     swap_with: Literal["roll", "random"] = Field("roll", description=(
-        "camera swapped in: roll = the next row's (PanoHead torch.roll(c, 1, 0)); random = a random real camera of the batch"))
+        "camera swapped in: roll = the previous row's (PanoHead torch.roll(c, 1, 0)); random = a random real camera of the batch"))
 
 
 class VicicoParams(Section):
