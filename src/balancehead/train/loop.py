@@ -148,8 +148,11 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         o = tp.optim
         self.opt_G = _lazy_adam(self.G.parameters(), o.g_lr, o.betas, tp.loss.density_reg_every if tp.loss.density_reg > 0 else 1)
-        self.opt_D = _lazy_adam(self.D.parameters(), o.d_lr, o.betas, tp.loss.r1_interval if tp.loss.r1_gamma > 0 else 1)
         self.loss = GanLoss(self.G, self.D, tp, self.spec, self.device, self.precision)
+        # R1 phase: on for a gamma on the images, or on the mask where D takes one (PanoHead gates on the
+        # image gamma alone; a mask-only R1 is kept possible here).
+        self.r1_on = tp.loss.r1_gamma > 0 or (tp.loss.r1_gamma_mask > 0 and self.loss.mask_input)
+        self.opt_D = _lazy_adam(self.D.parameters(), o.d_lr, o.betas, tp.loss.r1_interval if self.r1_on else 1)
         self.c = Counters(augment_p=tp.augment.p_init if tp.augment.enabled else 0.0)
         self.on_tick = on_tick
         if tp.batch % (info.world_size * tp.batch_gpu):
@@ -169,7 +172,7 @@ class Trainer:
         self._ada_sum = torch.tensor(self.c.ada_sum, device=self.device)
 
     def sync_counters(self) -> Counters:
-        """Read the device-side counters into `self.c` (one transfer; at tick ends and checkpoints)."""
+        """Read the device-side counters into `self.c` (at tick ends and checkpoints, never inside a step)."""
         self._skipped.fold(self.c.skipped)
         extra = {"ada_sum": self._ada_sum} if self._augment_p is None else {"ada_sum": self._ada_sum, "augment_p": self._augment_p}
         for key, value in to_host(extra).items():
@@ -248,7 +251,7 @@ class Trainer:
         if tp.loss.density_reg > 0 and self.c.step % tp.loss.density_reg_every == 0:
             stats.update(self._phase("G_reg", self.loss.g_density, self.G, self.opt_G, batch, s))
         stats.update(self._phase("D_main", self.loss.d_main, self.D, self.opt_D, batch, s))
-        if tp.loss.r1_gamma > 0 and self.c.step % tp.loss.r1_interval == 0:
+        if self.r1_on and self.c.step % tp.loss.r1_interval == 0:
             stats.update(self._phase("D_reg", self.loss.d_r1, self.D, self.opt_D, batch, s))
         self.c.images_seen += tp.batch
         self.c.step += 1
