@@ -1,20 +1,26 @@
 """PanoHead training details (issue 9 item 10), pinned on known numbers: R1 on the mask input with its
 own gamma, the camera-offset penalty, the swap-probability fade and the roll swap, EG3D's blur kernel,
-the linear neural-resolution schedule, the background switch and the validation of the new keys."""
+the linear neural-resolution schedule, the background switch and the validation of the new keys; and
+the whole lazy-R1 step (blur, raw-image target blur, image and mask terms, gain) against golden numbers
+from PanoHead's official `training/loss.py` (scripts/golden/panohead_r1.py)."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from pydantic import ValidationError
+from safetensors.torch import load_file
+from torch.nn import functional as F
 
 from balancehead.train.conditioning import LabelSpec
 from balancehead.train.loop import build_models
 from balancehead.train.loss import GanLoss, StepSettings, camera_offset_penalty, r1_penalties
 from balancehead.train.params import TrainParams
-from balancehead.train.schedule import blur_eg3d, eg3d_blur_filter, neural_resolution, swap_probability
+from balancehead.train.schedule import blur_eg3d, blur_sigma, eg3d_blur_filter, neural_resolution, swap_probability
 
 torch.set_num_threads(1)
 
@@ -141,9 +147,48 @@ def test_background_switch(tmp_path):
 
 
 @pytest.mark.parametrize("section,key,value", [("loss", "r1_gamma_mask", -1.0), ("loss", "r1_gamma_mask", math.nan),
-                                               ("loss", "camera_adapt_penalty", "l2"), ("loss", "blur_kernel", "box"),
+                                               ("loss", "camera_adapt_penalty", "l2"), ("loss", "blur_kernel", "box"), ("loss", "r1_wrt", "fake"),
                                                ("conditioning", "swap_fade_kimg", -5), ("conditioning", "swap_with", "x"),
                                                ("schedule", "neural_resolution_mode", "log"), ("model", "background", "maybe")])
 def test_new_keys_are_validated(section, key, value):
     with pytest.raises(ValidationError, match=key):
         TrainParams(**{section: {key: value}})
+
+
+GOLDEN = Path(__file__).parent / "data" / "panohead_r1.safetensors"
+
+
+def golden_logits(p: dict, image, raw, mask) -> torch.Tensor:
+    """The analytic D of scripts/golden/panohead_r1.py (linear in I+, quadratic in I and the mask)."""
+    if mask.shape[-1] != p["m"].shape[-1]:
+        mask = F.interpolate(mask, size=p["m"].shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+    return ((image * p["a"]).sum([1, 2, 3]) + 0.5 * (raw.square() * p["b"]).sum([1, 2, 3])
+            + (mask.square() * p["m"]).sum([1, 2, 3]))[:, None]
+
+
+@pytest.mark.parametrize("case", ["raw_downsampled", "with_mask"])
+def test_r1_step_matches_official_panohead(case):
+    """PanoHead's `accumulate_gradients('Dreg', ...)` (blur 1.3, gain 4) vs our d_r1 on the same analytic D."""
+    meta = json.loads(GOLDEN.with_suffix(".json").read_text())
+    cfg, gold = meta["cases"][case], load_file(str(GOLDEN))
+    params = {k: torch.nn.Parameter(gold[f"{case}.param.{k}"].clone()) for k in ("a", "b", "m")}
+
+    class D(torch.nn.Module):
+        cfg = SimpleNamespace(mode="tri")
+
+        def forward(self, images, c):
+            return golden_logits(params, images["image"], images["image_raw"], images["mask"])
+
+    tp = TrainParams(conditioning={"mode": "view"},
+                     loss={"r1_gamma": cfg["r1_gamma"], "r1_gamma_mask": cfg["r1_gamma_seg"], "r1_interval": meta["gain"],
+                           "blur_kernel": "eg3d"})
+    loss = GanLoss(None, D(), tp, LabelSpec("view", 0), torch.device("cpu"), "fp32")
+    sigma = blur_sigma(meta["cur_nimg"] / 1000, meta["blur_init_sigma"], meta["blur_fade_kimg"])
+    s = StepSettings(neural_resolution=cfg["neural_resolution"], blur_sigma=sigma, augment_p=None)
+    batch = {"image": gold[f"{case}.image"], "mask": gold[f"{case}.mask"], "camera": gold[f"{case}.camera"]}
+    loss.d_r1(batch, s, torch.Generator().manual_seed(0), scale=1.0)
+    for k, p in params.items():
+        want = gold[f"{case}.grad.{k}"]
+        assert torch.allclose(p.grad, want, rtol=1e-5, atol=1e-6 * float(want.abs().max())), k
+    if cfg["r1_gamma_seg"]:
+        assert float(params["m"].grad.abs().max()) > 0        # the mask term is really compared

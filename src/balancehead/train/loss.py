@@ -5,7 +5,10 @@
              perturbed by `density_reg_p_dist`, every `density_reg_every` steps, scaled by the interval
 * D main:    softplus(D(fake)) + softplus(-D(real)) + weight * softplus(D(real, shuffled label))  [ViCiCo]
 * D reg:     R1 every `r1_interval` steps, scaled by the interval, as PanoHead `training/loss.py` does it:
-             gamma/2 * |dD/d(I+, I)|^2 + gamma_mask/2 * |dD/d mask|^2 (the mask term only for the tri D)
+             gamma/2 * |dD/d(I+, I)|^2 + gamma_mask/2 * |dD/d mask|^2 (the mask term only for the tri D),
+             the gradients taken w.r.t. D's actual input, i.e. after blur and augmentation (`r1_wrt:
+             d_input`: EG3D's run_D replaces the dict entries the gradient is asked for); `r1_wrt: real`
+             takes them w.r.t. the real images before blur/augmentation (StyleGAN2-ADA)
 
 PanoHead details (reference behaviour by default, our former choices as named options):
 * camera-offset penalty (`loss.camera_adapt_penalty`): `batch_mean` = PanoHead's trans_reg,
@@ -130,9 +133,11 @@ class GanLoss:
     def fake_images(out) -> dict:
         return {"image": out.image.float(), "image_raw": out.image_raw.float(), "mask": out.mask.float()}
 
-    def run_d(self, images: dict, c: torch.Tensor, s: StepSettings, generator) -> torch.Tensor:
+    def run_d(self, images: dict, c: torch.Tensor, s: StepSettings | None, generator) -> torch.Tensor:
+        """D's logits; `s` None = `images` are already D's input (blurred and augmented)."""
+        d_in = images if s is None else self.d_input(images, s, generator)
         with self.autocast():
-            logits = self.D(self.d_input(images, s, generator), c if c.shape[1] else None)
+            logits = self.D(d_in, c if c.shape[1] else None)
         return logits.float()
 
     # --- phases ------------------------------------------------------------------------------------
@@ -196,9 +201,12 @@ class GanLoss:
     def d_r1(self, batch, s: StepSettings, generator, scale: float) -> dict:
         lp = self.tp.loss
         with_mask = self.mask_input and lp.r1_gamma_mask > 0
-        real = {k: v.detach().requires_grad_(k != "mask" or with_mask) for k, v in self.real_images(batch, s).items()}
+        real = self.real_images(batch, s)
+        if lp.r1_wrt == "d_input":      # EG3D/PanoHead: gradients w.r.t. what D sees (blurred, augmented)
+            real = self.d_input(real, s, generator)
+        real = {k: v.detach().requires_grad_(k != "mask" or with_mask) for k, v in real.items()}
         _, _, c_real = self.real_labels(batch)
-        logits = self.run_d(real, c_real, s, generator)
+        logits = self.run_d(real, c_real, None if lp.r1_wrt == "d_input" else s, generator)
         penalty, penalty_mask = r1_penalties(logits, real, with_mask)
         loss = (penalty * (lp.r1_gamma / 2) + penalty_mask * (lp.r1_gamma_mask / 2)).mean()
         (loss * lp.r1_interval * scale + logits.sum() * 0).backward()

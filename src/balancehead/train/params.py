@@ -71,6 +71,8 @@ class LossParams(Section):
     r1_gamma: float = Field(1.0, ge=0.0, le=1000.0, description="R1 weight on real images")
     r1_gamma_mask: float = Field(1.0, ge=0.0, le=1e5, description=(
         "R1 weight on the tri discriminator's mask input (PanoHead gamma_seg); 0 = images only"))
+    r1_wrt: Literal["d_input", "real"] = Field("d_input", description=(
+        "R1 gradients w.r.t. d_input = D's blurred/augmented input (EG3D/PanoHead); real = the real images before them"))
     r1_interval: int = Field(4, ge=1, le=1000, description="lazy regularisation: R1 every n D steps (0 = off via gamma)")
     density_reg: float = Field(0.25, ge=0.0, le=100.0, description="EG3D density smoothness weight")
     density_reg_every: int = Field(4, ge=1, le=1000)
