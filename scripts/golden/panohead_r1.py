@@ -1,5 +1,6 @@
-"""Golden numbers for PanoHead's lazy R1 step (image, raw image and mask terms, EG3D blur) from the official
-`training/loss.py`, with a small analytic discriminator so only the loss code is exercised.
+"""Golden numbers for PanoHead's lazy R1 step (image, raw image and mask terms, EG3D blur) and its G main
+step (blur of the fake I+ only, camera-offset penalty trans_reg) from the official `training/loss.py`,
+with a small analytic generator and discriminator so only the loss code is exercised.
 
     python scripts/golden/panohead_r1.py /path/to/SizheAn/PanoHead [tests/data/panohead_r1.safetensors]
 
@@ -39,6 +40,68 @@ def stub_logits(p: dict, image, raw, mask) -> torch.Tensor:
             + (mask.square() * p["m"]).sum([1, 2, 3]))[:, None]
 
 
+G_SIZE, TRANS_REG = 8, 10.0
+
+
+def stub_adapt(p: dict, c: torch.Tensor):
+    """Camera label (B, 25) -> (adapted label, translation delta): the delta moves entries 3, 7, 11 as
+    PanoHead's apply_delta_c does."""
+    delta = c[:, :3] * p["d"]
+    c_new = c.clone()
+    c_new[:, 3] += delta[:, 0]
+    c_new[:, 7] += delta[:, 1]
+    c_new[:, 11] += delta[:, 2]
+    return c_new, delta
+
+
+def stub_render(p: dict, c: torch.Tensor):
+    """(adapted) camera label -> (I+, I, mask), all at G_SIZE."""
+    return (torch.tanh(p["img"][None] * c[:, 3, None, None, None]), torch.tanh(p["raw"][None] * c[:, 7, None, None, None]),
+            torch.sigmoid(p["msk"][None] * c[:, 11, None, None, None]))
+
+
+def g_params(seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {"d": torch.randn(3, generator=g), "img": torch.randn(3, G_SIZE, G_SIZE, generator=g),
+            "raw": torch.randn(3, G_SIZE, G_SIZE, generator=g), "msk": torch.randn(1, G_SIZE, G_SIZE, generator=g)}
+
+
+def g_main_case(StyleGAN2Loss, tensors: dict, meta: dict) -> None:
+    gp = {k: torch.nn.Parameter(v) for k, v in g_params(11).items()}
+    dp = stub_params(G_SIZE, G_SIZE, 12)
+
+    class G(torch.nn.Module):
+        rendering_kwargs = {"density_reg": 0, "trans_reg": TRANS_REG}
+
+        def mapping(self, z, c, update_emas=False):
+            return torch.zeros(z.shape[0], 1, 1)
+
+        def apply_delta_c(self, z, c, update_emas=False):
+            return stub_adapt(gp, c)
+
+        def synthesis(self, ws, c, neural_rendering_resolution=None, update_emas=False, ws_bcg=None):
+            image, raw, mask = stub_render(gp, c)
+            return {"image": image, "image_raw": raw, "image_mask": mask}
+
+    class D(torch.nn.Module):
+        def forward(self, img, c, update_emas=False):
+            return stub_logits(dp, img["image"], img["image_raw"], img["image_mask"])
+
+    loss = StyleGAN2Loss("cpu", G(), D(), r1_gamma=1.0, blur_init_sigma=BLUR_INIT, blur_fade_kimg=BLUR_FADE_KIMG,
+                         neural_rendering_resolution_initial=G_SIZE, dual_discrimination=True, gpc_reg_prob=0.7)
+    g = torch.Generator().manual_seed(5)
+    c = torch.rand(4, 25, generator=g) * 2 - 1
+    loss.accumulate_gradients("Gmain", torch.zeros(4, 3, G_SIZE, G_SIZE), torch.zeros(4, 1, G_SIZE, G_SIZE), c,
+                              torch.zeros(4, 4), c, gain=1, cur_nimg=CUR_NIMG)
+    for k, v in gp.items():
+        tensors[f"g_main.param.{k}"] = v.detach().clone()
+        tensors[f"g_main.grad.{k}"] = v.grad.detach().clone()
+    for k, v in dp.items():
+        tensors[f"g_main.dparam.{k}"] = v
+    tensors["g_main.camera"] = c
+    meta["g_main"] = {"size": G_SIZE, "trans_reg": TRANS_REG}
+
+
 def main(checkout: str, out: str = "tests/data/panohead_r1.safetensors") -> None:
     sys.path.insert(0, str(Path(checkout).resolve()))
     from training.loss import StyleGAN2Loss  # noqa: E402  (the official code)
@@ -67,6 +130,7 @@ def main(checkout: str, out: str = "tests/data/panohead_r1.safetensors") -> None
             tensors[f"{name}.grad.{k}"] = v.grad.detach().clone()
         tensors[f"{name}.image"], tensors[f"{name}.mask"], tensors[f"{name}.camera"] = img, seg, c
         meta["cases"][name] = {"size": size, "neural_resolution": raw_res, "r1_gamma": gamma, "r1_gamma_seg": gamma_seg}
+    g_main_case(StyleGAN2Loss, tensors, meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
