@@ -31,7 +31,7 @@ def _worker(rank, dataset, work, port, out):
     init_process_group(info, "gloo", torch.device("cpu"))
     res = Trainer(TrainParams(**TP), dataset, work, seed=0, info=info).run(evaluate=False)
     if rank == 0:   # test-only exchange of plain tensors
-        norms = {f"{i}.{k}": torch.tensor([float(v)]) for i, st in enumerate(res.losses) for k, v in st.items() if k.startswith("grad_norm")}
+        norms = {f"{i}.{k}": torch.tensor([float(v)]) for i, st in enumerate(res.stats) for k, v in st.items() if k.startswith("grad_norm")}
         save_file({**{f"G.{k}": v.contiguous() for k, v in res.G.state_dict().items()}, **norms}, str(out))
     torch.distributed.destroy_process_group()
 
@@ -43,7 +43,7 @@ def test_two_processes_match_one(tmp_path):
     mp.spawn(_worker, args=(dataset, tmp_path / "two", 29611, out), nprocs=2, join=True)
     two = load_file(str(out))
     # Gradients after the all-reduce are global figures: they match to float summation order.
-    for i, st in enumerate(single.losses):
+    for i, st in enumerate(single.stats):          # one step per tick: tick rows are the steps' statistics
         for k, v in st.items():
             if k.startswith("grad_norm"):
                 # step 0 is exact up to summation order; later steps carry Adam's amplified rounding

@@ -34,26 +34,29 @@ def _colour(x: torch.Tensor, bright, contrast, sat) -> torch.Tensor:
     return (x - gray) * sat[:, None, None, None] + gray
 
 
-def augment(images: dict, p: float, generator: torch.Generator) -> dict:
-    """Augment a D input dict {image, image_raw, mask} with probability p per transform and sample."""
-    if p <= 0:
+def augment(images: dict, p: torch.Tensor | None, generator: torch.Generator) -> dict:
+    """Augment a D input dict {image, image_raw, mask} with probability p (a device scalar, so ADA can
+    move it without a host round trip; None = off) per transform and sample. Draws happen on the
+    generator's device."""
+    if p is None:
         return images
     img = images["image"]
     b, dev = img.shape[0], img.device
+    gdev = generator.device
 
     def fire():
-        return (torch.rand(b, generator=generator) < p).to(dev)
+        return (torch.rand(b, generator=generator, device=gdev) < p.to(gdev)).to(dev)
 
     def draw(shape_fn):
         return shape_fn().to(dev)
 
     size = img.shape[-1]
     t_on = fire()
-    tx = draw(lambda: torch.randint(-size // 8, size // 8 + 1, (b,), generator=generator)) * t_on
-    ty = draw(lambda: torch.randint(-size // 8, size // 8 + 1, (b,), generator=generator)) * t_on
-    bright = draw(lambda: torch.randn(b, generator=generator) * 0.2) * fire()
-    contrast = torch.exp2(draw(lambda: torch.randn(b, generator=generator) * 0.5) * fire())
-    sat = torch.exp2(draw(lambda: torch.randn(b, generator=generator)) * fire())
+    tx = draw(lambda: torch.randint(-size // 8, size // 8 + 1, (b,), generator=generator, device=gdev)) * t_on
+    ty = draw(lambda: torch.randint(-size // 8, size // 8 + 1, (b,), generator=generator, device=gdev)) * t_on
+    bright = draw(lambda: torch.randn(b, generator=generator, device=gdev) * 0.2) * fire()
+    contrast = torch.exp2(draw(lambda: torch.randn(b, generator=generator, device=gdev) * 0.5) * fire())
+    sat = torch.exp2(draw(lambda: torch.randn(b, generator=generator, device=gdev)) * fire())
     out = {}
     for key, x in images.items():
         if key not in ("image", "image_raw", "mask"):
@@ -68,11 +71,7 @@ def augment(images: dict, p: float, generator: torch.Generator) -> dict:
     return out
 
 
-def adjust_p(p: float, sign_mean: float, target: float, images_seen: int, speed_kimg: float) -> float:
-    """ADA: move p up when D is over-confident on reals (E[sign] > target), down otherwise."""
+def adjust_p(p: torch.Tensor, sign_mean: torch.Tensor, target: float, images_seen: int, speed_kimg: float) -> torch.Tensor:
+    """ADA: move p up when D is over-confident on reals (E[sign] > target), down otherwise; on the device."""
     step = images_seen / (speed_kimg * 1000.0)
-    if sign_mean > target:
-        p += step
-    elif sign_mean < target:
-        p -= step
-    return float(min(max(p, 0.0), 1.0))
+    return (p + torch.sign(sign_mean - target) * step).clamp(0.0, 1.0)

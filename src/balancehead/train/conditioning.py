@@ -76,7 +76,7 @@ def g_label(spec: LabelSpec, camera: torch.Tensor, semantic: torch.Tensor | None
         return camera.new_zeros(b, 0)
     cam = camera
     if spec.mode in ("view", "view_identity") and swap_prob > 0:
-        swap = torch.rand(b, generator=generator) < swap_prob
+        swap = torch.rand(b, generator=generator, device=generator.device) < swap_prob
         cam = torch.where(swap[:, None].to(camera.device), swap_camera, camera)
     if spec.mode == "view":
         return cam

@@ -82,12 +82,36 @@ def all_reduce_grads(params: list[torch.nn.Parameter], info: DistInfo) -> None:
         offset += n
 
 
-def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    if not info.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+class StopPoll:
+    """All ranks agree whether to stop (a preemption signal reached any of them) without a host sync per step.
+
+    One process: the flag itself. Several on CPU (gloo): a blocking MAX all-reduce. Several on CUDA:
+    each call starts a MAX all-reduce of this step's flag, copies it into pinned host memory
+    asynchronously, and returns the agreed value of the *previous* call, waiting only for that earlier
+    copy's event. Every rank reads the same step's value, so all stop after the same step (one later
+    than the signal)."""
+
+    def __init__(self, info: DistInfo, device: torch.device):
+        self.info, self.device = info, device
+        self.lagged = info.distributed and device.type == "cuda"
+        self._pending = None                    # (pinned host tensor, event) of the previous call
+
+    def poll(self, flag: bool) -> bool:
+        if not self.info.distributed:
+            return flag
+        t = torch.full((1,), 1.0 if flag else 0.0, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if not self.lagged:
+            return bool(t.item() > 0)
+        host = torch.empty(1, pin_memory=True)
+        host.copy_(t, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous, self._pending = self._pending, (host, event)
+        if previous is None:
+            return False
+        previous[1].synchronize()
+        return bool(previous[0].item() > 0)
 
 
 def barrier(info: DistInfo) -> None:

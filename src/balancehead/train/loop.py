@@ -2,9 +2,17 @@
 checkpoints, preemption and the 'it learns' distance. Used by the `train` stage and the tests.
 
 Randomness: every draw in step s, phase f, accumulation round k (global index over all ranks) comes
-from a torch.Generator seeded by (seed, s, f, k); batch s's data depend only on (seed, s). Hence a
-resumed run, a run with more data-loader workers and a run split over more processes (with the same
-total batch and per-process batch) compute the same numbers up to float summation order.
+from a torch.Generator on the models' device seeded by (seed, s, f, k); batch s's data depend only on
+(seed, s). Hence a resumed run, a run with more data-loader workers and a run split over more
+processes (with the same total batch and per-process batch) compute the same numbers up to float
+summation order (bit for bit on the CPU).
+
+No host synchronisation inside a step (issue 10): the batch arrives in pinned memory and is copied
+asynchronously; random numbers are drawn on the device; statistics stay device tensors (summed by
+`stats.TickStats`, read once per tick); the NaN guard is the fused Adam's `found_inf` input (a
+non-finite gradient norm skips the whole update on the device, and the skip is counted there); the
+ADA probability lives on the device. Counters that go into a checkpoint are read back only when a
+tick ends or a checkpoint is written.
 """
 from __future__ import annotations
 
@@ -28,14 +36,15 @@ from balancehead.runner import derive_seed
 
 from .augment import adjust_p
 from .conditioning import LabelSpec
-from .distributed import DistInfo, all_reduce_grads, any_rank, barrier
+from .distributed import DistInfo, StopPoll, all_reduce_grads, barrier
 from .ema import ema_beta, update_ema
 from .features import RandomFeatures, frechet_distance
 from .loss import GanLoss, StepSettings
 from .params import TrainParams
 from .preemption import Preempted, StopFlag
-from .schedule import blur_sigma, neural_resolution
+from .schedule import blur_sigma, neural_resolution, swap_probability
 from .state import latest, load_state, save_state
+from .stats import DeviceCounters, TickStats, to_host
 from .stream import BatchStream, make_loader
 
 PHASES = ("G_main", "G_reg", "D_main", "D_reg")
@@ -58,7 +67,7 @@ def build_models(tp: TrainParams, spec: LabelSpec, seed: int) -> tuple[Generator
     preset = GeneratorConfig.tiny if m.preset == "tiny" else GeneratorConfig.paper
     overrides = dict(representation=m.representation, output_resolution=m.output_resolution,
                      neural_resolution=m.neural_resolution, c_dim=spec.g_dim, camera_adapt=m.camera_adapt,
-                     seed=derive_seed(seed, "train", "G") % 2**31)
+                     background=m.background, seed=derive_seed(seed, "train", "G") % 2**31)
     if m.n_coarse is not None:
         overrides["n_coarse"] = m.n_coarse
     if m.n_importance is not None:
@@ -85,9 +94,11 @@ def open_dataset(tp: TrainParams, root: Path, seed: int) -> tuple[ShardDataset, 
 
 
 def _lazy_adam(params, lr, betas, interval: int) -> torch.optim.Adam:
-    """Adam with EG3D's lazy-regularisation correction of lr and betas."""
+    """Adam with EG3D's lazy-regularisation correction of lr and betas. Fused: its `found_inf` input
+    (the protocol torch.amp.GradScaler uses) skips a step on the device when the gradient is not finite."""
     ratio = interval / (interval + 1) if interval > 1 else 1.0
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8)
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(betas[0] ** ratio, betas[1] ** ratio), eps=1e-8,
+                            fused=True)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -107,6 +118,9 @@ class Counters:
     skipped: dict = field(default_factory=lambda: {p: 0 for p in PHASES})
     fd_kimg0: Optional[float] = None
 
+    def to_json(self) -> dict:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
 
 @dataclass
 class TrainResult:
@@ -114,10 +128,9 @@ class TrainResult:
     G: Generator
     D: Discriminator
     G_ema: Generator
-    stats: list[dict]
+    stats: list[dict]         # one row per tick of this call (also in <work>/stats.jsonl)
     fd_start: Optional[float]
     fd_end: Optional[float]
-    losses: list[dict]        # per step, for tests (this process's statistics)
 
 
 class Trainer:
@@ -135,16 +148,36 @@ class Trainer:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         o = tp.optim
         self.opt_G = _lazy_adam(self.G.parameters(), o.g_lr, o.betas, tp.loss.density_reg_every if tp.loss.density_reg > 0 else 1)
-        self.opt_D = _lazy_adam(self.D.parameters(), o.d_lr, o.betas, tp.loss.r1_interval if tp.loss.r1_gamma > 0 else 1)
         self.loss = GanLoss(self.G, self.D, tp, self.spec, self.device, self.precision)
+        # R1 phase: on for a gamma on the images, or on the mask where D takes one (PanoHead gates on the
+        # image gamma alone; a mask-only R1 is kept possible here).
+        self.r1_on = tp.loss.r1_gamma > 0 or (tp.loss.r1_gamma_mask > 0 and self.loss.mask_input)
+        self.opt_D = _lazy_adam(self.D.parameters(), o.d_lr, o.betas, tp.loss.r1_interval if self.r1_on else 1)
         self.c = Counters(augment_p=tp.augment.p_init if tp.augment.enabled else 0.0)
         self.on_tick = on_tick
         if tp.batch % (info.world_size * tp.batch_gpu):
             raise ValueError(f"train.batch {tp.batch} must be a multiple of world_size*batch_gpu "
                              f"({info.world_size}*{tp.batch_gpu})")
         self.rounds = tp.batch // (info.world_size * tp.batch_gpu)   # accumulation rounds per process
-        self.losses: list[dict] = []
+        self._gen = torch.Generator(device=self.device)               # reseeded per (step, phase, round)
+        self._skipped = DeviceCounters()
         self._resume()
+        self._to_device_counters()
+
+    # --- device-side counters -----------------------------------------------------------------------
+    def _to_device_counters(self) -> None:
+        """Host counters -> the device tensors the steps update (once, at start or resume)."""
+        on = self.tp.augment.enabled
+        self._augment_p = torch.tensor(self.c.augment_p, device=self.device) if on else None
+        self._ada_sum = torch.tensor(self.c.ada_sum, device=self.device)
+
+    def sync_counters(self) -> Counters:
+        """Read the device-side counters into `self.c` (at tick ends and checkpoints, never inside a step)."""
+        self._skipped.fold(self.c.skipped)
+        extra = {"ada_sum": self._ada_sum} if self._augment_p is None else {"ada_sum": self._ada_sum, "augment_p": self._augment_p}
+        for key, value in to_host(extra).items():
+            setattr(self.c, key, value)
+        return self.c
 
     # --- state -------------------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -160,8 +193,9 @@ class Trainer:
             self.log.info("train: resumed from %s (kimg %.3f, step %d)", path.name, self.c.images_seen / 1000, self.c.step)
 
     def checkpoint(self) -> None:
+        self.sync_counters()
         if self.info.rank == 0:
-            meta = {"counters": self.c.__dict__, "images_seen": self.c.images_seen, "seed": self.seed}
+            meta = {"counters": self.c.to_json(), "images_seen": self.c.images_seen, "seed": self.seed}
             save_state(self.ckpt_dir, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
                        {"G_opt": self.opt_G, "D_opt": self.opt_D}, meta, keep=self.tp.keep_checkpoints)
         barrier(self.info)
@@ -170,63 +204,71 @@ class Trainer:
     def settings(self) -> StepSettings:
         kimg = self.c.images_seen / 1000
         tp = self.tp
-        return StepSettings(neural_resolution(kimg, tp.schedule.neural_resolution_initial, tp.model.neural_resolution,
-                                              tp.schedule.neural_resolution_fade_kimg),
-                            blur_sigma(kimg, tp.loss.blur_init_sigma, tp.loss.blur_fade_kimg), self.c.augment_p)
+        sch = tp.schedule
+        return StepSettings(neural_resolution(kimg, sch.neural_resolution_initial, tp.model.neural_resolution,
+                                              sch.neural_resolution_fade_kimg, sch.neural_resolution_mode),
+                            blur_sigma(kimg, tp.loss.blur_init_sigma, tp.loss.blur_fade_kimg), self._augment_p,
+                            swap_probability(kimg, tp.conditioning.swap_prob, tp.conditioning.swap_fade_kimg))
+
+    def to_device(self, batch: dict) -> dict:
+        """Asynchronous upload (the loader pins host memory on CUDA); non-tensor fields stay as they are."""
+        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def _phase(self, name: str, fn, module, opt, batch: dict, s: StepSettings) -> dict:
         opt.zero_grad(set_to_none=True)
         module.requires_grad_(True)
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         bg = self.tp.batch_gpu
         total_rounds = self.rounds * self.info.world_size
         for i in range(self.rounds):
             k = self.info.rank * self.rounds + i
             part = {key: v[i * bg:(i + 1) * bg] for key, v in batch.items() if key != "batch_index"}
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "train", self.c.step, name, k) % 2**63)
+            gen = self._gen.manual_seed(derive_seed(self.seed, "train", self.c.step, name, k) % 2**63)
             for key, value in fn(part, s, gen, 1.0 / total_rounds).items():
-                stats[key] = stats.get(key, 0.0) + value / self.rounds
+                stats[key] = stats[key] + value / self.rounds if key in stats else value / self.rounds
         params = [p for p in module.parameters()]
         all_reduce_grads(params, self.info)
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])) if grads else torch.tensor(0.0)
-        if not torch.isfinite(norm):
-            self.c.skipped[name] += 1
-            opt.zero_grad(set_to_none=True)
-            stats[f"skipped_{name}"] = 1.0
-        else:
-            if self.tp.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, self.tp.optim.grad_clip)
-            opt.step()
-            stats[f"grad_norm_{name}"] = float(norm)
+        with_grad = [p for p in params if p.grad is not None]
+        norm = (torch.nn.utils.get_total_norm([p.grad for p in with_grad]) if with_grad
+                else torch.zeros((), device=self.device))
+        bad = (~torch.isfinite(norm)).float()            # device scalar: 1 skips the update below
+        if self.tp.optim.grad_clip > 0 and with_grad:
+            torch.nn.utils.clip_grads_with_norm_(with_grad, self.tp.optim.grad_clip, norm)
+        opt.found_inf = bad                              # fused Adam leaves params and moments as they are
+        opt.step()
+        self._skipped.add(name, bad)
+        stats[f"skipped_{name}"] = bad
+        stats[f"grad_norm_{name}"] = torch.where(bad > 0, torch.zeros_like(norm), norm)   # skipped steps count 0
         module.requires_grad_(False)
         return stats
 
     def step(self, batch: dict) -> dict:
+        """One optimisation step over the global batch; -> statistics as device tensors (0-d) or host numbers."""
         tp, s = self.tp, self.settings()
+        batch = self.to_device(batch)
         stats = {}
         stats.update(self._phase("G_main", self.loss.g_main, self.G, self.opt_G, batch, s))
         if tp.loss.density_reg > 0 and self.c.step % tp.loss.density_reg_every == 0:
             stats.update(self._phase("G_reg", self.loss.g_density, self.G, self.opt_G, batch, s))
         stats.update(self._phase("D_main", self.loss.d_main, self.D, self.opt_D, batch, s))
-        if tp.loss.r1_gamma > 0 and self.c.step % tp.loss.r1_interval == 0:
+        if self.r1_on and self.c.step % tp.loss.r1_interval == 0:
             stats.update(self._phase("D_reg", self.loss.d_r1, self.D, self.opt_D, batch, s))
         self.c.images_seen += tp.batch
         self.c.step += 1
         update_ema(self.G_ema, self.G, ema_beta(tp.batch, self.c.images_seen, tp.optim.ema_kimg, tp.optim.ema_rampup))
         if tp.augment.enabled and not tp.augment.fixed:
-            self.c.ada_sum += stats.get("real_sign", 0.0)
+            self._ada_sum = self._ada_sum + stats["real_sign"]
             self.c.ada_count += 1
             if self.c.ada_count >= tp.augment.adjust_every:
-                mean = self.c.ada_sum / self.c.ada_count
+                mean = self._ada_sum / self.c.ada_count
                 if self.info.distributed:
-                    t = torch.tensor([mean], device=self.device)
-                    torch.distributed.all_reduce(t)
-                    mean = float(t) / self.info.world_size
-                self.c.augment_p = adjust_p(self.c.augment_p, mean, tp.augment.target,
-                                            tp.batch * self.c.ada_count, tp.augment.speed_kimg)
-                self.c.ada_sum, self.c.ada_count = 0.0, 0
-        stats.update(neural_resolution=s.neural_resolution, blur_sigma=s.blur_sigma, augment_p=s.augment_p)
+                    torch.distributed.all_reduce(mean)
+                    mean = mean / self.info.world_size
+                self._augment_p = adjust_p(self._augment_p, mean, tp.augment.target,
+                                           tp.batch * self.c.ada_count, tp.augment.speed_kimg)
+                self._ada_sum, self.c.ada_count = torch.zeros_like(self._ada_sum), 0
+        stats.update(neural_resolution=s.neural_resolution, blur_sigma=s.blur_sigma, swap_prob=s.swap_prob,
+                     augment_p=s.augment_p if s.augment_p is not None else 0.0)
         return stats
 
     # --- evaluation ---------------------------------------------------------------------------------
@@ -271,9 +313,10 @@ class Trainer:
             if self.log:
                 self.log.info("train: random-feature FD at kimg 0 = %.3f", fd_start)
         stream = BatchStream(self.ds, tp.batch, info.rank, info.world_size, tp.data.window, start_batch=self.c.step)
-        loader = make_loader(stream, tp.data.num_workers)
+        loader = make_loader(stream, tp.data.num_workers, pin_memory=self.device.type == "cuda")
         tick_images = max(int(tp.kimg_per_tick * 1000), 1)
-        tick_stats: dict[str, list[float]] = {}
+        tick_stats = TickStats()
+        stop_poll = StopPoll(info, self.device)
         tick_start, tick_images_start = time.time(), self.c.images_seen
         steps_done = 0
         stats_rows: list[dict] = []
@@ -285,30 +328,29 @@ class Trainer:
                 batch = next(loader)
                 if batch["batch_index"] != self.c.step:
                     raise RuntimeError(f"data order broken: got batch {batch['batch_index']} at step {self.c.step}")
-                stats = self.step(batch)
+                tick_stats.add(self.step(batch))
                 steps_done += 1
-                self.losses.append(stats)
-                for k, v in stats.items():
-                    tick_stats.setdefault(k, []).append(float(v))
                 bar.update(round(tp.batch / 1000, 3))
                 done = self.c.images_seen >= total
                 if self.c.images_seen // tick_images > (self.c.images_seen - tp.batch) // tick_images or done:
                     self.c.tick += 1
+                    means = tick_stats.means()                 # the tick's one device-to-host read
+                    self.sync_counters()
                     dt = time.time() - tick_start
                     n = self.c.images_seen - tick_images_start
-                    row = {"tick": self.c.tick, "kimg": self.c.images_seen / 1000,
-                           **{k: float(np.mean(v)) for k, v in sorted(tick_stats.items())},
+                    row = {"tick": self.c.tick, "kimg": self.c.images_seen / 1000, **means,
                            "sec_per_kimg": dt / max(n / 1000, 1e-9), "img_per_s": n / max(dt, 1e-9),
                            "peak_memory_mb": _peak_memory_mb(self.device),
                            "skipped_steps": float(sum(self.c.skipped.values()))}
                     stats_rows.append(row)
                     self._record_tick(row)
-                    tick_stats, tick_start, tick_images_start = {}, time.time(), self.c.images_seen
+                    tick_stats.reset()
+                    tick_start, tick_images_start = time.time(), self.c.images_seen
                     if self.c.tick % tp.checkpoint_ticks == 0 and not done:
                         self.checkpoint()
                     if tp.fakes_ticks and self.c.tick % tp.fakes_ticks == 0 and info.rank == 0 and self.on_tick:
                         self.on_tick({"kimg": self.c.images_seen / 1000, "grid": self.grid()})
-                if any_rank(stop is not None and stop.requested, info, self.device):
+                if stop_poll.poll(stop is not None and stop.requested):
                     self.checkpoint()
                     if self.log:
                         self.log.info("train: preempted at kimg %.3f; checkpoint written, exit %d",
@@ -318,7 +360,7 @@ class Trainer:
             bar.close()
         self.checkpoint()
         fd_end = self.frechet() if evaluate and info.rank == 0 else None
-        return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end, self.losses)
+        return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end)
 
     def _record_tick(self, row: dict) -> None:
         if self.info.rank != 0:

@@ -25,6 +25,7 @@ class ModelParams(Section):
     n_importance: Optional[int] = Field(8, ge=0, le=256)
     discriminator: Literal["dual", "tri"] = "tri"
     camera_adapt: bool = True
+    background: bool = Field(True, description="PanoHead's separate background generator (use_background); false = none")
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -41,7 +42,11 @@ class ConditioningParams(Section):
     """What G's mapping network and D's projection head are conditioned on (seed 000 Table 1)."""
     mode: Literal["none", "view", "view_semantic", "semantic", "identity", "view_identity"] = "semantic"
     swap_prob: float = Field(0.7, ge=0.0, le=1.0, description=(
-        "view modes: probability that G's camera label is swapped for a random real one (EG3D c-swap; PanoHead 0.7)"))
+        "view modes: final probability that G's camera label is swapped for another real one (EG3D c-swap; PanoHead 0.7)"))
+    swap_fade_kimg: float = Field(1000.0, ge=0.0, le=1e6, description=(
+        "swap probability fades linearly from 1 to swap_prob over this many kimg (PanoHead gpc_reg_fade_kimg); 0 = swap_prob throughout"))
+    swap_with: Literal["roll", "random"] = Field("roll", description=(
+        "camera swapped in: roll = the previous row's (PanoHead torch.roll(c, 1, 0)); random = a random real camera of the batch"))
 
 
 class VicicoParams(Section):
@@ -64,19 +69,30 @@ class VicicoParams(Section):
 
 class LossParams(Section):
     r1_gamma: float = Field(1.0, ge=0.0, le=1000.0, description="R1 weight on real images")
+    r1_gamma_mask: float = Field(1.0, ge=0.0, le=1e5, description=(
+        "R1 weight on the tri discriminator's mask input (PanoHead gamma_seg); 0 = images only"))
+    r1_wrt: Literal["d_input", "real"] = Field("d_input", description=(
+        "R1 gradients w.r.t. d_input = D's blurred/augmented input (EG3D/PanoHead); real = the real images before them"))
     r1_interval: int = Field(4, ge=1, le=1000, description="lazy regularisation: R1 every n D steps (0 = off via gamma)")
     density_reg: float = Field(0.25, ge=0.0, le=100.0, description="EG3D density smoothness weight")
     density_reg_every: int = Field(4, ge=1, le=1000)
     density_reg_p_dist: float = Field(0.004, gt=0.0, le=1.0, description="perturbation of the paired point")
-    camera_adapt_weight: float = Field(1.0, ge=0.0, le=1000.0, description="L2 on the camera self-adaptation translation")
+    camera_adapt_weight: float = Field(1.0, ge=0.0, le=1000.0, description="weight of the camera-offset penalty (PanoHead trans_reg)")
+    camera_adapt_penalty: Literal["batch_mean", "per_sample"] = Field("batch_mean", description=(
+        "batch_mean = PanoHead's |mean_b delta_b|^2 over a round; per_sample = mean_b |delta_b|^2"))
     blur_init_sigma: float = Field(2.0, ge=0.0, le=20.0, description="blur of real+fake images at kimg 0")
     blur_fade_kimg: float = Field(0.5, ge=0.0, le=1e5, description="blur fades to 0 over this many kimg")
+    blur_kernel: Literal["eg3d", "gaussian"] = Field("eg3d", description=(
+        "eg3d = taps 2^-(x/sigma)^2, |x| <= floor(3 sigma), zero padding, on I+ and the real I; "
+        "gaussian = Gaussian of std sigma, reflect padding, on I+ and I of real and fake"))
 
 
 class ScheduleParams(Section):
     """Neural rendering resolution ramp (EG3D): initial -> model.neural_resolution over these kimg."""
     neural_resolution_initial: int = Field(16, ge=4, le=256)
     neural_resolution_fade_kimg: float = Field(0.0, ge=0.0, le=1e5, description="0 = final resolution from the start")
+    neural_resolution_mode: Literal["linear", "pow2"] = Field("linear", description=(
+        "linear = EG3D/PanoHead rint(initial*(1-a) + final*a); pow2 = linear in log2, floored to a power of two"))
 
     @field_validator("neural_resolution_initial")
     @classmethod

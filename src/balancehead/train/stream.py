@@ -92,8 +92,9 @@ class BatchStream(torch.utils.data.IterableDataset):
         return out
 
 
-def make_loader(stream: BatchStream, num_workers: int) -> Iterator[dict]:
-    """An endless iterator of this rank's batches in global-batch order."""
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers,
+def make_loader(stream: BatchStream, num_workers: int, pin_memory: bool = False) -> Iterator[dict]:
+    """An endless iterator of this rank's batches in global-batch order (in pinned memory when asked, so
+    the step's upload to the GPU is asynchronous)."""
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                                          persistent_workers=False, prefetch_factor=2 if num_workers else None)
     return iter(loader)

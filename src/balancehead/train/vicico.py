@@ -19,17 +19,24 @@ KINDS = ("camera", "semantic", "both")
 
 
 def negative_kinds(batch: int, probs: tuple[float, float, float], generator: torch.Generator) -> torch.Tensor:
-    """Per-row kind index (0 camera, 1 semantic, 2 both) drawn from the normalised probabilities."""
-    p = torch.tensor(probs, dtype=torch.float64)
-    if p.sum() <= 0:
+    """Per-row kind index (0 camera, 1 semantic, 2 both) drawn from the normalised probabilities by
+    inverse CDF of one uniform per row, on the generator's device (no host round trip)."""
+    total = float(sum(probs))
+    if total <= 0:
         raise ValueError("ViCiCo probabilities sum to zero")
-    return torch.multinomial(p / p.sum(), batch, replacement=True, generator=generator)
+    c0, c1 = probs[0] / total, (probs[0] + probs[1]) / total
+    u = torch.rand(batch, generator=generator, device=generator.device)
+    return (u >= c0).long() + (u >= c1).long()
 
 
 def _shifted(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """x rolled by a random offset in 1..B-1 along the batch (a gather: the offset stays on the device)."""
     b = x.shape[0]
-    offset = int(torch.randint(1, b, (1,), generator=generator)) if b > 1 else 0
-    return torch.roll(x, shifts=offset, dims=0)
+    if b < 2:
+        return x
+    offset = torch.randint(1, b, (1,), generator=generator, device=generator.device).to(x.device)
+    idx = (torch.arange(b, device=x.device) - offset) % b
+    return x.index_select(0, idx)
 
 
 def make_negatives(label: torch.Tensor, variant: str, probs: tuple[float, float, float],
@@ -37,7 +44,7 @@ def make_negatives(label: torch.Tensor, variant: str, probs: tuple[float, float,
     """-> (negative labels (B, D), kind per row). `variant` 'vico' shuffles the camera only."""
     b = label.shape[0]
     if variant == "vico" or label.shape[1] == CAMERA_DIM:
-        kinds = torch.zeros(b, dtype=torch.long)
+        kinds = torch.zeros(b, dtype=torch.long, device=label.device)
     else:
         kinds = negative_kinds(b, probs, generator)
     shuffled = _shifted(label, generator)
