@@ -1,6 +1,7 @@
 """Ops: references against closed forms and gradcheck; the compiled C++ build against the
 references (forward, gradients, double backward); the build_ops stage report."""
 import json
+import os
 
 import pytest
 import torch
@@ -232,3 +233,74 @@ def test_models_use_compiled_ops_via_env_var(built, monkeypatch):
     assert loader.compiled_for(ref) is not None
     cmp = G(z, cam, cam).image
     assert torch.allclose(ref, cmp, atol=1e-4)
+
+
+# ---------------- CUDA kernels (run where a GPU is present; `cuda` in every name) ----------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="session")
+def built_cuda(tmp_path_factory):
+    """The CUDA build from $BALANCEHEAD_OPS_DIR when it has CUDA kernels, else one built here."""
+    env = os.environ.get(loader.ENV_VAR)
+    if env:
+        module = loader.load_built_ops(env)
+        if module is not None and module.has_cuda_kernels():
+            return module
+    out = tmp_path_factory.mktemp("ops_cuda_build")
+    major, minor = torch.cuda.get_device_capability()
+    build_ops_main(BuildOpsConfig(build_cuda="yes", cuda_arch_list=f"{major}.{minor}"), out)
+    module = loader.load_built_ops(out)
+    assert module is not None and module.has_cuda_kernels()
+    return module
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_kernels_match_reference(built_cuda, dtype):
+    if dtype == torch.float64:
+        for name, err in compare_with_reference(built_cuda, device="cuda", seed=31).items():
+            assert err["forward"] < 1e-10 and err["grad"] < 1e-10, (name, err)
+        return
+    tol = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 4e-2}[dtype]
+    for name, err in compare_low_precision(built_cuda, dtype, device="cuda", seed=32).items():
+        assert err["forward"] < tol and err["grad"] < tol, (name, err)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_grid_sample_gather_and_direct_agree_at_plane_scale(built_cuda, dtype):
+    """Tri-plane-like sizes: 2 x 3 planes of 32 x 64^2, 30k points each, many points per texel."""
+    g = torch.Generator().manual_seed(33)
+    planes = torch.randn(6, 32, 64, 64, generator=g).cuda().to(dtype)
+    grid = (torch.rand(6, 1, 30000, 2, generator=g) * 2.2 - 1.1).cuda()
+    dy = torch.randn(6, 32, 1, 30000, generator=g).cuda().to(dtype)
+    direct = built_cuda.grid_sample_backward(dy, planes, grid, 0)
+    gather = built_cuda.grid_sample_backward(dy, planes, grid, 1)
+    ref = built_cuda.grid_sample_backward(dy.double(), planes.double(), grid.double(), 1)
+    scale = ref[0].abs().max()
+    for got in (direct, gather):
+        assert got[0].dtype == dtype
+        assert float((got[0].double() - ref[0]).abs().max() / scale) < (1e-5 if dtype == torch.float32 else 2e-2)
+    assert torch.equal(direct[1], gather[1])
+
+
+@needs_cuda
+def test_cuda_ops_forward_backward_without_host_sync(built_cuda):
+    """No op waits on the host (sorting and segment search included): sync debug mode raises if one does."""
+    f = ops.make_filter(device="cuda")
+    x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    b = torch.randn(8, device="cuda", requires_grad=True)
+    planes = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    grid = (torch.rand(2, 1, 500, 2, device="cuda") * 2 - 1).requires_grad_()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y = ops.bias_act(x, b, act="lrelu", clamp=256, module=built_cuda)
+        y = ops.downsample2d(ops.upsample2d(y, f, module=built_cuda), f, module=built_cuda)
+        s = sum(ops.grid_sample(planes, grid, module=built_cuda, backward=mode).sum() for mode in ("direct", "gather"))
+        (y.square().sum() + s).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert x.grad is not None and planes.grad is not None and grid.grad is not None
