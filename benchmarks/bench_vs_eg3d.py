@@ -167,6 +167,18 @@ def eg3d_step(G, D, batch: dict, neural: int) -> None:
     (F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()).backward()
 
 
+def build_eg3d_plugins(eg3d) -> None:
+    """Build EG3D's CUDA plugins now (its own custom_ops, cached under $TORCH_EXTENSIONS_DIR). A plugin
+    that fails to build is switched to EG3D's reference op, and the failure is printed."""
+    for name in ("bias_act", "upfirdn2d"):
+        mod = getattr(eg3d, name)
+        try:
+            mod._init()
+        except Exception as exc:  # noqa: BLE001 - report and measure EG3D with its reference op
+            print(f"EG3D {name} plugin failed to build ({type(exc).__name__}: {str(exc)[-400:]}); using its reference op")
+            mod._init = lambda: False
+
+
 def eg3d_plugins(eg3d) -> str:
     got = {"bias_act": getattr(eg3d.bias_act, "_plugin", None) is not None,
            "upfirdn2d": getattr(eg3d.upfirdn2d, "_plugin", None) is not None}
@@ -304,6 +316,8 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     eg3d = import_eg3d(args.eg3d) if args.eg3d else None
+    if eg3d is not None and gpu:
+        build_eg3d_plugins(eg3d)
     ops_module = loader.load_built_ops()
     print(f"device {device} ({torch.cuda.get_device_name(device) if gpu else 'cpu'}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, project ops "
