@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_check.sh          # logs and figures go to $OUT (default ./gpu_out)
 #
 # What it needs beside the working tree (both git-ignored, named in the device tool's `carry`):
-#   .refs/eg3d  a copy of the official NVlabs/eg3d checkout's eg3d/ folder (training/, torch_utils/, dnnlib/);
+#   .refs/eg3d  a copy (not a symlink: links travel as links) of the official NVlabs/eg3d checkout's eg3d/
+#               folder (training/, torch_utils/, dnnlib/; ~1 MB), e.g. `cp -r /work/refs/NVlabs+eg3d/eg3d .refs/eg3d`;
 #               without it the benchmark measures the project side only.
 #   .whl/       the wheels the device image lacks. Its image has torch, numpy, pyyaml, safetensors, pyarrow,
 #               pillow, scipy, tqdm, requests, click, pytest; the project's import closure for the ops, the
@@ -131,7 +132,9 @@ fi
 # ---- 3. CUDA tests (skipped without a GPU): every test named *cuda*, in the files that have one
 CUDA_TEST_FILES=$(grep -l "def test_[a-z0-9_]*cuda" tests/test_*.py 2>/dev/null | tr '\n' ' ')
 say "CUDA test files: $CUDA_TEST_FILES"
-step tests_cuda 150 $PY -m pytest -q -p no:cacheprovider -k cuda -rs $CUDA_TEST_FILES
+if [ -n "$CUDA_TEST_FILES" ]; then
+  step tests_cuda 150 $PY -m pytest -q -p no:cacheprovider -k cuda -rs $CUDA_TEST_FILES
+fi
 
 if [ "$HAVE_GPU" = 1 ]; then
   # ---- 4. the 128-px config
