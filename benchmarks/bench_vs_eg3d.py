@@ -150,6 +150,12 @@ def eg3d_models(eg3d, spec: dict, precision: str, device):
         sr_kwargs={"channel_base": cb, "channel_max": cm, "fused_modconv_default": "inference_only"},
         channel_base=cb, channel_max=cm, fused_modconv_default="inference_only", num_fp16_res=0, conv_clamp=None)
     G.neural_rendering_resolution = spec["neural"]
+    # Upstream quirk: when the neural resolution equals the SR input resolution (the 128-px config) no
+    # interpolation copies `rgb`, which is then a view of the feature image that the SR block adds into in
+    # place (`img.add_`), and autograd refuses the backward. Handing the SR a copy of rgb (3 channels at
+    # the neural resolution: negligible) lets EG3D's own code run unchanged.
+    sr_forward = G.superresolution.forward
+    G.superresolution.forward = lambda rgb, x, ws, **kw: sr_forward(rgb.clone(), x, ws, **kw)
     D = eg3d.DualDiscriminator(
         c_dim=25, img_resolution=out, img_channels=3, channel_base=cb, channel_max=cm,
         num_fp16_res=MIXED_FP16_RES if mixed else 0, conv_clamp=MIXED_CLAMP if mixed else None,

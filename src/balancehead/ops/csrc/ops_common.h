@@ -162,15 +162,15 @@ BH_HD void grid_sample_dgrid_point(const T* dy, const T* in, const A* grid, A* d
 
 // d input of one texel (n, c, t), gathered from the sorted corner list: entries
 // [start[n*HW + t], start[n*HW + t + 1]) of `order` are the corners (4 * q + k) that hit texel t.
+// `dy_nsc` is dy in channels-last layout (N, S, C): the C threads of one texel read one contiguous row.
 template <typename T, typename A>
-BH_HD T grid_sample_dinput_texel(const T* dy, const int64_t* order, const int64_t* start, const A* wts,
-                                 int64_t C, int64_t HW, int64_t S, int64_t n, int64_t c, int64_t t) {
+BH_HD T grid_sample_dinput_texel(const T* dy_nsc, const int64_t* order, const int64_t* start, const A* wts,
+                                 int64_t C, int64_t HW, int64_t n, int64_t c, int64_t t) {
   A acc = A(0);
   const int64_t key = n * HW + t;
-  const T* dyc = dy + (n * C + c) * S;
   for (int64_t j = start[key]; j < start[key + 1]; ++j) {
     const int64_t e = order[j];
-    acc += wts[e] * static_cast<A>(dyc[(e >> 2) % S]);
+    acc += wts[e] * static_cast<A>(dy_nsc[(e >> 2) * C + c]);
   }
   return static_cast<T>(acc);
 }

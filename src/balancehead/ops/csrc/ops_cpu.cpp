@@ -17,7 +17,7 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int6
 torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid);
 std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
 std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
-torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
                                                int64_t N, int64_t C, int64_t H, int64_t W);
 #endif
 
@@ -164,21 +164,22 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torc
   return {dgrid, keys, wts};
 }
 
-torch::Tensor grid_sample_backward_gather_cpu(torch::Tensor dy, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+// dy_nsc: dy as (N, S, C) contiguous. One task per (n, texel, channel), channel fastest.
+torch::Tensor grid_sample_backward_gather_cpu(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
                                               int64_t N, int64_t C, int64_t H, int64_t W) {
-  const int64_t S = dy.size(2) * dy.size(3), HW = H * W;
-  auto din = torch::empty({N, C, H, W}, dy.options());
-  BH_DISPATCH(dy.scalar_type(), "grid_sample_backward_gather_cpu", [&] {
+  const int64_t HW = H * W;
+  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
+  BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
-    const scalar_t* pd = dy.data_ptr<scalar_t>();
+    const scalar_t* pd = dy_nsc.data_ptr<scalar_t>();
     const int64_t* po = order.data_ptr<int64_t>();
     const int64_t* ps = start.data_ptr<int64_t>();
     const A* pw = wts.data_ptr<A>();
     scalar_t* pdi = din.data_ptr<scalar_t>();
-    at::parallel_for(0, N * C * HW, 1024, [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, N * HW * C, 1024, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
-        const int64_t t = i % HW, c = (i / HW) % C, n = i / (HW * C);
-        pdi[i] = bh::grid_sample_dinput_texel<scalar_t, A>(pd, po, ps, pw, C, HW, S, n, c, t);
+        const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
+        pdi[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<scalar_t, A>(pd, po, ps, pw, C, HW, n, c, t);
       }
     });
   });
@@ -265,11 +266,12 @@ std::vector<torch::Tensor> grid_sample_backward(torch::Tensor dy, torch::Tensor 
   auto sorted = dk[1].sort();  // (sorted keys, order); outside corners carry key N*H*W and sort last
   auto bounds = torch::arange(N * H * W + 1, dk[1].options());
   auto start = torch::searchsorted(std::get<0>(sorted), bounds);
+  auto dy_nsc = dy.reshape({N, C, -1}).transpose(1, 2).contiguous();  // (N, S, C): coalesced per texel
   torch::Tensor din;
 #ifdef BH_WITH_CUDA
-  if (cuda) din = grid_sample_backward_gather_cuda(dy, std::get<1>(sorted), start, dk[2], N, C, H, W);
+  if (cuda) din = grid_sample_backward_gather_cuda(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
 #endif
-  if (!cuda) din = grid_sample_backward_gather_cpu(dy, std::get<1>(sorted), start, dk[2], N, C, H, W);
+  if (!cuda) din = grid_sample_backward_gather_cpu(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
   return {din, dk[0]};
 }
 

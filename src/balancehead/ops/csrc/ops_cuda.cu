@@ -90,15 +90,16 @@ __global__ void grid_bwd_dgrid_kernel(const T* __restrict__ dy, const T* __restr
   bh::grid_sample_dgrid_point<T, A>(dy, in, grid, dgrid, keys, wts, C, H, W, S, sentinel, q);
 }
 
-// One thread per (n, c, texel); consecutive threads take consecutive texels (coalesced stores).
+// One thread per (n, texel, channel), channel fastest: the threads of one texel share its segment's
+// order/weight reads and read one contiguous row of dy (N, S, C) per corner.
 template <typename T, typename A>
-__global__ void grid_bwd_gather_kernel(const T* __restrict__ dy, const int64_t* __restrict__ order,
+__global__ void grid_bwd_gather_kernel(const T* __restrict__ dy_nsc, const int64_t* __restrict__ order,
                                        const int64_t* __restrict__ start, const A* __restrict__ wts, T* __restrict__ din,
-                                       int64_t total, int64_t C, int64_t HW, int64_t S) {
+                                       int64_t total, int64_t C, int64_t HW) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  const int64_t t = i % HW, c = (i / HW) % C, n = i / (HW * C);
-  din[i] = bh::grid_sample_dinput_texel<T, A>(dy, order, start, wts, C, HW, S, n, c, t);
+  const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
+  din[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<T, A>(dy_nsc, order, start, wts, C, HW, n, c, t);
 }
 }  // namespace
 
@@ -205,17 +206,17 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, tor
   return {dgrid, keys, wts};
 }
 
-torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
                                                int64_t N, int64_t C, int64_t H, int64_t W) {
-  const c10::cuda::CUDAGuard guard(dy.device());
-  const int64_t S = dy.size(2) * dy.size(3), HW = H * W, total = N * C * HW;
-  auto din = torch::empty({N, C, H, W}, dy.options());
+  const c10::cuda::CUDAGuard guard(dy_nsc.device());
+  const int64_t HW = H * W, total = N * C * HW;
+  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
   if (total == 0) return din;
-  BH_DISPATCH(dy.scalar_type(), "grid_sample_backward_gather_cuda", [&] {
+  BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     grid_bwd_gather_kernel<scalar_t, A><<<blocks_for(total), kThreads, 0, stream()>>>(
-        dy.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), start.data_ptr<int64_t>(), wts.data_ptr<A>(),
-        din.data_ptr<scalar_t>(), total, C, HW, S);
+        dy_nsc.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), start.data_ptr<int64_t>(), wts.data_ptr<A>(),
+        din.data_ptr<scalar_t>(), total, C, HW);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return din;
