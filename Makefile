@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_models.py --config tiny
 	$(BIN)/python benchmarks/bench_ops.py $(if $(wildcard data/build_ops/report.json),--ops-dir data/build_ops,)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_vs_eg3d.py --config tiny --iters 3
 	$(BIN)/python benchmarks/bench_eval.py --quick
 	$(BIN)/python benchmarks/bench_production.py --tiny
 

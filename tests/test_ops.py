@@ -1,6 +1,7 @@
 """Ops: references against closed forms and gradcheck; the compiled C++ build against the
 references (forward, gradients, double backward); the build_ops stage report."""
 import json
+import os
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 
 from balancehead import ops
 from balancehead.ops import loader
-from balancehead.ops.check import compare_with_reference
+from balancehead.ops.check import compare_low_precision, compare_with_reference
 from balancehead.stages.build_ops import BuildOpsConfig, build as build_ops_main
 
 
@@ -53,6 +54,33 @@ def test_upfirdn2d_reference_is_identity_for_delta_and_keeps_constants():
     assert torch.allclose(down[..., 1:-1, 1:-1], torch.ones(1, dtype=torch.float64), atol=1e-12)
 
 
+def _upfirdn2d_by_definition(x, f, up, down, pad, flip, gain):
+    """Zero insertion, pad/crop, correlation with the flipped filter, subsampling: literally."""
+    n, c, h, w = x.shape
+    u = x.new_zeros(n, c, h * up, w * up)
+    u[:, :, ::up, ::up] = x
+    x0, x1, y0, y1 = pad
+    u = F.pad(u, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    u = u[:, :, max(-y0, 0): u.shape[2] - max(-y1, 0), max(-x0, 0): u.shape[3] - max(-x1, 0)]
+    g = (f if flip else f.flip([0, 1])) * gain
+    return F.conv2d(u, g[None, None].repeat(c, 1, 1, 1), groups=c)[:, :, ::down, ::down]
+
+
+@pytest.mark.parametrize("up,down,pad,flip,taps", [
+    (2, 1, (2, 1, 2, 1), False, (4, 4)), (2, 1, (1, 1, 1, 1), True, (3, 3)), (4, 1, (3, -1, -2, 4), False, (4, 4)),
+    (1, 2, (1, 1, 1, 1), False, (4, 4)), (2, 2, (-1, 2, 0, 1), True, (5, 5)), (3, 2, (0, 0, 0, 0), False, (1, 1)),
+])
+def test_upfirdn2d_reference_matches_its_definition(up, down, pad, flip, taps):
+    """The reference uses conv_transpose2d / strided conv2d (no zero-inserted tensor): same numbers."""
+    g = torch.Generator().manual_seed(up * 10 + down)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    f = torch.rand(*taps, generator=g, dtype=torch.float64)
+    expected = _upfirdn2d_by_definition(x, f, up, down, pad, flip, 1.7)
+    got = ops.upfirdn2d_reference(x, f, up=up, down=down, padding=pad, flip_filter=flip, gain=1.7)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12)
+
+
 def test_upfirdn2d_reference_matches_strided_conv_and_gradcheck():
     x = _rand(1, 1, 7, 7).requires_grad_()
     f = torch.rand(3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -83,6 +111,21 @@ def test_without_build_dir_ops_use_reference(monkeypatch):
     assert torch.equal(ops.bias_act(x, act="relu"), ops.bias_act_reference(x, act="relu"))
 
 
+def test_loader_resolves_the_build_dir_once(built, monkeypatch):
+    """An op call must not resolve paths or import anything: one lookup per value of the variable."""
+    out, _, module = built
+    monkeypatch.setenv(loader.ENV_VAR, str(out))
+    x = _rand(4)
+    assert loader.compiled_for(x) is module
+    misses = loader._load_from_env.cache_info().misses
+    resolves = []
+    monkeypatch.setattr(loader.Path, "resolve", lambda self, *a, **k: resolves.append(self) or self)
+    for _ in range(20):
+        assert loader.compiled_for(x) is module
+        ops.bias_act(x, act="relu")
+    assert resolves == [] and loader._load_from_env.cache_info().misses == misses
+
+
 def test_loader_returns_none_for_empty_dir(tmp_path):
     assert loader.load_built_ops(tmp_path) is None
 
@@ -110,6 +153,43 @@ def test_compiled_float32_matches_reference(built):
     errors = compare_with_reference(built[2], dtype=torch.float32, seed=12)
     for name, err in errors.items():
         assert err["forward"] < 1e-5 and err["grad"] < 1e-4, (name, err)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_compiled_16bit_runs_compiled_and_matches_reference(built, dtype):
+    """The C++ twins take float16/bfloat16 (accumulating in float32), so mixed precision does not
+    fall back to the references; results stay within a few 16-bit roundings of float64."""
+    x = _rand(2, 3).to(dtype)
+    assert loader.compiled_for(x) is None or loader.compiled_for(x) is built[2]  # dtype is accepted
+    tol = 1e-2 if dtype == torch.float16 else 4e-2
+    for name, err in compare_low_precision(built[2], dtype, seed=13).items():
+        assert err["forward"] < tol and err["grad"] < tol, (name, err)
+
+
+def test_compiled_accepts_16bit_in_loader(built, monkeypatch):
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        assert loader.compiled_for(torch.zeros(1, dtype=dtype)) is built[2]
+    assert loader.compiled_for(torch.zeros(1, dtype=torch.int64)) is None
+
+
+def test_grid_sample_gather_backward_equals_direct_with_heavy_sharing(built):
+    """Many samples on few texels (the contended case), points outside and on edges too."""
+    module = built[2]
+    g = torch.Generator().manual_seed(21)
+    planes = torch.randn(3, 5, 4, 3, generator=g, dtype=torch.float64)
+    grid = torch.rand(3, 50, 40, 2, generator=g, dtype=torch.float64) * 2.6 - 1.3
+    grid[0, 0, :4] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [5.0, 0.0], [float("inf"), 0.0]], dtype=torch.float64)
+    dy = torch.randn(3, 5, 50, 40, generator=g, dtype=torch.float64)
+    d_direct = module.grid_sample_backward(dy, planes, grid, 0)
+    d_gather = module.grid_sample_backward(dy, planes, grid, 1)
+    assert torch.allclose(d_direct[0], d_gather[0], atol=1e-12)
+    assert torch.equal(d_direct[1], d_gather[1])
+    x, gr = planes.clone().requires_grad_(), grid[:, 1:].clone().requires_grad_()
+    ref = torch.autograd.grad(ops.grid_sample_reference(x, gr), (x, gr), dy[:, :, 1:])
+    x2, gr2 = planes.clone().requires_grad_(), grid[:, 1:].clone().requires_grad_()
+    cmp = torch.autograd.grad(ops.grid_sample(x2, gr2, module=module, backward="gather"), (x2, gr2), dy[:, :, 1:])
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ref, cmp))
 
 
 def _double_backward(fn, inputs):
@@ -153,3 +233,74 @@ def test_models_use_compiled_ops_via_env_var(built, monkeypatch):
     assert loader.compiled_for(ref) is not None
     cmp = G(z, cam, cam).image
     assert torch.allclose(ref, cmp, atol=1e-4)
+
+
+# ---------------- CUDA kernels (run where a GPU is present; `cuda` in every name) ----------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="session")
+def built_cuda(tmp_path_factory):
+    """The CUDA build from $BALANCEHEAD_OPS_DIR when it has CUDA kernels, else one built here."""
+    env = os.environ.get(loader.ENV_VAR)
+    if env:
+        module = loader.load_built_ops(env)
+        if module is not None and module.has_cuda_kernels():
+            return module
+    out = tmp_path_factory.mktemp("ops_cuda_build")
+    major, minor = torch.cuda.get_device_capability()
+    build_ops_main(BuildOpsConfig(build_cuda="yes", cuda_arch_list=f"{major}.{minor}"), out)
+    module = loader.load_built_ops(out)
+    assert module is not None and module.has_cuda_kernels()
+    return module
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_kernels_match_reference(built_cuda, dtype):
+    if dtype == torch.float64:
+        for name, err in compare_with_reference(built_cuda, device="cuda", seed=31).items():
+            assert err["forward"] < 1e-10 and err["grad"] < 1e-10, (name, err)
+        return
+    tol = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 4e-2}[dtype]
+    for name, err in compare_low_precision(built_cuda, dtype, device="cuda", seed=32).items():
+        assert err["forward"] < tol and err["grad"] < tol, (name, err)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_grid_sample_gather_and_direct_agree_at_plane_scale(built_cuda, dtype):
+    """Tri-plane-like sizes: 2 x 3 planes of 32 x 64^2, 30k points each, many points per texel."""
+    g = torch.Generator().manual_seed(33)
+    planes = torch.randn(6, 32, 64, 64, generator=g).cuda().to(dtype)
+    grid = (torch.rand(6, 1, 30000, 2, generator=g) * 2.2 - 1.1).cuda()
+    dy = torch.randn(6, 32, 1, 30000, generator=g).cuda().to(dtype)
+    direct = built_cuda.grid_sample_backward(dy, planes, grid, 0)
+    gather = built_cuda.grid_sample_backward(dy, planes, grid, 1)
+    ref = built_cuda.grid_sample_backward(dy.double(), planes.double(), grid.double(), 1)
+    scale = ref[0].abs().max()
+    for got in (direct, gather):
+        assert got[0].dtype == dtype
+        assert float((got[0].double() - ref[0]).abs().max() / scale) < (1e-5 if dtype == torch.float32 else 2e-2)
+    assert torch.equal(direct[1], gather[1])
+
+
+@needs_cuda
+def test_cuda_ops_forward_backward_without_host_sync(built_cuda):
+    """No op waits on the host (sorting and segment search included): sync debug mode raises if one does."""
+    f = ops.make_filter(device="cuda")
+    x = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    b = torch.randn(8, device="cuda", requires_grad=True)
+    planes = torch.randn(2, 8, 16, 16, device="cuda", requires_grad=True)
+    grid = (torch.rand(2, 1, 500, 2, device="cuda") * 2 - 1).requires_grad_()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y = ops.bias_act(x, b, act="lrelu", clamp=256, module=built_cuda)
+        y = ops.downsample2d(ops.upsample2d(y, f, module=built_cuda), f, module=built_cuda)
+        s = sum(ops.grid_sample(planes, grid, module=built_cuda, backward=mode).sum() for mode in ("direct", "gather"))
+        (y.square().sum() + s).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert x.grad is not None and planes.grad is not None and grid.grad is not None

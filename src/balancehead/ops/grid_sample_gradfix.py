@@ -5,12 +5,23 @@ order (gradcheck/gradgradcheck run on it). The compiled kernel returns (d input,
 second-order gradient is provided for the part that R1 can reach, d(d input)/d(dy), which is
 grid_sample again; second-order terms through the sampling positions are dropped (documented
 limitation, as in other 3D GAN code: the generator is never in the R1 graph).
+
+Two compiled backwards compute the same d input (tests pin both to the reference):
+
+* ``"direct"``: each sample scatters into its 4 texels (atomics into a float32 buffer on CUDA);
+* ``"gather"``: the samples' corner keys are sorted and every texel sums its own segment, so no
+  two threads write the same texel (no contended atomics); it costs a sort of 4 keys per sample.
+
+The grid stays in float32 (float64 for float64 planes) when the planes are float16/bfloat16, so
+sampling positions keep their precision under mixed precision.
 """
 from __future__ import annotations
 
 import torch
 
 from .loader import compiled_for
+
+BACKWARD_MODES = {"direct": 0, "gather": 1}
 
 
 def grid_sample_reference(input: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -34,40 +45,43 @@ def grid_sample_reference(input: torch.Tensor, grid: torch.Tensor) -> torch.Tens
 
 class _GridSampleBackward(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, dy, input, grid, module):
+    def forward(ctx, dy, input, grid, module, mode):
         ctx.save_for_backward(grid)
-        ctx.module = module
-        d_input, d_grid = module.grid_sample_backward(dy, input, grid)
-        return d_input, d_grid
+        ctx.module, ctx.mode = module, mode
+        d_input, d_grid = module.grid_sample_backward(dy, input, grid, mode)
+        return d_input, d_grid.to(grid.dtype)
 
     @staticmethod
     def backward(ctx, dd_input, dd_grid):
         (grid,) = ctx.saved_tensors
         d_dy = None
         if ctx.needs_input_grad[0] and dd_input is not None:
-            d_dy = _GridSample.apply(dd_input, grid, ctx.module)
-        return d_dy, None, None, None
+            d_dy = _GridSample.apply(dd_input, grid, ctx.module, ctx.mode)
+        return d_dy, None, None, None, None
 
 
 class _GridSample(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, grid, module):
+    def forward(ctx, input, grid, module, mode):
         ctx.save_for_backward(input, grid)
-        ctx.module = module
+        ctx.module, ctx.mode = module, mode
         return module.grid_sample_forward(input, grid)
 
     @staticmethod
     def backward(ctx, dy):
         input, grid = ctx.saved_tensors
-        d_input, d_grid = _GridSampleBackward.apply(dy, input, grid, ctx.module)
-        return d_input, d_grid, None
+        d_input, d_grid = _GridSampleBackward.apply(dy, input, grid, ctx.module, ctx.mode)
+        return d_input, d_grid, None, None
 
 
-def grid_sample(input, grid, impl="auto", module=None):
+def grid_sample(input, grid, impl="auto", module=None, backward="direct"):
+    """Sample NCHW `input` at `grid` (N, Ho, Wo, 2); backward: "direct" or "gather" (see module doc)."""
     if module is None:  # an explicit extension module (build checks) wins over the loader
         module = None if impl == "ref" else compiled_for(input)
     if module is None:
         if impl == "compiled":
             raise RuntimeError("grid_sample: no compiled ops available")
         return grid_sample_reference(input, grid)
-    return _GridSample.apply(input, grid.to(input.dtype), module)
+    if backward not in BACKWARD_MODES:
+        raise ValueError(f"grid_sample backward must be one of {sorted(BACKWARD_MODES)}, got {backward!r}")
+    return _GridSample.apply(input, grid, module, BACKWARD_MODES[backward])

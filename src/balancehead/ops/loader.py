@@ -1,7 +1,8 @@
 """Finding the compiled op extensions that the `build_ops` stage produced.
 
 The build directory is given explicitly or through the environment variable
-``BALANCEHEAD_OPS_DIR`` (read once, at the first op call). Inside it, the stage builds two
+``BALANCEHEAD_OPS_DIR``; each value of the variable is resolved and imported once (cached), so an
+op call costs a dictionary lookup. Inside it, the stage builds two
 extensions with fixed names:
 
 * ``balancehead_ops_cpu/balancehead_ops_cpu*.so``   C++ kernels (always attempted);
@@ -66,25 +67,38 @@ def load_built_ops(build_dir: str | os.PathLike | None = None) -> ModuleType | N
     Prefers the CUDA build when CUDA is available at run time, else the C++ (CPU) build.
     """
     if build_dir is None:
-        build_dir = os.environ.get(ENV_VAR)
-    if not build_dir:
-        _log_reference_once()
-        return None
+        return _load_from_env(os.environ.get(ENV_VAR) or "")
     return _load_cached(str(Path(build_dir).resolve()), torch.cuda.is_available())
 
 
-@functools.lru_cache(maxsize=1)
-def _log_reference_once() -> None:
-    log.info("ops: %s is not set; using the PyTorch reference ops", ENV_VAR)
+@functools.lru_cache(maxsize=None)
+def _load_from_env(value: str) -> ModuleType | None:
+    """Resolved once per value of the variable: an op call costs one dict lookup, no path work."""
+    if not value:
+        log.info("ops: %s is not set; using the PyTorch reference ops", ENV_VAR)
+        return None
+    return _load_cached(str(Path(value).resolve()), torch.cuda.is_available())
+
+
+@functools.lru_cache(maxsize=None)
+def _has_cuda_kernels(module: ModuleType) -> bool:
+    return bool(module.has_cuda_kernels())
+
+
+COMPILED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 
 def compiled_for(x: torch.Tensor) -> ModuleType | None:
-    """The compiled module able to run on `x`'s device, or None (use the reference)."""
-    module = load_built_ops()
+    """The compiled module able to run on `x`'s device, or None (use the reference).
+
+    All four floating dtypes run compiled (16-bit ones accumulate in float32), so mixed precision
+    does not silently fall back to the references.
+    """
+    module = _load_from_env(os.environ.get(ENV_VAR) or "")
     if module is None:
         return None
-    if x.is_cuda and not module.has_cuda_kernels():
+    if x.is_cuda and not _has_cuda_kernels(module):
         return None
-    if x.dtype not in (torch.float32, torch.float64):
+    if x.dtype not in COMPILED_DTYPES:
         return None
     return module

@@ -33,21 +33,36 @@ def make_filter(taps=(1, 3, 3, 1), normalize=True, device=None) -> torch.Tensor:
     return f / f.sum() if normalize else f
 
 
+def _pad_or_crop(x, left, right, top, bottom):
+    """Pad with zeros where positive, crop where negative (last two dims)."""
+    x = F.pad(x, [max(left, 0), max(right, 0), max(top, 0), max(bottom, 0)])
+    return x[:, :, max(-top, 0): x.shape[2] - max(-bottom, 0), max(-left, 0): x.shape[3] - max(-right, 0)]
+
+
 def upfirdn2d_reference(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1.0):
+    """Exact upfirdn2d in plain PyTorch, never building the zero-inserted tensor.
+
+    Upsampling: zero insertion followed by convolution with k is a transposed convolution with
+    stride `up` and kernel k (k = f, or f flipped when `flip_filter`, since the op correlates with
+    the flipped filter by default); its "full" output F is then shifted by the padding:
+    y[o] = F[o + K - 1 - p0], i.e. F padded by p0 - (K - 1) on the left and up + p1 - K on the right.
+    Downsampling: a strided convolution (no discarded outputs).
+    """
     upx, upy = _pair(up)
     downx, downy = _pair(down)
     px0, px1, py0, py1 = _padding(padding)
-    n, c, h, w = x.shape
-    if upx > 1 or upy > 1:  # zero insertion: x lands at multiples of `up`
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(n, c, h * upy, w * upx)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    c = x.shape[1]
+    fh, fw = f.shape
+    if upx > 1 or upy > 1:
+        k = f.to(x.dtype).flip([0, 1]) if flip_filter else f.to(x.dtype)
+        k = (k * gain)[None, None].repeat(c, 1, 1, 1)
+        x = F.conv_transpose2d(x, k, stride=(upy, upx), groups=c)
+        x = _pad_or_crop(x, px0 - (fw - 1), upx + px1 - fw, py0 - (fh - 1), upy + py1 - fh)
+        return x[:, :, ::downy, ::downx]
+    x = _pad_or_crop(x, px0, px1, py0, py1)
     g = f.to(x.dtype) if flip_filter else f.to(x.dtype).flip([0, 1])
     g = (g * gain)[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, g, groups=c)
-    return x[:, :, ::downy, ::downx]
+    return F.conv2d(x, g, stride=(downy, downx), groups=c)
 
 
 class _Upfirdn2d(torch.autograd.Function):

@@ -1,6 +1,10 @@
 // Per-element math shared by the CPU (ops_cpu.cpp) and CUDA (ops_cuda.cu) kernels.
 // Every function computes ONE output element, so the two backends only differ in how they loop.
 // Conventions match the PyTorch references in balancehead/ops/*.py exactly.
+//
+// Types: `T` is the storage type (double, float, half, bfloat16), `A` the accumulation type
+// (at::opmath_type<T>: float for float/half/bfloat16, double for double). Loads convert T -> A,
+// all arithmetic runs in A, and only the final store converts back to T.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -16,93 +20,159 @@ namespace bh {
 // Activation codes (keep in sync with balancehead/ops/bias_act.py ACTIVATIONS).
 enum Act : int64_t { LINEAR = 0, RELU = 1, LRELU = 2, TANH = 3, SIGMOID = 4, SOFTPLUS = 5 };
 
-template <typename T>
-BH_HD T act_forward(T z, int64_t act, T alpha) {
+template <typename A>
+BH_HD A act_forward(A z, int64_t act, A alpha) {
   switch (act) {
-    case RELU: return z > T(0) ? z : T(0);
-    case LRELU: return z > T(0) ? z : z * alpha;
+    case RELU: return z > A(0) ? z : A(0);
+    case LRELU: return z > A(0) ? z : z * alpha;
     case TANH: return tanh(z);
-    case SIGMOID: return T(1) / (T(1) + exp(-z));
-    case SOFTPLUS: return z > T(20) ? z : log1p(exp(z));
+    case SIGMOID: return A(1) / (A(1) + exp(-z));
+    case SOFTPLUS: return z > A(20) ? z : log1p(exp(z));
     default: return z;
   }
 }
 
 // d act(z) / dz
-template <typename T>
-BH_HD T act_derivative(T z, int64_t act, T alpha) {
+template <typename A>
+BH_HD A act_derivative(A z, int64_t act, A alpha) {
   switch (act) {
-    case RELU: return z > T(0) ? T(1) : T(0);
-    case LRELU: return z > T(0) ? T(1) : alpha;
-    case TANH: { T t = tanh(z); return T(1) - t * t; }
-    case SIGMOID: { T s = T(1) / (T(1) + exp(-z)); return s * (T(1) - s); }
-    case SOFTPLUS: return z > T(20) ? T(1) : T(1) / (T(1) + exp(-z));
-    default: return T(1);
+    case RELU: return z > A(0) ? A(1) : A(0);
+    case LRELU: return z > A(0) ? A(1) : alpha;
+    case TANH: { A t = tanh(z); return A(1) - t * t; }
+    case SIGMOID: { A s = A(1) / (A(1) + exp(-z)); return s * (A(1) - s); }
+    case SOFTPLUS: return z > A(20) ? A(1) : A(1) / (A(1) + exp(-z));
+    default: return A(1);
   }
 }
 
 // y = clamp(act(x + b) * gain, -clamp, clamp); clamp < 0 disables clamping.
-template <typename T>
-BH_HD T bias_act_point(T x, T b, int64_t act, T alpha, T gain, T clamp) {
-  T y = act_forward(x + b, act, alpha) * gain;
-  if (clamp >= T(0)) y = y > clamp ? clamp : (y < -clamp ? -clamp : y);
+template <typename A>
+BH_HD A bias_act_point(A x, A b, int64_t act, A alpha, A gain, A clamp) {
+  A y = act_forward(x + b, act, alpha) * gain;
+  if (clamp >= A(0)) y = y > clamp ? clamp : (y < -clamp ? -clamp : y);
   return y;
 }
 
 // dL/dx given dL/dy; zero where the clamp was active (torch.clamp passes the boundary itself).
-template <typename T>
-BH_HD T bias_act_grad_point(T dy, T x, T b, int64_t act, T alpha, T gain, T clamp) {
-  T z = x + b;
-  if (clamp >= T(0)) {
-    T y = act_forward(z, act, alpha) * gain;
-    if (y > clamp || y < -clamp) return T(0);
+template <typename A>
+BH_HD A bias_act_grad_point(A dy, A x, A b, int64_t act, A alpha, A gain, A clamp) {
+  A z = x + b;
+  if (clamp >= A(0)) {
+    A y = act_forward(z, act, alpha) * gain;
+    if (y > clamp || y < -clamp) return A(0);
   }
   return dy * gain * act_derivative(z, act, alpha);
 }
 
+BH_HD int64_t pos_mod(int64_t a, int64_t m) { return ((a % m) + m) % m; }
+
 // One output pixel (oy, ox) of upfirdn2d on one HxW plane `x`:
 // zero-insertion upsample, pad (negative = crop), correlate with the (optionally flipped) filter, stride.
-template <typename T>
-BH_HD T upfirdn2d_point(const T* x, int64_t H, int64_t W, const float* f, int64_t fh, int64_t fw,
+// Only the taps that land on a non-inserted sample are visited (every `up`-th tap, phase chosen per
+// output pixel), so upsampling by 2 costs a quarter of the naive loop.
+template <typename T, typename A>
+BH_HD A upfirdn2d_point(const T* x, int64_t H, int64_t W, const float* f, int64_t fh, int64_t fw,
                         int64_t upx, int64_t upy, int64_t downx, int64_t downy,
-                        int64_t padx0, int64_t pady0, bool flip, T gain, int64_t oy, int64_t ox) {
-  T acc = T(0);
-  for (int64_t ky = 0; ky < fh; ++ky) {
-    int64_t uy = oy * downy + ky - pady0;
-    if (uy < 0 || uy >= H * upy || uy % upy != 0) continue;
-    int64_t iy = uy / upy;
-    for (int64_t kx = 0; kx < fw; ++kx) {
-      int64_t ux = ox * downx + kx - padx0;
-      if (ux < 0 || ux >= W * upx || ux % upx != 0) continue;
-      int64_t ix = ux / upx;
-      float w = flip ? f[ky * fw + kx] : f[(fh - 1 - ky) * fw + (fw - 1 - kx)];
-      acc += x[iy * W + ix] * T(w);
+                        int64_t padx0, int64_t pady0, bool flip, A gain, int64_t oy, int64_t ox) {
+  A acc = A(0);
+  const int64_t by = oy * downy - pady0, bx = ox * downx - padx0;  // position in the upsampled grid = b + k
+  for (int64_t ky = pos_mod(-by, upy); ky < fh; ky += upy) {
+    const int64_t uy = by + ky;
+    if (uy < 0 || uy >= H * upy) continue;
+    const T* row = x + (uy / upy) * W;
+    for (int64_t kx = pos_mod(-bx, upx); kx < fw; kx += upx) {
+      const int64_t ux = bx + kx;
+      if (ux < 0 || ux >= W * upx) continue;
+      const float w = flip ? f[ky * fw + kx] : f[(fh - 1 - ky) * fw + (fw - 1 - kx)];
+      acc += static_cast<A>(row[ux / upx]) * A(w);
     }
   }
   return acc * gain;
 }
 
 // Bilinear sampling, zero padding, align_corners=False (the convention of the plane features).
-// Fills the 4 corner indices (or -1 when outside) and weights for normalised coords (gx, gy).
-template <typename T>
-BH_HD void bilinear_corners(T gx, T gy, int64_t H, int64_t W, int64_t idx[4], T wgt[4], T* dwdx, T* dwdy) {
-  T ix = ((gx + T(1)) * T(W) - T(1)) / T(2);
-  T iy = ((gy + T(1)) * T(H) - T(1)) / T(2);
-  int64_t x0 = (int64_t)floor(ix), y0 = (int64_t)floor(iy);
-  T tx = ix - T(x0), ty = iy - T(y0);
+// Fills the 4 corner indices (or -1 when outside) and weights for normalised coords (gx, gy),
+// and, when asked, the derivatives of each weight w.r.t. gx and gy.
+template <typename A>
+BH_HD void bilinear_corners(A gx, A gy, int64_t H, int64_t W, int64_t idx[4], A wgt[4], A* dwdx, A* dwdy) {
+  A ix = ((gx + A(1)) * A(W) - A(1)) / A(2);
+  A iy = ((gy + A(1)) * A(H) - A(1)) / A(2);
+  A fx = floor(ix), fy = floor(iy);
+  // far outside (or NaN): no corner is inside; avoids overflow in the integer conversion
+  if (!(fx > A(-2) && fx < A(W) && fy > A(-2) && fy < A(H))) {
+    for (int k = 0; k < 4; ++k) { idx[k] = -1; wgt[k] = A(0); if (dwdx) dwdx[k] = A(0); if (dwdy) dwdy[k] = A(0); }
+    return;
+  }
+  int64_t x0 = (int64_t)fx, y0 = (int64_t)fy;
+  A tx = ix - fx, ty = iy - fy;
   int64_t xs[4] = {x0, x0 + 1, x0, x0 + 1};
   int64_t ys[4] = {y0, y0, y0 + 1, y0 + 1};
-  T w[4] = {(T(1) - tx) * (T(1) - ty), tx * (T(1) - ty), (T(1) - tx) * ty, tx * ty};
-  // derivatives of each weight w.r.t. ix and iy
-  T wx[4] = {-(T(1) - ty), (T(1) - ty), -ty, ty};
-  T wy[4] = {-(T(1) - tx), -tx, (T(1) - tx), tx};
+  A w[4] = {(A(1) - tx) * (A(1) - ty), tx * (A(1) - ty), (A(1) - tx) * ty, tx * ty};
+  A wx[4] = {-(A(1) - ty), (A(1) - ty), -ty, ty};
+  A wy[4] = {-(A(1) - tx), -tx, (A(1) - tx), tx};
   for (int k = 0; k < 4; ++k) {
     bool inside = xs[k] >= 0 && xs[k] < W && ys[k] >= 0 && ys[k] < H;
     idx[k] = inside ? ys[k] * W + xs[k] : -1;
     wgt[k] = w[k];
-    if (dwdx) dwdx[k] = wx[k] * T(W) / T(2);
-    if (dwdy) dwdy[k] = wy[k] * T(H) / T(2);
+    if (dwdx) dwdx[k] = wx[k] * A(W) / A(2);
+    if (dwdy) dwdy[k] = wy[k] * A(H) / A(2);
   }
+}
+
+// Forward of one sample q = n * S + s for all C channels of plane stack `in` (N, C, H*W) -> out (N, C, S).
+template <typename T, typename A>
+BH_HD void grid_sample_forward_point(const T* in, const A* grid, T* out, int64_t C, int64_t H, int64_t W,
+                                     int64_t S, int64_t q) {
+  const int64_t n = q / S, s = q % S;
+  int64_t idx[4]; A w[4];
+  bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
+  for (int64_t c = 0; c < C; ++c) {
+    const T* plane = in + (n * C + c) * H * W;
+    A acc = A(0);
+    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) acc += w[k] * static_cast<A>(plane[idx[k]]);
+    out[(n * C + c) * S + s] = static_cast<T>(acc);
+  }
+}
+
+// d grid of one sample q (a gather over its 4 corners and C channels: no atomics), plus the corner
+// keys (n * H*W + texel, or `sentinel` outside) and weights that the texel-gather backward sorts by.
+template <typename T, typename A>
+BH_HD void grid_sample_dgrid_point(const T* dy, const T* in, const A* grid, A* dgrid, int64_t* keys, A* wts,
+                                   int64_t C, int64_t H, int64_t W, int64_t S, int64_t sentinel, int64_t q) {
+  const int64_t n = q / S, s = q % S;
+  int64_t idx[4]; A w[4], wx[4], wy[4];
+  bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
+  A gx = A(0), gy = A(0);
+  for (int64_t c = 0; c < C; ++c) {
+    const A g = static_cast<A>(dy[(n * C + c) * S + s]);
+    const T* plane = in + (n * C + c) * H * W;
+    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
+      const A v = static_cast<A>(plane[idx[k]]) * g;
+      gx += wx[k] * v;
+      gy += wy[k] * v;
+    }
+  }
+  dgrid[2 * q] = gx;
+  dgrid[2 * q + 1] = gy;
+  if (keys) for (int k = 0; k < 4; ++k) {
+    keys[4 * q + k] = idx[k] >= 0 ? n * H * W + idx[k] : sentinel;
+    wts[4 * q + k] = w[k];
+  }
+}
+
+// d input of one texel (n, c, t), gathered from the sorted corner list: entries
+// [start[n*HW + t], start[n*HW + t + 1]) of `order` are the corners (4 * q + k) that hit texel t.
+// `dy_nsc` is dy in channels-last layout (N, S, C): the C threads of one texel read one contiguous row.
+template <typename T, typename A>
+BH_HD T grid_sample_dinput_texel(const T* dy_nsc, const int64_t* order, const int64_t* start, const A* wts,
+                                 int64_t C, int64_t HW, int64_t n, int64_t c, int64_t t) {
+  A acc = A(0);
+  const int64_t key = n * HW + t;
+  for (int64_t j = start[key]; j < start[key + 1]; ++j) {
+    const int64_t e = order[j];
+    acc += wts[e] * static_cast<A>(dy_nsc[(e >> 2) * C + c]);
+  }
+  return static_cast<T>(acc);
 }
 
 }  // namespace bh

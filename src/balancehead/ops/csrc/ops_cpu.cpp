@@ -1,8 +1,13 @@
 // CPU kernels for balancehead.ops, plus the Python bindings of the extension.
 // When compiled together with ops_cuda.cu (BH_WITH_CUDA defined), CUDA tensors are routed to it.
+// All kernels take double, float, half and bfloat16 (accumulating in at::opmath_type: float or double).
 #include <torch/extension.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include "ops_common.h"
+
+#define BH_DISPATCH(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, TYPE, NAME, __VA_ARGS__)
 
 #ifdef BH_WITH_CUDA
 torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp);
@@ -10,7 +15,10 @@ torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::T
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
                              int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain);
 torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid);
-std::vector<torch::Tensor> grid_sample_backward_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
+std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
+torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+                                               int64_t N, int64_t C, int64_t H, int64_t W);
 #endif
 
 namespace {
@@ -21,17 +29,22 @@ int64_t inner_size(const torch::Tensor& x, int64_t dim) {
   return n;
 }
 
+at::ScalarType opmath_dtype(at::ScalarType t) {
+  return t == at::ScalarType::Double ? at::ScalarType::Double : at::ScalarType::Float;
+}
+
 torch::Tensor bias_act_forward_cpu(torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
   auto y = torch::empty_like(x);
   const int64_t n = x.numel(), C = b.numel();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_forward_cpu", [&] {
+  BH_DISPATCH(x.scalar_type(), "bias_act_forward_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
     const scalar_t* px = x.data_ptr<scalar_t>();
     const scalar_t* pb = C ? b.data_ptr<scalar_t>() : nullptr;
     scalar_t* py = y.data_ptr<scalar_t>();
     at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
-        scalar_t bi = C ? pb[(i / inner) % C] : scalar_t(0);
-        py[i] = bh::bias_act_point<scalar_t>(px[i], bi, act, alpha, gain, clamp);
+        A bi = C ? static_cast<A>(pb[(i / inner) % C]) : A(0);
+        py[i] = static_cast<scalar_t>(bh::bias_act_point<A>(static_cast<A>(px[i]), bi, act, A(alpha), A(gain), A(clamp)));
       }
     });
   });
@@ -41,15 +54,17 @@ torch::Tensor bias_act_forward_cpu(torch::Tensor x, torch::Tensor b, int64_t inn
 torch::Tensor bias_act_backward_cpu(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
   auto dx = torch::empty_like(x);
   const int64_t n = x.numel(), C = b.numel();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_backward_cpu", [&] {
+  BH_DISPATCH(x.scalar_type(), "bias_act_backward_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
     const scalar_t* px = x.data_ptr<scalar_t>();
     const scalar_t* pd = dy.data_ptr<scalar_t>();
     const scalar_t* pb = C ? b.data_ptr<scalar_t>() : nullptr;
     scalar_t* pdx = dx.data_ptr<scalar_t>();
     at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
-        scalar_t bi = C ? pb[(i / inner) % C] : scalar_t(0);
-        pdx[i] = bh::bias_act_grad_point<scalar_t>(pd[i], px[i], bi, act, alpha, gain, clamp);
+        A bi = C ? static_cast<A>(pb[(i / inner) % C]) : A(0);
+        pdx[i] = static_cast<scalar_t>(bh::bias_act_grad_point<A>(static_cast<A>(pd[i]), static_cast<A>(px[i]), bi, act,
+                                                                  A(alpha), A(gain), A(clamp)));
       }
     });
   });
@@ -65,15 +80,16 @@ torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64
   TORCH_CHECK(oh > 0 && ow > 0, "upfirdn2d: empty output");
   auto y = torch::empty({N, C, oh, ow}, x.options());
   const float* pf = f.data_ptr<float>();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cpu", [&] {
+  BH_DISPATCH(x.scalar_type(), "upfirdn2d_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
     const scalar_t* px = x.data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
     at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t p = lo; p < hi; ++p)
         for (int64_t oy = 0; oy < oh; ++oy)
           for (int64_t ox = 0; ox < ow; ++ox)
-            py[(p * oh + oy) * ow + ox] = bh::upfirdn2d_point<scalar_t>(
-                px + p * H * W, H, W, pf, fh, fw, upx, upy, downx, downy, padx0, pady0, flip, scalar_t(gain), oy, ox);
+            py[(p * oh + oy) * ow + ox] = static_cast<scalar_t>(bh::upfirdn2d_point<scalar_t, A>(
+                px + p * H * W, H, W, pf, fh, fw, upx, upy, downx, downy, padx0, pady0, flip, A(gain), oy, ox));
     });
   });
   return y;
@@ -81,64 +97,93 @@ torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64
 
 torch::Tensor grid_sample_forward_cpu(torch::Tensor input, torch::Tensor grid) {
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t Ho = grid.size(1), Wo = grid.size(2);
-  auto out = torch::zeros({N, C, Ho, Wo}, input.options());
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grid_sample_forward_cpu", [&] {
+  const int64_t S = grid.size(1) * grid.size(2);
+  auto out = torch::empty({N, C, grid.size(1), grid.size(2)}, input.options());
+  BH_DISPATCH(input.scalar_type(), "grid_sample_forward_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
     const scalar_t* pi = input.data_ptr<scalar_t>();
-    const scalar_t* pg = grid.data_ptr<scalar_t>();
+    const A* pg = grid.data_ptr<A>();
     scalar_t* po = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N * Ho * Wo, 256, [&](int64_t lo, int64_t hi) {
-      for (int64_t q = lo; q < hi; ++q) {
-        int64_t n = q / (Ho * Wo), s = q % (Ho * Wo);
-        int64_t idx[4]; scalar_t w[4];
-        bh::bilinear_corners<scalar_t>(pg[2 * q], pg[2 * q + 1], H, W, idx, w, nullptr, nullptr);
-        for (int64_t c = 0; c < C; ++c) {
-          const scalar_t* plane = pi + (n * C + c) * H * W;
-          scalar_t acc = 0;
-          for (int k = 0; k < 4; ++k) if (idx[k] >= 0) acc += w[k] * plane[idx[k]];
-          po[(n * C + c) * Ho * Wo + s] = acc;
-        }
-      }
+    at::parallel_for(0, N * S, 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) bh::grid_sample_forward_point<scalar_t, A>(pi, pg, po, C, H, W, S, q);
     });
   });
   return out;
 }
 
-std::vector<torch::Tensor> grid_sample_backward_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+// Direct backward: one task per batch item, each writing only its own slice of d input (no races).
+std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t Ho = grid.size(1), Wo = grid.size(2);
-  auto din = torch::zeros_like(input);
-  auto dgrid = torch::zeros_like(grid);
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grid_sample_backward_cpu", [&] {
+  const int64_t S = grid.size(1) * grid.size(2);
+  auto dgrid = torch::empty_like(grid);
+  auto acc = torch::zeros(input.sizes(), input.options().dtype(opmath_dtype(input.scalar_type())));
+  BH_DISPATCH(input.scalar_type(), "grid_sample_backward_direct_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
     const scalar_t* pi = input.data_ptr<scalar_t>();
-    const scalar_t* pg = grid.data_ptr<scalar_t>();
+    const A* pg = grid.data_ptr<A>();
     const scalar_t* pd = dy.data_ptr<scalar_t>();
-    scalar_t* pdi = din.data_ptr<scalar_t>();
-    scalar_t* pdg = dgrid.data_ptr<scalar_t>();
-    // One task per batch item: each writes only its own slice of din and dgrid (no races).
+    A* pacc = acc.data_ptr<A>();
+    A* pdg = dgrid.data_ptr<A>();
     at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t n = lo; n < hi; ++n)
-        for (int64_t s = 0; s < Ho * Wo; ++s) {
-          int64_t q = n * Ho * Wo + s;
-          int64_t idx[4]; scalar_t w[4], wx[4], wy[4];
-          bh::bilinear_corners<scalar_t>(pg[2 * q], pg[2 * q + 1], H, W, idx, w, wx, wy);
-          scalar_t gx = 0, gy = 0;
+        for (int64_t s = 0; s < S; ++s) {
+          const int64_t q = n * S + s;
+          bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, nullptr, nullptr, C, H, W, S, 0, q);
+          int64_t idx[4]; A w[4];
+          bh::bilinear_corners<A>(pg[2 * q], pg[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
           for (int64_t c = 0; c < C; ++c) {
-            scalar_t g = pd[(n * C + c) * Ho * Wo + s];
-            const scalar_t* plane = pi + (n * C + c) * H * W;
-            scalar_t* dplane = pdi + (n * C + c) * H * W;
-            for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
-              dplane[idx[k]] += w[k] * g;
-              gx += wx[k] * plane[idx[k]] * g;
-              gy += wy[k] * plane[idx[k]] * g;
-            }
+            const A g = static_cast<A>(pd[(n * C + c) * S + s]);
+            A* dplane = pacc + (n * C + c) * H * W;
+            for (int k = 0; k < 4; ++k) if (idx[k] >= 0) dplane[idx[k]] += w[k] * g;
           }
-          pdg[2 * q] = gx;
-          pdg[2 * q + 1] = gy;
         }
     });
   });
-  return {din, dgrid};
+  return {acc.to(input.scalar_type()), dgrid};
+}
+
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  const int64_t S = grid.size(1) * grid.size(2);
+  auto dgrid = torch::empty_like(grid);
+  auto keys = torch::empty({N * S * 4}, grid.options().dtype(torch::kInt64));
+  auto wts = torch::empty({N * S * 4}, grid.options());
+  BH_DISPATCH(input.scalar_type(), "grid_sample_backward_dgrid_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
+    const scalar_t* pi = input.data_ptr<scalar_t>();
+    const scalar_t* pd = dy.data_ptr<scalar_t>();
+    const A* pg = grid.data_ptr<A>();
+    A* pdg = dgrid.data_ptr<A>();
+    int64_t* pk = keys.data_ptr<int64_t>();
+    A* pw = wts.data_ptr<A>();
+    at::parallel_for(0, N * S, 256, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q)
+        bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, pk, pw, C, H, W, S, N * H * W, q);
+    });
+  });
+  return {dgrid, keys, wts};
+}
+
+// dy_nsc: dy as (N, S, C) contiguous. One task per (n, texel, channel), channel fastest.
+torch::Tensor grid_sample_backward_gather_cpu(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+                                              int64_t N, int64_t C, int64_t H, int64_t W) {
+  const int64_t HW = H * W;
+  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
+  BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cpu", [&] {
+    using A = at::opmath_type<scalar_t>;
+    const scalar_t* pd = dy_nsc.data_ptr<scalar_t>();
+    const int64_t* po = order.data_ptr<int64_t>();
+    const int64_t* ps = start.data_ptr<int64_t>();
+    const A* pw = wts.data_ptr<A>();
+    scalar_t* pdi = din.data_ptr<scalar_t>();
+    at::parallel_for(0, N * HW * C, 1024, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
+        pdi[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<scalar_t, A>(pd, po, ps, pw, C, HW, n, c, t);
+      }
+    });
+  });
+  return din;
 }
 
 }  // namespace
@@ -169,6 +214,7 @@ torch::Tensor bias_act_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor
 torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
                         int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
   TORCH_CHECK(x.dim() == 4 && f.dim() == 2, "upfirdn2d: x must be NCHW and f 2-D");
+  TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d: up and down must be >= 1");
   x = x.contiguous();
   f = f.to(x.device(), torch::kFloat32).contiguous();
 #ifdef BH_WITH_CUDA
@@ -178,9 +224,12 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t u
   return upfirdn2d_cpu(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain);
 }
 
+// The grid is read in the accumulation type of the input (float for half/bfloat16): sampling
+// positions keep their precision under mixed precision.
 torch::Tensor grid_sample_forward(torch::Tensor input, torch::Tensor grid) {
   TORCH_CHECK(input.dim() == 4 && grid.dim() == 4 && grid.size(3) == 2, "grid_sample: NCHW input, NHW2 grid");
-  input = input.contiguous(); grid = grid.contiguous().to(input.scalar_type());
+  TORCH_CHECK(grid.size(0) == input.size(0), "grid_sample: input and grid batch sizes differ");
+  input = input.contiguous(); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
 #ifdef BH_WITH_CUDA
   if (input.is_cuda()) return grid_sample_forward_cuda(input, grid);
 #endif
@@ -188,13 +237,42 @@ torch::Tensor grid_sample_forward(torch::Tensor input, torch::Tensor grid) {
   return grid_sample_forward_cpu(input, grid);
 }
 
-std::vector<torch::Tensor> grid_sample_backward(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
-  input = input.contiguous(); grid = grid.contiguous().to(input.scalar_type()); dy = dy.contiguous().to(input.scalar_type());
-#ifdef BH_WITH_CUDA
-  if (input.is_cuda()) return grid_sample_backward_cuda(dy, input, grid);
+// mode 0 "direct": per-sample scatter (atomics on CUDA into a float/double buffer; race-free per
+//   batch item on the CPU).
+// mode 1 "gather": no atomics. Each sample's 4 corner keys (plane, texel) are sorted, segment starts
+//   found by binary search, and every (n, c, texel) sums its own segment. Fixed sizes throughout,
+//   so nothing waits on the host.
+// Returns (d input in input's dtype, d grid in the accumulation dtype).
+std::vector<torch::Tensor> grid_sample_backward(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, int64_t mode) {
+  TORCH_CHECK(mode == 0 || mode == 1, "grid_sample_backward: mode must be 0 (direct) or 1 (gather)");
+  input = input.contiguous(); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
+  dy = dy.contiguous().to(input.scalar_type());
+  const bool cuda = input.is_cuda();
+#ifndef BH_WITH_CUDA
+  TORCH_CHECK(!cuda, "grid_sample: this build has no CUDA kernels");
 #endif
-  TORCH_CHECK(input.device().is_cpu(), "grid_sample: this build has no CUDA kernels");
-  return grid_sample_backward_cpu(dy, input, grid);
+  if (mode == 0) {
+#ifdef BH_WITH_CUDA
+    if (cuda) return grid_sample_backward_atomic_cuda(dy, input, grid);
+#endif
+    return grid_sample_backward_direct_cpu(dy, input, grid);
+  }
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  std::vector<torch::Tensor> dk;
+#ifdef BH_WITH_CUDA
+  if (cuda) dk = grid_sample_backward_dgrid_cuda(dy, input, grid);
+#endif
+  if (!cuda) dk = grid_sample_backward_dgrid_cpu(dy, input, grid);
+  auto sorted = dk[1].sort();  // (sorted keys, order); outside corners carry key N*H*W and sort last
+  auto bounds = torch::arange(N * H * W + 1, dk[1].options());
+  auto start = torch::searchsorted(std::get<0>(sorted), bounds);
+  auto dy_nsc = dy.reshape({N, C, -1}).transpose(1, 2).contiguous();  // (N, S, C): coalesced per texel
+  torch::Tensor din;
+#ifdef BH_WITH_CUDA
+  if (cuda) din = grid_sample_backward_gather_cuda(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
+#endif
+  if (!cuda) din = grid_sample_backward_gather_cpu(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
+  return {din, dk[0]};
 }
 
 // conv2d forward through ATen's own convolution (its backward is written in Python so it stays

@@ -1,106 +1,141 @@
 // CUDA kernels for balancehead.ops: one thread per output element, math shared with the CPU
 // path through ops_common.h. Compiled only into the "balancehead_ops_cuda" extension.
+// Every kernel takes double, float, half and bfloat16 and accumulates in at::opmath_type (float
+// for the 16-bit types), so mixed-precision models run these kernels rather than the references.
 #include <torch/extension.h>
+#include <ATen/OpMathType.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include "ops_common.h"
 
+#define BH_DISPATCH(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, TYPE, NAME, __VA_ARGS__)
+
 namespace {
 constexpr int kThreads = 256;
-inline int blocks_for(int64_t n) { return (int)((n + kThreads - 1) / kThreads); }
+inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
+inline cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-template <typename T>
-__global__ void bias_act_fwd_kernel(const T* x, const T* b, T* y, int64_t n, int64_t inner, int64_t C,
-                                    int64_t act, T alpha, T gain, T clamp) {
+template <typename T, typename A>
+__global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y, int64_t n,
+                                    int64_t inner, int64_t C, int64_t act, A alpha, A gain, A clamp) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  T bi = C ? b[(i / inner) % C] : T(0);
-  y[i] = bh::bias_act_point<T>(x[i], bi, act, alpha, gain, clamp);
+  A bi = C ? static_cast<A>(b[(i / inner) % C]) : A(0);
+  y[i] = static_cast<T>(bh::bias_act_point<A>(static_cast<A>(x[i]), bi, act, alpha, gain, clamp));
 }
 
-template <typename T>
-__global__ void bias_act_bwd_kernel(const T* dy, const T* x, const T* b, T* dx, int64_t n, int64_t inner, int64_t C,
-                                    int64_t act, T alpha, T gain, T clamp) {
+template <typename T, typename A>
+__global__ void bias_act_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ b,
+                                    T* __restrict__ dx, int64_t n, int64_t inner, int64_t C, int64_t act, A alpha,
+                                    A gain, A clamp) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  T bi = C ? b[(i / inner) % C] : T(0);
-  dx[i] = bh::bias_act_grad_point<T>(dy[i], x[i], bi, act, alpha, gain, clamp);
+  A bi = C ? static_cast<A>(b[(i / inner) % C]) : A(0);
+  dx[i] = static_cast<T>(bh::bias_act_grad_point<A>(static_cast<A>(dy[i]), static_cast<A>(x[i]), bi, act, alpha, gain, clamp));
 }
 
-template <typename T>
-__global__ void upfirdn2d_kernel(const T* x, const float* f, T* y, int64_t planes, int64_t H, int64_t W,
-                                 int64_t oh, int64_t ow, int64_t fh, int64_t fw, int64_t upx, int64_t upy,
-                                 int64_t downx, int64_t downy, int64_t padx0, int64_t pady0, bool flip, T gain) {
+template <typename T, typename A>
+__global__ void upfirdn2d_kernel(const T* __restrict__ x, const float* __restrict__ f, T* __restrict__ y, int64_t planes,
+                                 int64_t H, int64_t W, int64_t oh, int64_t ow, int64_t fh, int64_t fw, int64_t upx,
+                                 int64_t upy, int64_t downx, int64_t downy, int64_t padx0, int64_t pady0, bool flip,
+                                 A gain) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= planes * oh * ow) return;
   int64_t p = i / (oh * ow), oy = (i / ow) % oh, ox = i % ow;
-  y[i] = bh::upfirdn2d_point<T>(x + p * H * W, H, W, f, fh, fw, upx, upy, downx, downy, padx0, pady0, flip, gain, oy, ox);
+  y[i] = static_cast<T>(bh::upfirdn2d_point<T, A>(x + p * H * W, H, W, f, fh, fw, upx, upy, downx, downy, padx0, pady0,
+                                                  flip, gain, oy, ox));
 }
 
-template <typename T>
-__global__ void grid_fwd_kernel(const T* in, const T* grid, T* out, int64_t N, int64_t C, int64_t H, int64_t W, int64_t S) {
+template <typename T, typename A>
+__global__ void grid_fwd_kernel(const T* __restrict__ in, const A* __restrict__ grid, T* __restrict__ out, int64_t NS,
+                                int64_t C, int64_t H, int64_t W, int64_t S) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (q >= N * S) return;
-  int64_t n = q / S, s = q % S;
-  int64_t idx[4]; T w[4];
-  bh::bilinear_corners<T>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (T*)nullptr, (T*)nullptr);
-  for (int64_t c = 0; c < C; ++c) {
-    const T* plane = in + (n * C + c) * H * W;
-    T acc = 0;
-    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) acc += w[k] * plane[idx[k]];
-    out[(n * C + c) * S + s] = acc;
-  }
+  if (q >= NS) return;
+  bh::grid_sample_forward_point<T, A>(in, grid, out, C, H, W, S, q);
 }
 
-template <typename T>
-__global__ void grid_bwd_kernel(const T* dy, const T* in, const T* grid, T* din, T* dgrid,
-                                int64_t N, int64_t C, int64_t H, int64_t W, int64_t S) {
+// Direct backward: d grid gathered per sample, d input scattered with atomics into an A buffer.
+template <typename T, typename A>
+__global__ void grid_bwd_atomic_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
+                                       A* __restrict__ din, A* __restrict__ dgrid, int64_t NS, int64_t C, int64_t H,
+                                       int64_t W, int64_t S) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (q >= N * S) return;
-  int64_t n = q / S, s = q % S;
-  int64_t idx[4]; T w[4], wx[4], wy[4];
-  bh::bilinear_corners<T>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
-  T gx = 0, gy = 0;
+  if (q >= NS) return;
+  const int64_t n = q / S, s = q % S;
+  int64_t idx[4]; A w[4], wx[4], wy[4];
+  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
+  A gx = A(0), gy = A(0);
   for (int64_t c = 0; c < C; ++c) {
-    T g = dy[(n * C + c) * S + s];
+    const A g = static_cast<A>(dy[(n * C + c) * S + s]);
     const T* plane = in + (n * C + c) * H * W;
-    T* dplane = din + (n * C + c) * H * W;
+    A* dplane = din + (n * C + c) * H * W;
     for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
       atomicAdd(dplane + idx[k], w[k] * g);
-      gx += wx[k] * plane[idx[k]] * g;
-      gy += wy[k] * plane[idx[k]] * g;
+      const A v = static_cast<A>(plane[idx[k]]) * g;
+      gx += wx[k] * v;
+      gy += wy[k] * v;
     }
   }
   dgrid[2 * q] = gx;
   dgrid[2 * q + 1] = gy;
 }
+
+template <typename T, typename A>
+__global__ void grid_bwd_dgrid_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
+                                      A* __restrict__ dgrid, int64_t* __restrict__ keys, A* __restrict__ wts,
+                                      int64_t NS, int64_t C, int64_t H, int64_t W, int64_t S, int64_t sentinel) {
+  int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= NS) return;
+  bh::grid_sample_dgrid_point<T, A>(dy, in, grid, dgrid, keys, wts, C, H, W, S, sentinel, q);
+}
+
+// One thread per (n, texel, channel), channel fastest: the threads of one texel share its segment's
+// order/weight reads and read one contiguous row of dy (N, S, C) per corner.
+template <typename T, typename A>
+__global__ void grid_bwd_gather_kernel(const T* __restrict__ dy_nsc, const int64_t* __restrict__ order,
+                                       const int64_t* __restrict__ start, const A* __restrict__ wts, T* __restrict__ din,
+                                       int64_t total, int64_t C, int64_t HW) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
+  din[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<T, A>(dy_nsc, order, start, wts, C, HW, n, c, t);
+}
 }  // namespace
 
 torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
+  const c10::cuda::CUDAGuard guard(x.device());
   auto y = torch::empty_like(x);
   int64_t n = x.numel(), C = b.numel();
   if (n == 0) return y;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_forward_cuda", [&] {
-    bias_act_fwd_kernel<scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  BH_DISPATCH(x.scalar_type(), "bias_act_forward_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    bias_act_fwd_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
         x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), n, inner, C, act,
-        scalar_t(alpha), scalar_t(gain), scalar_t(clamp));
+        A(alpha), A(gain), A(clamp));
   });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }
 
 torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
+  const c10::cuda::CUDAGuard guard(x.device());
   auto dx = torch::empty_like(x);
   int64_t n = x.numel(), C = b.numel();
   if (n == 0) return dx;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_backward_cuda", [&] {
-    bias_act_bwd_kernel<scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  BH_DISPATCH(x.scalar_type(), "bias_act_backward_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    bias_act_bwd_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
         dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, dx.data_ptr<scalar_t>(),
-        n, inner, C, act, scalar_t(alpha), scalar_t(gain), scalar_t(clamp));
+        n, inner, C, act, A(alpha), A(gain), A(clamp));
   });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return dx;
 }
 
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
                              int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+  const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t fh = f.size(0), fw = f.size(1);
   const int64_t oh = (H * upy + pady0 + pady1 - fh) / downy + 1;
@@ -108,36 +143,81 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int6
   TORCH_CHECK(oh > 0 && ow > 0, "upfirdn2d: empty output");
   auto y = torch::empty({N, C, oh, ow}, x.options());
   int64_t n = N * C * oh * ow;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cuda", [&] {
-    upfirdn2d_kernel<scalar_t><<<blocks_for(n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  if (n == 0) return y;
+  BH_DISPATCH(x.scalar_type(), "upfirdn2d_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    upfirdn2d_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
         x.data_ptr<scalar_t>(), f.data_ptr<float>(), y.data_ptr<scalar_t>(), N * C, H, W, oh, ow, fh, fw,
-        upx, upy, downx, downy, padx0, pady0, flip, scalar_t(gain));
+        upx, upy, downx, downy, padx0, pady0, flip, A(gain));
   });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }
 
 torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid) {
+  const c10::cuda::CUDAGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t S = grid.size(1) * grid.size(2);
-  auto out = torch::zeros({N, C, grid.size(1), grid.size(2)}, input.options());
-  if (N * S == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grid_sample_forward_cuda", [&] {
-    grid_fwd_kernel<scalar_t><<<blocks_for(N * S), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        input.data_ptr<scalar_t>(), grid.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), N, C, H, W, S);
+  auto out = torch::empty({N, C, grid.size(1), grid.size(2)}, input.options());
+  if (N * S * C == 0) return out;
+  BH_DISPATCH(input.scalar_type(), "grid_sample_forward_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    grid_fwd_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
+        input.data_ptr<scalar_t>(), grid.data_ptr<A>(), out.data_ptr<scalar_t>(), N * S, C, H, W, S);
   });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
-std::vector<torch::Tensor> grid_sample_backward_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+  const c10::cuda::CUDAGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t S = grid.size(1) * grid.size(2);
-  auto din = torch::zeros_like(input);
+  auto acc = torch::zeros(input.sizes(), grid.options());  // grid is already in the accumulation dtype
   auto dgrid = torch::zeros_like(grid);
-  if (N * S == 0) return {din, dgrid};
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "grid_sample_backward_cuda", [&] {
-    grid_bwd_kernel<scalar_t><<<blocks_for(N * S), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-        dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<scalar_t>(), din.data_ptr<scalar_t>(),
-        dgrid.data_ptr<scalar_t>(), N, C, H, W, S);
+  if (N * S > 0) {
+    BH_DISPATCH(input.scalar_type(), "grid_sample_backward_atomic_cuda", [&] {
+      using A = at::opmath_type<scalar_t>;
+      grid_bwd_atomic_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
+          dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
+          dgrid.data_ptr<A>(), N * S, C, H, W, S);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return {acc.to(input.scalar_type()), dgrid};
+}
+
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+  const c10::cuda::CUDAGuard guard(input.device());
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  const int64_t S = grid.size(1) * grid.size(2);
+  auto dgrid = torch::empty_like(grid);
+  auto keys = torch::empty({N * S * 4}, grid.options().dtype(torch::kInt64));
+  auto wts = torch::empty({N * S * 4}, grid.options());
+  if (N * S > 0) {
+    BH_DISPATCH(input.scalar_type(), "grid_sample_backward_dgrid_cuda", [&] {
+      using A = at::opmath_type<scalar_t>;
+      grid_bwd_dgrid_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
+          dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), dgrid.data_ptr<A>(),
+          keys.data_ptr<int64_t>(), wts.data_ptr<A>(), N * S, C, H, W, S, N * H * W);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return {dgrid, keys, wts};
+}
+
+torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
+                                               int64_t N, int64_t C, int64_t H, int64_t W) {
+  const c10::cuda::CUDAGuard guard(dy_nsc.device());
+  const int64_t HW = H * W, total = N * C * HW;
+  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
+  if (total == 0) return din;
+  BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cuda", [&] {
+    using A = at::opmath_type<scalar_t>;
+    grid_bwd_gather_kernel<scalar_t, A><<<blocks_for(total), kThreads, 0, stream()>>>(
+        dy_nsc.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), start.data_ptr<int64_t>(), wts.data_ptr<A>(),
+        din.data_ptr<scalar_t>(), total, C, HW);
   });
-  return {din, dgrid};
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return din;
 }

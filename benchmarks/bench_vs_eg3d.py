@@ -1,0 +1,360 @@
+"""Side by side, in one process: the project's G+D training step vs the official EG3D code.
+
+    python benchmarks/bench_vs_eg3d.py [--eg3d PATH] [--config 512|128|tiny ...] [--precision fp32,mixed,bf16]
+                                       [--iters N] [--warmup N] [--json OUT.json] [--device cpu|cuda]
+
+Without --eg3d only the project side runs (`make bench`). With --eg3d PATH (a checkout of
+NVlabs/eg3d, the folder holding `training/` and `torch_utils/`; never vendored here) the official
+TriPlaneGenerator + DualDiscriminator are built at the same config and the two sides alternate,
+one step each, so both see the same machine state. On a GPU EG3D's own `torch_utils.custom_ops`
+builds its CUDA plugins (bias_act, upfirdn2d) at first use; on a CPU it runs its reference ops.
+
+The step (identical on both sides): G forward -> D(fake) -> softplus(-logits) backward (G main);
+D(fake.detach()) and D(real) -> softplus(fake) + softplus(-real) backward (D main). Gradients are
+dropped (set to None) between steps; no optimiser, no regularisers.
+
+Configs (EG3D FFHQ, train.py defaults: mapping depth 2, channel base 32768, max 512, 48+48 samples,
+tri-plane 3 x 32 x 256^2, batch 4, camera-conditioned G and D (c = 25-d camera label)):
+  512: 512 px out, neural 128 (SuperresolutionHybrid8XDC);  128: 128 px out, neural 64 (Hybrid2X);
+  tiny: 128 px out, neural 16, channel base 1024, 6+6 samples, batch 2 (a CPU smoke test).
+Precisions: fp32 (no fp16 layers, no conv clamp); mixed = EG3D's (fp16 in the 4 highest-resolution
+layers of SR and D, conv clamp 256; the project's side uses its config fields for the same where it
+has them, else torch.autocast(float16)); bf16 = torch.autocast(bfloat16) on the project's side only
+(EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
+(torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, and peak memory
+(torch.cuda.max_memory_allocated, reset before each side's step).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from balancehead.camera import camera_label
+from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from balancehead.ops import loader
+
+CONFIGS = {
+    "512": dict(out=512, neural=128, channel_base=32768, channel_max=512, samples=(48, 48), batch=4),
+    "128": dict(out=128, neural=64, channel_base=32768, channel_max=512, samples=(48, 48), batch=4),
+    "tiny": dict(out=128, neural=16, channel_base=1024, channel_max=32, samples=(6, 6), batch=2),
+}
+SR_MODULES = {512: "training.superresolution.SuperresolutionHybrid8XDC",
+              256: "training.superresolution.SuperresolutionHybrid4X",
+              128: "training.superresolution.SuperresolutionHybrid2X"}
+MIXED_FP16_RES = 4
+MIXED_CLAMP = 256.0
+
+
+# ---------------------------------------------------------------- the project's side
+
+def _known(cls, values: dict) -> dict:
+    """Only the fields `cls` has (the configs grow; a field the config lacks is reported, not fatal)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def our_models(spec: dict, precision: str, device) -> tuple[torch.nn.Module, torch.nn.Module, str]:
+    coarse, fine = spec["samples"]
+    mixed = precision == "mixed"
+    g_values = dict(z_dim=512, c_dim=25, w_dim=512, c_scale=1.0, mapping_layers=2, representation="triplane",
+                    plane_channels=32, plane_resolution=256, channel_base=spec["channel_base"],
+                    channel_max=spec["channel_max"], feature_channels=32, decoder_hidden=64,
+                    neural_resolution=spec["neural"], output_resolution=spec["out"], n_coarse=coarse,
+                    n_importance=fine, ray_start=2.25, ray_end=3.3, box_warp=1.0, background=False,
+                    camera_adapt=False, conv_clamp=None, sr_noise_mode="none")
+    d_values = dict(resolution=spec["out"], mode="dual", c_dim=25, cmap_dim=min(spec["channel_base"] // 4,
+                                                                                spec["channel_max"]),
+                    mapping_layers=8, channel_base=spec["channel_base"], channel_max=spec["channel_max"],
+                    mbstd_group=4, mbstd_channels=1, conv_clamp=None)
+    how = {"fp32": "fp32", "bf16": "autocast-bf16"}.get(precision, "")
+    if mixed:
+        g_has = _known(GeneratorConfig, {"sr_num_fp16_res": 0})
+        d_has = _known(DiscriminatorConfig, {"num_fp16_res": 0})
+        if g_has and d_has:  # the config expresses EG3D's mixed precision itself
+            g_values.update(sr_num_fp16_res=MIXED_FP16_RES)
+            d_values.update(num_fp16_res=MIXED_FP16_RES, conv_clamp=MIXED_CLAMP)
+            how = "config fp16 layers"
+        else:
+            how = "autocast-fp16"
+    g_cfg = GeneratorConfig(**_known(GeneratorConfig, g_values))
+    d_cfg = DiscriminatorConfig(**_known(DiscriminatorConfig, d_values))
+    return Generator(g_cfg).to(device), Discriminator(d_cfg).to(device), how
+
+
+def our_step(G, D, batch: dict, precision: str, how: str) -> None:
+    ctx = contextlib.nullcontext()
+    if how.startswith("autocast"):
+        ctx = torch.autocast(batch["z"].device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    c = batch["c"]
+    with ctx:
+        out = G(batch["z"], c, c)
+        fake = out.as_discriminator_input()
+        F.softplus(-D(fake, c)).mean().backward()
+        fake = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in fake.items()}
+        real = {k: batch["real"][k] for k in fake}
+        loss = F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()
+    loss.backward()
+
+
+# ---------------------------------------------------------------- EG3D's side
+
+def import_eg3d(path: Path):
+    """Import TriPlaneGenerator and DualDiscriminator from a checkout at `path` (its own modules).
+
+    dnnlib imports `distutils.util.strtobool`, gone from Python 3.12 without setuptools' shim: a
+    minimal stand-in is registered only when no distutils can be found."""
+    path = Path(path).resolve()
+    if not (path / "training" / "triplane.py").exists():
+        raise SystemExit(f"--eg3d {path}: no training/triplane.py (give the folder holding training/ and torch_utils/)")
+    if importlib.util.find_spec("distutils") is None:
+        util = types.ModuleType("distutils.util")
+        util.strtobool = lambda v: {"y": 1, "yes": 1, "t": 1, "true": 1, "on": 1, "1": 1}.get(str(v).lower(), 0)
+        sys.modules.setdefault("distutils", types.ModuleType("distutils")).util = util
+        sys.modules["distutils.util"] = util
+    sys.path.insert(0, str(path))
+    from training.dual_discriminator import DualDiscriminator
+    from training.triplane import TriPlaneGenerator
+    from torch_utils.ops import bias_act, conv2d_gradfix, grid_sample_gradfix, upfirdn2d
+
+    conv2d_gradfix.enabled = grid_sample_gradfix.enabled = True  # as EG3D's training_loop sets them
+    return types.SimpleNamespace(TriPlaneGenerator=TriPlaneGenerator, DualDiscriminator=DualDiscriminator,
+                                 bias_act=bias_act, upfirdn2d=upfirdn2d)
+
+
+def eg3d_models(eg3d, spec: dict, precision: str, device):
+    out, mixed = spec["out"], precision == "mixed"
+    coarse, fine = spec["samples"]
+    rendering = dict(image_resolution=out, disparity_space_sampling=False, clamp_mode="softplus",
+                     superresolution_module=SR_MODULES[out], c_gen_conditioning_zero=False, gpc_reg_prob=0.5,
+                     c_scale=1.0, superresolution_noise_mode="none", density_reg=0.25, density_reg_p_dist=0.004,
+                     reg_type="l1", decoder_lr_mul=1.0, sr_antialias=True, depth_resolution=coarse,
+                     depth_resolution_importance=fine, ray_start=2.25, ray_end=3.3, box_warp=1,
+                     avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2])
+    cb, cm = spec["channel_base"], spec["channel_max"]
+    G = eg3d.TriPlaneGenerator(
+        z_dim=512, c_dim=25, w_dim=512, img_resolution=out, img_channels=3,
+        sr_num_fp16_res=MIXED_FP16_RES if mixed else 0, mapping_kwargs={"num_layers": 2}, rendering_kwargs=rendering,
+        sr_kwargs={"channel_base": cb, "channel_max": cm, "fused_modconv_default": "inference_only"},
+        channel_base=cb, channel_max=cm, fused_modconv_default="inference_only", num_fp16_res=0, conv_clamp=None)
+    G.neural_rendering_resolution = spec["neural"]
+    # Upstream quirk: when the neural resolution equals the SR input resolution (the 128-px config) no
+    # interpolation copies `rgb`, which is then a view of the feature image that the SR block adds into in
+    # place (`img.add_`), and autograd refuses the backward. Handing the SR a copy of rgb (3 channels at
+    # the neural resolution: negligible) lets EG3D's own code run unchanged.
+    sr_forward = G.superresolution.forward
+    G.superresolution.forward = lambda rgb, x, ws, **kw: sr_forward(rgb.clone(), x, ws, **kw)
+    D = eg3d.DualDiscriminator(
+        c_dim=25, img_resolution=out, img_channels=3, channel_base=cb, channel_max=cm,
+        num_fp16_res=MIXED_FP16_RES if mixed else 0, conv_clamp=MIXED_CLAMP if mixed else None,
+        block_kwargs={"freeze_layers": 0}, mapping_kwargs={}, epilogue_kwargs={"mbstd_group_size": 4})
+    return G.to(device), D.to(device), ("EG3D fp16 layers" if mixed else "fp32")
+
+
+def eg3d_step(G, D, batch: dict, neural: int) -> None:
+    c = batch["c"]
+    out = G(batch["z"], c, neural_rendering_resolution=neural)
+    fake = {"image": out["image"], "image_raw": out["image_raw"]}
+    F.softplus(-D(fake, c)).mean().backward()
+    fake = {k: v.detach() for k, v in fake.items()}
+    real = {k: batch["real"][k] for k in fake}
+    (F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()).backward()
+
+
+def build_eg3d_plugins(eg3d) -> None:
+    """Build EG3D's CUDA plugins now (its own custom_ops, cached under $TORCH_EXTENSIONS_DIR). A plugin
+    that fails to build is switched to EG3D's reference op, and the failure is printed."""
+    for name in ("bias_act", "upfirdn2d"):
+        mod = getattr(eg3d, name)
+        try:
+            mod._init()
+        except Exception as exc:  # noqa: BLE001 - report and measure EG3D with its reference op
+            print(f"EG3D {name} plugin failed to build ({type(exc).__name__}: {str(exc)[-400:]}); using its reference op")
+            mod._init = lambda: False
+
+
+def eg3d_plugins(eg3d) -> str:
+    got = {"bias_act": getattr(eg3d.bias_act, "_plugin", None) is not None,
+           "upfirdn2d": getattr(eg3d.upfirdn2d, "_plugin", None) is not None}
+    return ", ".join(f"{k} {'CUDA plugin' if v else 'reference'}" for k, v in got.items())
+
+
+# ---------------------------------------------------------------- measuring
+
+def make_batch(spec: dict, device, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    n, out = spec["batch"], spec["out"]
+    yaws = np.linspace(-40, 40, n)
+    c = torch.from_numpy(np.stack([camera_label(y, 0.0) for y in yaws])).float()
+    real = {"image": torch.randn(n, 3, out, out, generator=g), "image_raw": torch.randn(n, 3, spec["neural"], spec["neural"],
+                                                                                           generator=g),
+            "mask": torch.rand(n, 1, out, out, generator=g)}
+    return {"z": torch.randn(n, 512, generator=g).to(device), "c": c.to(device),
+            "real": {k: v.to(device) for k, v in real.items()}}
+
+
+def part_params(module: torch.nn.Module) -> dict:
+    """Parameter count (millions) per top-level part; EG3D's `backbone` is split into mapping/synthesis."""
+    parts = {}
+    for name, child in module.named_children():
+        if name == "backbone":
+            for sub, m in child.named_children():
+                parts[f"backbone.{sub}"] = sum(p.numel() for p in m.parameters()) / 1e6
+        else:
+            n = sum(p.numel() for p in child.parameters())
+            if n:
+                parts[name] = n / 1e6
+    parts["total"] = sum(p.numel() for p in module.parameters()) / 1e6
+    return parts
+
+
+def count_flops(step) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step, G, D, device) -> tuple[float, float]:
+    """-> (seconds, peak bytes) of one step; gradients dropped first, peak counter reset."""
+    for p in list(G.parameters()) + list(D.parameters()):
+        p.grad = None
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t = time.perf_counter()
+    step()
+    _sync(device)
+    dt = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
+    return dt, peak
+
+
+def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dict:
+    torch.manual_seed(0)
+    batch = make_batch(spec, device)
+    sides = {}
+    G, D, how = our_models(spec, precision, device)
+    sides["ours"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D, how=how: our_step(G, D, batch, precision, how))
+    if eg3d is not None and precision != "bf16":
+        torch.manual_seed(0)
+        G, D, how = eg3d_models(eg3d, spec, precision, device)
+        sides["eg3d"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D: eg3d_step(G, D, batch, spec["neural"]))
+    for side in sides.values():
+        for _ in range(args.warmup):
+            timed(side["step"], side["G"], side["D"], device)
+        side["flops"] = count_flops(side["step"]) if args.flops else float("nan")
+        side["times"], side["peaks"] = [], []
+    for _ in range(args.iters):  # alternate: one step per side per round
+        for side in sides.values():
+            dt, peak = timed(side["step"], side["G"], side["D"], device)
+            side["times"].append(dt)
+            side["peaks"].append(peak)
+    result = {"config": name, "precision": precision, **{k: v for k, v in spec.items() if k != "samples"},
+              "samples": list(spec["samples"]), "sides": {}}
+    for key, side in sides.items():
+        result["sides"][key] = {
+            "mode": side["how"], "median_s": statistics.median(side["times"]), "times_s": side["times"],
+            "peak_gib": max(side["peaks"]) / 2**30, "flops_per_step": side["flops"],
+            "params_G_M": part_params(side["G"]), "params_D_M": part_params(side["D"])["total"]}
+    if "eg3d" in sides:
+        result["ratio_eg3d_over_ours"] = result["sides"]["eg3d"]["median_s"] / result["sides"]["ours"]["median_s"]
+        result["eg3d_ops"] = eg3d_plugins(eg3d)
+    return result
+
+
+def report(r: dict) -> None:
+    print(f"\n== config {r['config']} ({r['out']} px, neural {r['neural']}, samples {r['samples'][0]}+{r['samples'][1]}, "
+          f"batch {r['batch']}, channel base {r['channel_base']}, max {r['channel_max']}) precision {r['precision']}")
+    for key, s in r["sides"].items():
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in s["params_G_M"].items())
+        print(f"  {key:5s} params (M): G [{parts}] | D {s['params_D_M']:.2f}")
+    for key, s in r["sides"].items():
+        times = ", ".join(f"{t:.3f}" for t in s["times_s"])
+        print(f"  {key:5s} [{s['mode']}] step median {s['median_s']:.4f} s over {len(s['times_s'])} ({times}) | "
+              f"{s['flops_per_step'] / 1e12:.3f} TFLOP/step | peak {s['peak_gib']:.2f} GiB")
+    if "ratio_eg3d_over_ours" in r:
+        ratio = r["ratio_eg3d_over_ours"]
+        print(f"  EG3D ops: {r['eg3d_ops']}")
+        print(f"  ratio EG3D/ours = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} by "
+              f"{max(ratio, 1 / ratio):.2f}x)", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--eg3d", type=Path, default=None, help="path to the official eg3d/ folder (with training/)")
+    ap.add_argument("--config", default=None, help="comma list of 512,128,tiny (default: 128 on CPU, 512,128 on GPU)")
+    ap.add_argument("--precision", default=None, help="comma list of fp32,mixed,bf16 (default: fp32 on CPU, all on GPU)")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=None, help="override the config's batch")
+    ap.add_argument("--no-flops", dest="flops", action="store_false")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    configs = (args.config or ("512,128" if gpu else "128")).split(",")
+    precisions = (args.precision or ("fp32,mixed,bf16" if gpu else "fp32")).split(",")
+    for p in precisions:
+        if p not in ("fp32", "mixed", "bf16"):
+            raise SystemExit(f"unknown precision {p!r}")
+    if gpu:  # EG3D's training_loop settings, for both sides
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    eg3d = import_eg3d(args.eg3d) if args.eg3d else None
+    if eg3d is not None and gpu:
+        build_eg3d_plugins(eg3d)
+    ops_module = loader.load_built_ops()
+    print(f"device {device} ({torch.cuda.get_device_name(device) if gpu else 'cpu'}), torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, project ops "
+          f"{'compiled' if ops_module is not None else 'reference'} ({loader.ENV_VAR}={os.environ.get(loader.ENV_VAR, '')}), "
+          f"EG3D {'at ' + str(args.eg3d) if eg3d else 'not given (project side only)'}")
+    results = []
+    for name in configs:
+        spec = dict(CONFIGS[name])
+        if args.batch:
+            spec["batch"] = args.batch
+        for precision in precisions:
+            if precision != "fp32" and not gpu:
+                print(f"  ({name}/{precision}: mixed precision is measured on a GPU only; skipped)")
+                continue
+            try:
+                r = run_config(name, spec, precision, args, eg3d, device)
+            except torch.OutOfMemoryError as exc:
+                print(f"  {name}/{precision}: out of memory ({str(exc).splitlines()[0]})", flush=True)
+                torch.cuda.empty_cache()
+                continue
+            report(r)
+            results.append(r)
+            if gpu:
+                torch.cuda.empty_cache()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(args.json)
+    return results
+
+
+if __name__ == "__main__":
+    main()
