@@ -1,0 +1,85 @@
+"""Fault injection (issue 14): what an adversarial user or a flaky cluster does to a run.
+
+Each case asserts one of two outcomes: the fault is *detected* with the file (or key) named, or the run
+*recovers* byte-identically. Nothing may hang: every case runs under a hard timeout (SIGALRM), so a
+regression shows up as a failure, not as a stuck CI job.
+"""
+from __future__ import annotations
+
+import copy
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from balancehead.params import ParamsError, load_params, validate
+from conftest import REPO
+
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@contextmanager
+def hard_timeout(seconds: int):
+    """Fail (not hang) when the body takes longer than `seconds`."""
+    def _alarm(signum, frame):
+        raise TimeoutError(f"case did not finish within {seconds} s")
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def mutated(path: str, value):
+    raw = copy.deepcopy(RAW)
+    node = raw
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return raw
+
+
+# ----------------------------------------------------------------------------------------- params
+@pytest.mark.parametrize("path,value,expect", [
+    ("camera.pivot", [float("nan"), 0.0, 0.2], "camera.pivot: Value error, [0] must be a finite number"),
+    ("camera.radius", float("inf"), "camera.radius: Value error, must be a finite number"),
+    ("train.data.yaw_bin_weights", [1.0] * 7 + [float("nan")], "train.data.yaw_bin_weights"),
+    ("filter_views.judge", {"standard_max_yaw": float("-inf")}, "filter_views.judge"),
+    ("workflow.shards", "16", "workflow.shards: Value error, must be a whole number"),
+    ("workflow.shards", 16.0, "workflow.shards: Value error, must be a whole number"),
+    ("workflow.shards", True, "workflow.shards: Value error, must be a whole number"),
+    ("seed", 1.5, "seed"),
+    ("camera.radius", "2.7", "camera.radius: Value error, must be a number"),
+])
+def test_params_refuse_non_finite_and_loose_numbers(path, value, expect):
+    with hard_timeout(20), pytest.raises(ParamsError) as err:
+        validate(mutated(path, value))
+    assert expect in str(err.value)
+
+
+def test_params_accept_ints_for_floats():
+    p = validate(mutated("camera.pivot", [0, 0, 1]))
+    assert p.camera.pivot == (0.0, 0.0, 1.0)
+
+
+def test_yaml_aliases_are_refused_before_expansion(tmp_path):
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for k in range(1, 12):   # 9**12 strings if expanded
+        lines.append(f"a{k}: &a{k} [" + ",".join([f"*a{k - 1}"] * 9) + "]")
+    f = tmp_path / "params.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    with hard_timeout(20), pytest.raises(ParamsError, match="anchors and aliases") as err:
+        load_params(f)
+    assert len(str(err.value)) < 2000            # the expanded value is never printed
+
+
+def test_yaml_duplicate_key_is_named(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text((REPO / "params.yaml").read_text() + "\nseed: 7\n")
+    with pytest.raises(ParamsError, match="key 'seed' is written twice"):
+        load_params(f)
