@@ -83,3 +83,63 @@ def test_yaml_duplicate_key_is_named(tmp_path):
     f.write_text((REPO / "params.yaml").read_text() + "\nseed: 7\n")
     with pytest.raises(ParamsError, match="key 'seed' is written twice"):
         load_params(f)
+
+
+# ------------------------------------------------------------------------------ training / evaluation
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    from train_fixtures import make_dataset
+    return make_dataset(tmp_path_factory.mktemp("packed"))
+
+
+def _small_train(**kw):
+    from balancehead.train.params import TrainParams
+    base = dict(batch=4, batch_gpu=2, total_kimg=0.008, kimg_per_tick=0.004, eval={"num_images": 96},
+                model={"n_coarse": 4, "n_importance": 4})
+    base.update(kw)
+    return TrainParams(**base)
+
+
+def test_sigterm_during_kimg0_evaluation_checkpoints_and_exits_3(packed, tmp_path):
+    """The signal arrives inside the first Fréchet evaluation: checkpoint + exit 3 without finishing it."""
+    import os
+
+    from balancehead.train.loop import Trainer
+    from balancehead.train.preemption import Preempted, StopFlag
+    from balancehead.train.state import latest
+
+    tr = Trainer(_small_train(), packed, tmp_path, seed=0)
+    calls = []
+    forward = tr.G_ema.forward
+
+    def forward_then_signal(*a, **k):
+        calls.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return forward(*a, **k)
+
+    tr.G_ema.forward = forward_then_signal
+    stop = StopFlag()
+    try:
+        with hard_timeout(60), pytest.raises(Preempted) as exc:
+            tr.run(stop=stop)
+    finally:
+        stop.close()
+    assert exc.value.code == 3
+    assert len(calls) == 1                        # 3 batches of fakes were due; it stopped after the first
+    assert latest(tmp_path / "checkpoints") is not None
+
+
+def test_frechet_refuses_nan_instead_of_hanging():
+    import numpy as np
+
+    from balancehead.evaluation.fid import frechet_distance
+    from balancehead.train.features import frechet_distance as train_fd
+
+    s = np.eye(4)
+    bad = s.copy()
+    bad[1, 2] = np.nan
+    with hard_timeout(10):
+        with pytest.raises(ValueError, match="sigma2 has 1 non-finite"):
+            frechet_distance(np.zeros(4), s, np.zeros(4), bad)
+        with pytest.raises(ValueError, match="non-finite"):
+            train_fd(np.full((8, 4), np.nan), np.ones((8, 4)))
