@@ -143,3 +143,65 @@ def test_frechet_refuses_nan_instead_of_hanging():
             frechet_distance(np.zeros(4), s, np.zeros(4), bad)
         with pytest.raises(ValueError, match="non-finite"):
             train_fd(np.full((8, 4), np.nan), np.ones((8, 4)))
+
+
+# ------------------------------------------------------------------------------------ readers: NaN
+def _copy_packed(packed, tmp_path) -> Path:
+    import shutil
+    dst = tmp_path / "packed"
+    shutil.copytree(packed, dst)
+    return dst
+
+
+def test_nan_condition_row_is_named(packed, tmp_path):
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save
+
+    from balancehead.data.conditions import META_KEY, load_conditions
+    from balancehead.data.reader import ShardDataset
+
+    root = _copy_packed(packed, tmp_path)
+    path = root / "conditions.safetensors"
+    ids, arr, meta = load_conditions(path)
+    arr = arr.copy()
+    arr[2, 5] = np.nan                            # a bit-rotted row, written as the format would
+    (root / "digests.json").unlink(missing_ok=True)
+    path.write_bytes(save({"features": arr}, metadata={META_KEY: json.dumps(dict(meta, ids=ids))}))
+    with hard_timeout(20), pytest.raises(ValueError, match=rf"conditions.safetensors: 1 condition row.*'{ids[2]}' \(row 2\)"):
+        ShardDataset(root)
+
+
+def test_nan_camera_label_is_refused_when_written_and_when_read(packed, tmp_path):
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from balancehead.data.reader import ShardDataset
+    from balancehead.data.shards import ShardWriter
+
+    with pytest.raises(ValueError, match="k0: label holds a non-finite number"):
+        with ShardWriter(tmp_path / "w", 4) as w:
+            w.add("k0", np.zeros((8, 8, 3), np.uint8), {"camera": [float("nan")] * 25})
+
+    root = _copy_packed(packed, tmp_path)
+    (root / "digests.json").unlink(missing_ok=True)
+    shard = sorted((root / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf]
+    victim = next(m.name for m, _ in members if m.name.endswith(".json"))
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tf:
+        for m, data in members:
+            if m.name == victim:
+                data = data.replace(b'"camera":[', b'"camera":[NaN,', 1).replace(b",", b"", 0)
+                label = __import__("json").loads(data)
+                label["camera"] = label["camera"][:25]
+                data = __import__("json").dumps(label).encode()
+                m.size = len(data)
+            tf.addfile(m, io.BytesIO(data))
+    ds = ShardDataset(root, shuffle=False)
+    with hard_timeout(30), pytest.raises(ValueError, match=rf"{shard.name}: sample '{victim[:-5]}': label 'camera' must be 25 finite"):
+        for _ in ds:
+            pass

@@ -64,6 +64,11 @@ def load_conditions(path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     ids = meta.pop("ids")
     if arr.shape != (len(ids), meta["dim"]):
         raise ValueError(f"{path}: tensor shape {arr.shape} disagrees with metadata ({len(ids)}, {meta['dim']})")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if len(bad):
+        rows = ", ".join(f"{ids[i]!r} (row {i})" for i in bad[:3])
+        raise ValueError(f"{path}: {len(bad)} condition row(s) hold non-finite values, e.g. {rows}; "
+                         "rerun label_clip and pack_dataset")
     return ids, arr, meta
 
 
