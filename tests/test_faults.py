@@ -205,3 +205,135 @@ def test_nan_camera_label_is_refused_when_written_and_when_read(packed, tmp_path
     with hard_timeout(30), pytest.raises(ValueError, match=rf"{shard.name}: sample '{victim[:-5]}': label 'camera' must be 25 finite"):
         for _ in ds:
             pass
+
+
+# ------------------------------------------------------------------------------------------ ingest
+def _png(seed: int, size: int = 40) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    arr = (np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\n%%EndComments\n"
+       b"newpath 0 0 moveto 40 40 lineto stroke\nshowpage\n%%EOF\n")
+
+
+def _load_all(path):
+    from balancehead.imageload import LoadConfig, load_source
+    return list(load_source(path, LoadConfig(max_side=64, min_side=8), progress=False))
+
+
+def test_odd_zip_member_names_each_become_one_row(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("./a.png", _png(1))
+        zf.writestr("/photos/b.png", _png(2))
+        zf.writestr("photos\\c.png", _png(3))              # a Windows zip
+        zf.writestr("dup.png", _png(4))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("dup.png", _png(5))              # same name twice: both photos are kept
+    with hard_timeout(20):
+        rows = _load_all(archive)
+    assert [r.relpath for r in rows] == ["a.png", "photos/b.png", "photos/c.png", "dup.png", "dup.png"]
+    assert all(r.ok for r in rows), [(r.relpath, r.reason, r.detail) for r in rows]
+    assert len({r.item_id for r in rows}) == 5 and len({r.sha256 for r in rows}) == 5
+
+
+def test_non_utf8_names_in_tar_become_rows(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "photos.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT, encoding="latin-1") as tf:
+        for name, data in (("caf\xe9.png", _png(1)), ("ok.png", _png(2))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with hard_timeout(20):
+        rows = _load_all(archive)
+    assert [r.ok for r in rows] == [True, True]
+    assert rows[0].relpath == "caf\ufffd.png"            # printable, JSON/parquet-safe
+    __import__("json").dumps([r.record() for r in rows])
+
+
+def test_postscript_named_jpg_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    def no_gs(*a, **k):
+        raise AssertionError("Ghostscript was invoked")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_gs)
+    (tmp_path / "evil.jpg").write_bytes(EPS)
+    (tmp_path / "good.png").write_bytes(_png(1))
+    with hard_timeout(20):
+        rows = {r.relpath: r for r in _load_all(tmp_path)}
+    assert rows["evil.jpg"].reason == "not_an_image" and rows["good.png"].ok
+
+
+def test_truncated_tar_gz_keeps_earlier_members_and_names_the_rest(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "photos.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for k in range(6):
+            data = _png(k, size=64)
+            info = tarfile.TarInfo(f"p{k}.png")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw = archive.read_bytes()
+    archive.write_bytes(raw[: len(raw) * 2 // 3])
+    with hard_timeout(20):
+        rows = _load_all(archive)
+    assert rows[0].ok
+    bad = [r for r in rows if not r.ok]
+    assert bad and all(r.reason == "unreadable" for r in bad)
+
+
+@pytest.mark.parametrize("name,content", [("empty.zip", b""), ("fake.zip", b"not a zip at all"),
+                                          ("empty.tar", b""), ("fake.tar.gz", b"\x1f\x8b garbage")])
+def test_unreadable_archive_names_ingest_source(tmp_path, name, content):
+    from balancehead.pipeline import BY_NAME
+    from balancehead.runner import StageContext
+    from balancehead.stages import ingest
+
+    (tmp_path / name).write_bytes(content)
+    params = validate(mutated("ingest.source", str(tmp_path / name)))
+    ctx = StageContext(params=params, stage=BY_NAME["ingest"], root=tmp_path)
+    with hard_timeout(20), pytest.raises(ValueError, match=rf"ingest.source: .*{name}: not a readable"):
+        ingest.main(ctx)
+
+
+def test_ingest_stage_survives_hostile_archive(tmp_path):
+    """Odd names, duplicates, EPS-as-JPEG and a non-image in one zip: one row each, no abort."""
+    import json
+    import zipfile
+
+    from balancehead.pipeline import BY_NAME
+    from balancehead.runner import StageContext
+    from balancehead.stages import ingest
+
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("./a.png", _png(1))
+        zf.writestr("/x/b.png", _png(2))
+        zf.writestr("x\\c.png", _png(3))
+        zf.writestr("evil.jpg", EPS)
+        zf.writestr("notes.txt", b"hello")
+    raw = mutated("ingest.source", str(archive))
+    raw["ingest"].update(min_side=8)
+    ctx = StageContext(params=validate(raw), stage=BY_NAME["ingest"], root=tmp_path)
+    with hard_timeout(60):
+        ingest.main(ctx)
+    rows = [json.loads(line) for line in (tmp_path / "data/ingest/items.jsonl").read_text().splitlines()]
+    got = {r["provenance"]["path"]: r["reason"] for r in rows}
+    assert got == {"a.png": None, "x/b.png": None, "x/c.png": None, "evil.jpg": "not_an_image",
+                   "notes.txt": "unsupported_type"}
