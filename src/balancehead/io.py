@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .integrity import temp_tag
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -20,7 +22,8 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; on success rename it onto `path`, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # host + PID in the name: the next run can remove what a killed writer left (integrity.clean_leftovers)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{temp_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp makes 0600; outputs get the usual permissions
     try:
