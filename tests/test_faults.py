@@ -337,3 +337,174 @@ def test_ingest_stage_survives_hostile_archive(tmp_path):
     got = {r["provenance"]["path"]: r["reason"] for r in rows}
     assert got == {"a.png": None, "x/b.png": None, "x/c.png": None, "evil.jpg": "not_an_image",
                    "notes.txt": "unsupported_type"}
+
+
+# ---------------------------------------------------------------------------------- integrity
+def flip(path: Path, offset: int | None = None) -> None:
+    """Flip one byte (in the middle by default), as bit rot would."""
+    data = bytearray(path.read_bytes())
+    k = len(data) // 2 if offset is None else offset
+    data[k] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def ingested(tmp_path):
+    """A tiny ingest run over a folder of 4 photos (fast: no procedural world)."""
+    from balancehead.pipeline import BY_NAME
+    from balancehead.runner import StageContext
+    from balancehead.stages import ingest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(4):
+        (photos / f"p{k}.png").write_bytes(_png(k))
+    raw = mutated("ingest.source", str(photos))
+    raw["ingest"].update(min_side=8)
+    params = validate(raw)
+
+    def run():
+        ingest.main(StageContext(params=params, stage=BY_NAME["ingest"], root=tmp_path))
+        return _tree(tmp_path / "data/ingest")
+
+    return tmp_path, params, run
+
+
+def test_flipped_cache_item_is_recomputed_byte_identically(ingested):
+    root, _, run = ingested
+    first = run()
+    victim = next((root / "data/.items/ingest").glob("*/*.png"))   # hard-linked into data/ingest/files too
+    flip(victim)
+    with hard_timeout(60):
+        assert run() == first
+
+
+def test_emptied_cache_json_is_recomputed(ingested):
+    root, _, run = ingested
+    first = run()
+    victim = next((root / "data/.items/ingest").glob("*/*.json"))
+    victim.write_bytes(b"")
+    with hard_timeout(60):
+        assert run() == first
+
+
+def test_corrupt_upstream_file_names_file_item_and_stage(ingested):
+    from balancehead.integrity import IntegrityError
+    from balancehead.pipeline import BY_NAME
+    from balancehead.runner import StageContext
+
+    root, params, run = ingested
+    run()
+    rec = __import__("json").loads((root / "data/ingest/items.jsonl").read_text().splitlines()[0])
+    victim = root / "data/ingest/files" / f"{rec['id']}.png"
+    flip(victim)
+    ctx = StageContext(params=params, stage=BY_NAME["assess_quality"], root=root)
+    with pytest.raises(IntegrityError) as err:
+        ctx.item_file("data/ingest", rec["id"], "png")
+    msg = str(err.value)
+    assert str(victim) in msg and f"(item {rec['id']})" in msg and "rerun stage 'ingest'" in msg
+
+
+def test_cache_key_follows_upstream_digests(ingested):
+    from balancehead.pipeline import BY_NAME
+    from balancehead.runner import StageContext
+
+    root, params, run = ingested
+    run()
+    ctx = StageContext(params=params, stage=BY_NAME["assess_quality"], root=root)
+    key = ctx.cache_key()
+    digests = root / "data/ingest/digests.json"
+    digests.write_text(digests.read_text().replace('"files": {', '"files": {"x": "0", ', 1))
+    assert ctx.cache_key() != key
+
+
+def test_verify_command_names_the_stage_to_rerun(ingested):
+    import subprocess
+    import sys
+
+    root, _, run = ingested
+    run()
+    (root / "params.yaml").write_text(yaml.safe_dump(RAW))
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO / "src"))
+    ok = subprocess.run([sys.executable, "-m", "balancehead", "verify", "ingest"], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "ok  data/ingest" in ok.stdout
+    flip(next((root / "data/ingest/files").glob("*.png")))
+    bad = subprocess.run([sys.executable, "-m", "balancehead", "verify", "ingest"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "DAMAGED  data/ingest" in bad.stdout and "balancehead run ingest" in bad.stdout
+
+
+def _packed_with_digests(packed, tmp_path) -> Path:
+    from balancehead.integrity import write_digests
+    root = _copy_packed(packed, tmp_path)
+    write_digests(root, "pack_dataset")
+    return root
+
+
+def test_flipped_shard_byte_is_detected_with_the_file_named(packed, tmp_path):
+    from balancehead.data.reader import ShardDataset
+    from balancehead.integrity import IntegrityError
+
+    root = _packed_with_digests(packed, tmp_path)
+    shard = sorted((root / "shards").glob("*.tar"))[0]
+    flip(shard, 1500)                      # inside the first sample's label/image bytes
+    ds = ShardDataset(root, shuffle=False)
+    with hard_timeout(30), pytest.raises(IntegrityError, match=rf"{shard}.*corrupt.*rerun stage 'pack_dataset'"):
+        for _ in ds:
+            pass
+
+
+def test_zeroed_manifest_bytes_are_detected(packed, tmp_path):
+    from balancehead.data.reader import ShardDataset
+    from balancehead.integrity import IntegrityError
+
+    root = _packed_with_digests(packed, tmp_path)
+    manifest = root / "manifest.parquet"
+    data = bytearray(manifest.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 8] = bytes(8)          # the probe: eight zero bytes
+    manifest.write_bytes(bytes(data))
+    with hard_timeout(30), pytest.raises(IntegrityError, match="manifest.parquet is corrupt"):
+        ShardDataset(root)
+
+
+def test_flipped_condition_table_is_detected(packed, tmp_path):
+    from balancehead.data.reader import ShardDataset
+    from balancehead.integrity import IntegrityError
+
+    root = _packed_with_digests(packed, tmp_path)
+    flip(root / "conditions.safetensors", -8)
+    with hard_timeout(30), pytest.raises(IntegrityError, match="conditions.safetensors is corrupt"):
+        ShardDataset(root)
+
+
+def test_garbled_weights_are_refused(tmp_path):
+    from balancehead.models import CheckpointError, Generator, GeneratorConfig, load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "G_ema", {"G_ema": Generator(GeneratorConfig.tiny())})
+    flip(path / "model.safetensors")
+    with hard_timeout(30), pytest.raises(CheckpointError, match=r"model.safetensors is corrupt"):
+        load_checkpoint(path)
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(packed, tmp_path):
+    from balancehead.train.loop import Trainer
+    from balancehead.train.state import latest
+
+    tp = _small_train(total_kimg=0.016, eval={"num_images": 8})
+    with hard_timeout(120):
+        Trainer(tp, packed, tmp_path, seed=0).run(max_steps=2, evaluate=False)   # ticks at 4, 8 images
+        ckpts = tmp_path / "checkpoints"
+        newest = latest(ckpts)
+        tensors = newest / "model.safetensors"
+        tensors.write_bytes(tensors.read_bytes()[:100])                          # truncated
+        (ckpts / ".ckpt-000000099.tmp-999999999").mkdir()                        # a killed writer's leftover
+        back = latest(ckpts)
+        assert back is not None and back != newest and back.name < newest.name
+        assert not (ckpts / ".ckpt-000000099.tmp-999999999").exists()
+        assert Trainer(tp, packed, tmp_path, seed=0).c.step >= 1

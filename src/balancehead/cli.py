@@ -56,6 +56,17 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from .integrity import rerun_hint, verify_outputs
+
+    selected = [stage(n) for n in args.stages] if args.stages else list(STAGES)
+    lines, rerun = verify_outputs([(s.name, s.outs) for s in selected], Path.cwd())
+    print("\n".join(lines))
+    for name in rerun:
+        print(f"to repair: {rerun_hint(name)}")
+    return 1 if rerun else 0
+
+
 def cmd_validate(args) -> int:
     load_params(args.params)
     print(f"{args.params}: valid")
@@ -113,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("stage", choices=[s.name for s in STAGES])
     r.add_argument("--shard", type=_parse_shard, default=None, help="i/n: compute this shard's items only")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("verify", help="check stage outputs against their recorded digests; say what to rerun")
+    c.add_argument("stages", nargs="*", help="stages to check (default: all)")
+    c.set_defaults(func=cmd_verify)
 
     v = sub.add_parser("validate", help="validate params.yaml and exit")
     v.set_defaults(func=cmd_validate)

@@ -210,3 +210,35 @@ def cached_item_problem(cache_dir, item_id: str) -> Optional[str]:
         except IntegrityError as e:
             return str(e).split(";")[0]
     return None
+
+
+# ----------------------------------------------------------------------------- balancehead verify
+def verify_outputs(stage_outs: Iterable[tuple[str, Iterable[str]]], root) -> tuple[list[str], list[str]]:
+    """Check every recorded output directory of the given (stage, outs) pairs under `root`.
+    -> (report lines, names of the stages to rerun)."""
+    lines, rerun = [], []
+    for stage, outs in stage_outs:
+        for out in outs:
+            path = Path(root) / out
+            if not path.exists():
+                lines.append(f"missing  {out}  (stage {stage} has not run)")
+                continue
+            if not path.is_dir() or read_digests_safe(path) is None:
+                lines.append(f"unrecorded  {out}  (no {DIGESTS_FILE}: written before digests, not checked)")
+                continue
+            problems = verify_tree(path)
+            if problems:
+                lines += [f"DAMAGED  {out}: {p}" for p in problems]
+                if stage not in rerun:
+                    rerun.append(stage)
+            else:
+                lines.append(f"ok  {out}  ({len(read_digests(path)['files'])} files match their digests)")
+    return lines, rerun
+
+
+def read_digests_safe(directory) -> Optional[dict]:
+    """Like `read_digests`, but a garbled record counts as present (verify_tree reports it)."""
+    try:
+        return read_digests(directory)
+    except IntegrityError:
+        return {"files": {}}

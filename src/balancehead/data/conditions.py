@@ -54,7 +54,13 @@ def save_conditions(path, ids, array, meta: dict[str, Any]) -> None:
 
 
 def load_conditions(path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """-> (ids, float16 array (N, D), meta). `meta` holds everything but `ids` (it keeps `dim`)."""
+    """-> (ids, float16 array (N, D), meta). `meta` holds everything but `ids` (it keeps `dim`).
+    The file is checked against its packed directory's digests (when recorded) before it is parsed."""
+    from pathlib import Path
+
+    from balancehead.integrity import verify_in
+
+    verify_in(Path(path).parent, Path(path).name)
     with safe_open(str(path), framework="numpy") as f:
         header = f.metadata() or {}
         if META_KEY not in header:

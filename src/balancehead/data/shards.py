@@ -211,6 +211,10 @@ def iter_shard_raw(path, keys=None) -> Iterator[RawSample]:
     With `keys` (a set), members of other samples are skipped without reading their data, which lets
     several readers split one shard cheaply.
     """
+    from balancehead.integrity import verify_in
+
+    if Path(path).parent.name == "shards":       # inside a packed dataset: check the recorded digest
+        verify_in(Path(path).parent.parent, f"shards/{Path(path).name}")
     current: dict[str, bytes] = {}
     current_key = None
     seen: set[str] = set()
