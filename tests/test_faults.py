@@ -508,3 +508,68 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(packed, tmp_
         assert back is not None and back != newest and back.name < newest.name
         assert not (ckpts / ".ckpt-000000099.tmp-999999999").exists()
         assert Trainer(tp, packed, tmp_path, seed=0).c.step >= 1
+
+
+# ------------------------------------------------------------------------------ params: mlflow
+@pytest.mark.parametrize("uri,expect", [
+    ("sqlite:////etc/mlflow.db", "is outside the repository"),
+    ("sqlite:///../elsewhere/mlflow.db", "is outside the repository"),
+    ("file:///tmp/mlruns", "refuses the file store"),
+    ("mlruns", "refuses the file store"),
+    ("http://tracking.example:5000", "needs mlflow.allow_outside_repo: true"),
+    ("postgresql://u@h/db", "unsupported scheme 'postgresql'"),
+])
+def test_tracking_uri_is_checked_before_any_work(tmp_path, uri, expect):
+    raw = mutated("mlflow.tracking_uri", uri)
+    (tmp_path / "repo").mkdir()
+    f = tmp_path / "repo/params.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match="mlflow.tracking_uri") as err:
+        load_params(f)
+    assert expect in str(err.value)
+
+
+def test_tracking_uri_outside_repo_when_allowed(tmp_path):
+    raw = mutated("mlflow.tracking_uri", f"sqlite:///{tmp_path}/shared/mlflow.db")
+    raw["mlflow"]["allow_outside_repo"] = True
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo/params.yaml").write_text(yaml.safe_dump(raw))
+    assert load_params(tmp_path / "repo/params.yaml").mlflow.allow_outside_repo
+
+
+# ------------------------------------------------------------------------------------ locking
+def test_stage_refuses_to_run_while_snakemake_holds_the_checkout(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(RAW))
+    (tmp_path / ".snakemake/locks").mkdir(parents=True)
+    (tmp_path / ".snakemake/locks/0.input.lock").write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "BALANCEHEAD_ORCHESTRATOR"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    proc = subprocess.run([sys.executable, "-m", "balancehead", "run", "ingest"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4
+    assert "Snakemake is running in this checkout" in proc.stderr and "snakemake --unlock" in proc.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_snakemake_refuses_to_start_while_dvc_runs(tmp_path):
+    import json
+    import os
+
+    from balancehead.locking import WorkflowLocked, refuse_if_dvc_running
+
+    (tmp_path / ".dvc/tmp").mkdir(parents=True)
+    rw = tmp_path / ".dvc/tmp/rwlock"
+    rw.write_text(json.dumps({"write": {"data/ingest": {"pid": os.getppid(), "cmd": "dvc repro"}}, "read": {}}))
+    with pytest.raises(WorkflowLocked, match=rf"DVC is running in this checkout \({os.getppid()}: dvc repro\)"):
+        refuse_if_dvc_running(tmp_path)
+    rw.write_text(json.dumps({"write": {"data/ingest": {"pid": 2**22 + 12345, "cmd": "dvc repro"}}}))
+    refuse_if_dvc_running(tmp_path)                  # a dead DVC's entry does not block
+
+
+def test_snakefile_runs_the_dvc_check(tmp_path):
+    text = (REPO / "Snakefile").read_text()
+    assert "refuse_if_dvc_running(workflow.basedir)" in text and "ORCHESTRATOR_ENV" in text

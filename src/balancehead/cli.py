@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from . import io
+from .locking import WorkflowLocked
 from .params import ParamsError, json_schema, load_params
 from .pipeline import STAGES, dvc_yaml, stage
 
@@ -31,6 +32,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def cmd_run(args) -> int:
+    from .locking import refuse_if_snakemake_running
     from .runner import StageContext, setup_logging
 
     params = load_params(args.params)          # validated before any work
@@ -38,6 +40,7 @@ def cmd_run(args) -> int:
     if args.shard is not None and not st.sharded:
         raise SystemExit(f"stage {st.name} is not sharded; run it without --shard")
     root = Path.cwd()
+    refuse_if_snakemake_running(root)           # dvc repro / by hand while Snakemake runs here
     log_path = root / (st.shard_log(*args.shard) if args.shard else st.log)
     log = setup_logging(log_path)
     threads = params.workflow.threads
@@ -159,6 +162,9 @@ def main(argv=None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except WorkflowLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":
