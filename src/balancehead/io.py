@@ -87,7 +87,7 @@ def write_png(path, image: np.ndarray) -> None:
 def read_png(path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(path, formats=("PNG",)) as im:            # our own outputs: PNG only, nothing else parsed
         return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im).copy()
 
 

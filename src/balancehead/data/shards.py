@@ -193,7 +193,7 @@ class Sample:
 def decode_png(data: bytes, mode: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
         return np.asarray(im.convert(mode) if im.mode != mode else im).copy()
 
 
