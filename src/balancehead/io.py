@@ -63,12 +63,22 @@ def write_jsonl(path, rows) -> None:
 
 def read_json(path):
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:      # name the file, not just "line 1 column 1"
+            raise ValueError(f"{path}: not valid JSON ({e}); rerun the stage that wrote it") from None
 
 
 def read_jsonl(path) -> list[dict]:
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}: line {n} is not valid JSON ({e}); rerun the stage that wrote it") from None
+    return rows
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -87,8 +97,13 @@ def write_png(path, image: np.ndarray) -> None:
 def read_png(path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path, formats=("PNG",)) as im:            # our own outputs: PNG only, nothing else parsed
-        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im).copy()
+    try:
+        with Image.open(path, formats=("PNG",)) as im:            # our own outputs: PNG only, nothing else parsed
+            return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im).copy()
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable PNG ({type(e).__name__}: {e}); rerun the stage that wrote it") from None
 
 
 def _json_default(o):

@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import save as np_save
 from tqdm import tqdm
 
-from .. import io
+from .. import integrity, io
 
 CHECKPOINT = "data/train"
 DATASET = "data/dataset"
@@ -115,6 +115,7 @@ def main(ctx) -> None:
     io.write_json(tmp / "dataset.json", stats)
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    integrity.write_digests(tmp, ctx.stage.name)          # checked on load like the packed dataset
     tmp.rename(out_dir)
     io.write_json(ctx.path(METRICS), stats)
     ctx.log.info("sample_prior: %d images of %d identities (%d dropped by the gate)", len(depth_ids), n, drops)

@@ -29,7 +29,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import io
+from .. import integrity, io
 from ..runner import StageContext, sha256_file
 
 DATASET = "data/dataset"
@@ -158,6 +158,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
         shutil.copyfile(png, tmp / "fakes" / png.name)
     tsv = stats_tsv_text(rows)
     io.write_text(tmp / "stats.tsv", tsv)
+    integrity.write_digests(tmp, ctx.stage.name)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
