@@ -7,6 +7,7 @@ regression shows up as a failure, not as a stuck CI job.
 from __future__ import annotations
 
 import copy
+import faulthandler
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,14 +23,18 @@ RAW = yaml.safe_load((REPO / "params.yaml").read_text())
 
 @contextmanager
 def hard_timeout(seconds: int):
-    """Fail (not hang) when the body takes longer than `seconds`."""
+    """Fail (not hang) when the body takes longer than `seconds`: SIGALRM raises in Python code; if the
+    body is stuck inside C code (a LAPACK routine on NaN), faulthandler dumps the stacks and ends the
+    process 30 s later, so CI fails instead of hanging."""
     def _alarm(signum, frame):
         raise TimeoutError(f"case did not finish within {seconds} s")
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(seconds)
+    faulthandler.dump_traceback_later(seconds + 30, exit=True)
     try:
         yield
     finally:
+        faulthandler.cancel_dump_traceback_later()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
 
@@ -54,6 +59,7 @@ def mutated(path: str, value):
     ("workflow.shards", 16.0, "workflow.shards: Value error, must be a whole number"),
     ("workflow.shards", True, "workflow.shards: Value error, must be a whole number"),
     ("seed", 1.5, "seed"),
+    ("camera.radius", 10**400, "camera.radius: Value error, must be a finite number"),
     ("camera.radius", "2.7", "camera.radius: Value error, must be a number"),
 ])
 def test_params_refuse_non_finite_and_loose_numbers(path, value, expect):
@@ -493,6 +499,7 @@ def test_garbled_weights_are_refused(tmp_path):
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(packed, tmp_path):
+    from balancehead.integrity import temp_tag
     from balancehead.train.loop import Trainer
     from balancehead.train.state import latest
 
@@ -503,10 +510,11 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(packed, tmp_
         newest = latest(ckpts)
         tensors = newest / "model.safetensors"
         tensors.write_bytes(tensors.read_bytes()[:100])                          # truncated
-        (ckpts / ".ckpt-000000099.tmp-999999999").mkdir()                        # a killed writer's leftover
+        leftover = ckpts / f".ckpt-000000099.tmp-{temp_tag().rsplit('-', 1)[0]}-{2**22 + 99}"
+        leftover.mkdir()                                                          # a killed writer's leftover
         back = latest(ckpts)
         assert back is not None and back != newest and back.name < newest.name
-        assert not (ckpts / ".ckpt-000000099.tmp-999999999").exists()
+        assert not leftover.exists()
         assert Trainer(tp, packed, tmp_path, seed=0).c.step >= 1
 
 

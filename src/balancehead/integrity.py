@@ -149,7 +149,7 @@ def verify_tree(directory) -> list[str]:
 
 # -------------------------------------------------------------------------------------- leftovers
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
-_LEFTOVER = re.compile(r"^\..*\.tmp-(?:(?P<host>[A-Za-z0-9-]+)-)?(?P<pid>\d+)(?:\..*)?$")
+_LEFTOVER = re.compile(r"^\..*\.tmp-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)(?:\..*)?$")
 
 
 def temp_tag() -> str:
@@ -168,8 +168,9 @@ def _alive(pid: int) -> bool:
 
 
 def clean_leftovers(directory) -> list[Path]:
-    """Remove `.*.tmp-<host>-<pid>[...]` files/dirs directly in `directory` whose writer (on this host)
-    is gone, and untagged `.*.tmp-<pid>` ones whose PID is not running; returns what was removed."""
+    """Remove `.*.tmp-<host>-<pid>[...]` files/dirs directly in `directory` whose writer, on this host,
+    is gone; returns what was removed. Another host's temp files are left alone (its writer may be
+    alive on a shared filesystem)."""
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
@@ -179,7 +180,7 @@ def clean_leftovers(directory) -> list[Path]:
         if not m:
             continue
         host, pid = m.group("host"), int(m.group("pid"))
-        if (host is not None and host != _HOST) or _alive(pid):
+        if host != _HOST or _alive(pid):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)

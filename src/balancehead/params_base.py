@@ -56,7 +56,11 @@ def check_numbers(value: Any, ann: Any, where: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}must be a number written without quotes"
                              + (f" (got {_show(value)})" if where else ""))
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:                    # an integer too large for a float
+            finite = False
+        if not finite:
             raise ValueError(f"{where}must be a finite number" + (f" (got {value})" if where else ""))
         return
     if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):

@@ -148,7 +148,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
     from ..models import save_checkpoint
 
     out = ctx.path(OUT_DIR)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
                     {"conditioning": trainer.spec.mode, "semantic_dim": trainer.spec.semantic_dim,
