@@ -46,8 +46,10 @@ def save_conditions(path, ids, array, meta: dict[str, Any]) -> None:
         raise ValueError(f"meta must not set {sorted(clash)} (derived from ids/array)")
     with np.errstate(over="ignore"):  # overflow becomes inf, rejected just below
         arr16 = np.ascontiguousarray(arr.astype(np.float16))
-    if not np.all(np.isfinite(arr16)):
-        raise ValueError("features contain non-finite values (after float16 cast)")
+    bad = np.flatnonzero(~np.isfinite(arr16).all(axis=1))
+    if len(bad):
+        rows = ", ".join(f"{ids[i]!r} (row {i})" for i in bad[:3])
+        raise ValueError(f"features contain non-finite values (after float16 cast) in {len(bad)} row(s), e.g. {rows}")
     header = dict(meta, ids=ids, dim=int(arr.shape[1]))
     text = json.dumps(header, sort_keys=True, separators=(",", ":"))
     write_bytes(path, save({TENSOR: arr16}, metadata={META_KEY: text}))
