@@ -51,7 +51,8 @@ def _write(kind: str, root: Path, pngs: list[bytes]) -> Path:
     return path
 
 
-def ingest_like(path: Path) -> tuple[int, float]:
+def ingest_like(path: Path, per_entry: bool = False) -> tuple[int, float]:
+    """`per_entry`: open the archive again for every member (the old way; quadratic for .tar.gz)."""
     from balancehead.imageload import SourceReader, load_image, scan_source
 
     t = time.perf_counter()
@@ -59,7 +60,8 @@ def ingest_like(path: Path) -> tuple[int, float]:
     kept = 0
     with SourceReader(path, entries[0].container) as reader:
         for e in entries:
-            kept += load_image(e, max_side=64, min_side=8, data=reader.read(e)).ok
+            data = e.read_bytes() if per_entry else reader.read(e)
+            kept += load_image(e, max_side=64, min_side=8, data=data).ok
     return kept, time.perf_counter() - t
 
 
@@ -67,15 +69,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000])
     ap.add_argument("--px", type=int, default=48)
+    ap.add_argument("--per-entry-max", type=int, default=1000,
+                    help="also time re-opening the .tar.gz per member (the old way) up to this many members")
     args = ap.parse_args()
-    print(f"{'source':<8} {'members':>8} {'seconds':>9} {'ms/member':>10}")
-    for kind in ("tar.gz", "zip", "folder"):
+    print(f"{'source':<22} {'members':>8} {'seconds':>9} {'ms/member':>10}")
+    runs = [(k, False) for k in ("tar.gz", "zip", "folder")] + [("tar.gz", True)]
+    for kind, per_entry in runs:
         for n in args.sizes:
+            if per_entry and n > args.per_entry_max:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 path = _write(kind, Path(tmp), _pngs(n, args.px))
-                kept, dt = ingest_like(path)
+                kept, dt = ingest_like(path, per_entry)
                 assert kept == n, (kind, n, kept)
-                print(f"{kind:<8} {n:>8} {dt:>9.2f} {1000 * dt / n:>10.2f}", flush=True)
+                label = kind + (" re-open/member" if per_entry else "")
+                print(f"{label:<22} {n:>8} {dt:>9.2f} {1000 * dt / n:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":
