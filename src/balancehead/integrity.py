@@ -7,8 +7,9 @@ written last, just before the directory is renamed into place. Item records (`it
 per-item cache carry the same digests per file.
 
 The check: `verify_in(directory, relpath)` hashes the file (streaming, 1 MiB blocks) and compares it
-with the record. Hashes are memoised on (path, size, mtime, inode), so each file is read once per
-process however often it is asked for; a rewritten file has a new mtime/inode and is hashed again.
+with the record. Hashes are memoised on (device, inode, size, mtime), so each file is read once per
+process however often (and under however many hard-linked names) it is asked for; a rewritten file
+has a new mtime/inode and is hashed again.
 A mismatch raises `IntegrityError`, naming the file, the item where known, and the stage to rerun.
 A directory without `digests.json` (written before this format) is not checked.
 
@@ -53,15 +54,20 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    return sha256_file(path)
+_MEMO: dict[tuple[int, int, int, int], str] = {}     # (device, inode, size, mtime) -> sha256, this process
 
 
 def file_digest(path) -> str:
-    """sha256 of `path`, memoised on its identity (path, size, mtime, inode): once per file per run."""
+    """sha256 of `path`, memoised on the file's identity (device, inode, size, mtime): once per file per
+    run, also across hard links and renames (a cache file linked into a stage directory is one file)."""
     st = os.stat(path)
-    return _digest(os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _MEMO.get(key)
+    if digest is None:
+        if len(_MEMO) >= 1 << 18:
+            _MEMO.clear()
+        digest = _MEMO[key] = sha256_file(path)
+    return digest
 
 
 def verify_file(path, expected: str, *, item: Optional[str] = None, stage: Optional[str] = None) -> None:
