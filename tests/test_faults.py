@@ -623,3 +623,11 @@ def test_kill_minus_nine_at_a_seeded_point_then_rerun_is_byte_identical(tmp_path
     shutil.rmtree(tmp_path / "data")
     subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
     assert _tree(tmp_path / "data/ingest") == resumed
+
+
+def test_exponent_without_dot_is_a_number(tmp_path):
+    """PyYAML reads `1e-3` as a string; for a float key it means the number."""
+    f = tmp_path / "params.yaml"
+    f.write_text((REPO / "params.yaml").read_text().replace("radius: 2.7", "radius: 27e-1", 1))
+    assert "27e-1" in f.read_text()
+    assert load_params(f).camera.radius == pytest.approx(2.7)

@@ -5,13 +5,15 @@ Section models live next to the code they configure (e.g. `balancehead.train.par
 assembled into the whole file's schema by `balancehead.params.Params`.
 
 Numbers are checked strictly on every section (one validator here, so no section can forget it):
-a float key refuses NaN/inf, booleans and strings ("1.5"); an integer key refuses `16.0`, `"16"` and
+a float key refuses NaN/inf, booleans and strings ("1.5"; only `1e-3`, which PyYAML reads as a string,
+is taken as the number it means); an integer key refuses `16.0`, `"16"` and
 `true` — pydantic's lax mode would silently coerce all of these. Lists, tuples and dicts of numbers
 are checked element by element. A NaN that got through here would travel into camera labels and
 hang a matrix square root much later (issue 14)."""
 from __future__ import annotations
 
 import math
+import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -53,6 +55,8 @@ def check_numbers(value: Any, ann: Any, where: str = "") -> None:
                              + (f" (got {_show(value)})" if where else ""))
         return
     if ann is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.match(value):
+            value = float(value)                 # PyYAML reads `1e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}must be a number written without quotes"
                              + (f" (got {_show(value)})" if where else ""))
@@ -75,6 +79,9 @@ def check_numbers(value: Any, ann: Any, where: str = "") -> None:
     if origin is dict and isinstance(value, dict) and len(args) == 2:
         for k, v in value.items():
             check_numbers(v, args[1], f"{where}[{k!r}] ")
+
+
+_YAML11_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def _show(value: Any) -> str:
