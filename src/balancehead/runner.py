@@ -4,6 +4,7 @@ assembling the stage's output directory.
 Output directory of an item stage (`data/<stage>/`):
   items.jsonl          one JSON record per item, in item order (sorted ids), with `files` = {name: sha256}
   files/<id>.<name>    the item's files (PNG images, masks, ...)
+  digests.json         sha256 of every file above, checked when a later stage reads them (`integrity`)
 
 Per-item cache (`data/.items/<stage>/<key>/`): every finished item is written atomically (files first,
 then `<id>.json` as the commit mark), so a rerun after kill -9 skips finished items and never reads a
