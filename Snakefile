@@ -1,6 +1,7 @@
 # BalanceHead workflow. `snakemake --cores all all` (local) or `snakemake --profile slurm all` (cluster).
 # The stage list lives in src/balancehead/pipeline.py; rules/*.smk build each rule from it, and
 # dvc.yaml is generated from it, so both tools run the same commands on the same deps/outs/params.
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from balancehead.params import load_params
 from balancehead import pipeline
 
 P = load_params(Path(workflow.basedir) / "params.yaml")   # validated before any job is scheduled
+from balancehead.locking import ORCHESTRATOR_ENV, refuse_if_dvc_running
+refuse_if_dvc_running(workflow.basedir)                   # not while `dvc repro` runs in this checkout
+os.environ[ORCHESTRATOR_ENV] = "snakemake"                # our jobs pass the check against Snakemake's lock
 NSHARDS = P.workflow.shards
 
 

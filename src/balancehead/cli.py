@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from . import io
+from .locking import WorkflowLocked
 from .params import ParamsError, json_schema, load_params
 from .pipeline import STAGES, dvc_yaml, stage
 
@@ -31,6 +32,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def cmd_run(args) -> int:
+    from .locking import refuse_if_snakemake_running
     from .runner import StageContext, setup_logging
 
     params = load_params(args.params)          # validated before any work
@@ -38,6 +40,7 @@ def cmd_run(args) -> int:
     if args.shard is not None and not st.sharded:
         raise SystemExit(f"stage {st.name} is not sharded; run it without --shard")
     root = Path.cwd()
+    refuse_if_snakemake_running(root)           # dvc repro / by hand while Snakemake runs here
     log_path = root / (st.shard_log(*args.shard) if args.shard else st.log)
     log = setup_logging(log_path)
     threads = params.workflow.threads
@@ -54,6 +57,17 @@ def cmd_run(args) -> int:
     module.main(ctx)
     log.info("stage %s done", st.name)
     return 0
+
+
+def cmd_verify(args) -> int:
+    from .integrity import rerun_hint, verify_outputs
+
+    selected = [stage(n) for n in args.stages] if args.stages else list(STAGES)
+    lines, rerun = verify_outputs([(s.name, s.outs) for s in selected], Path.cwd())
+    print("\n".join(lines))
+    for name in rerun:
+        print(f"to repair: {rerun_hint(name)}")
+    return 1 if rerun else 0
 
 
 def cmd_validate(args) -> int:
@@ -128,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--shard", type=_parse_shard, default=None, help="i/n: compute this shard's items only")
     r.set_defaults(func=cmd_run)
 
+    c = sub.add_parser("verify", help="check stage outputs against their recorded digests; say what to rerun")
+    c.add_argument("stages", nargs="*", help="stages to check (default: all)")
+    c.set_defaults(func=cmd_verify)
+
     v = sub.add_parser("validate", help="validate params.yaml and exit")
     v.set_defaults(func=cmd_validate)
 
@@ -165,6 +183,9 @@ def main(argv=None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except WorkflowLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import stat
 import tarfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -82,6 +83,10 @@ class Reason:
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Pillow decoders we let see user bytes, whatever the file is called. Everything else — notably EPS/PS,
+# which Pillow hands to Ghostscript (an external interpreter) — is `not_an_image` without being parsed.
+# (Multi-picture JPEGs from phones open through the JPEG decoder.)
+DECODER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -97,14 +102,18 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One file of a source. `relpath` is POSIX, relative to the folder or archive root."""
+    """One file of a source. `relpath` is POSIX, relative to the folder or archive root, normalised
+    (no leading '/' or './', backslashes become '/') and printable (undecodable bytes shown as U+FFFD);
+    `member` is the name exactly as stored, used to read it."""
 
     item_id: str
     relpath: str
     source: str  # the folder or archive path given to scan_source
     container: str  # "dir", "zip" or "tar"
-    index: int  # position in scan order (for tar: also the member's position in the archive)
+    index: int  # position in scan order = position among the archive's non-directory members
     size: int | None = None  # bytes, where known without reading
+    member: str = ""  # the stored name (may hold surrogate escapes); relpath when empty
+    error: str | None = None  # set for the row that stands for an unreadable rest of an archive
 
     @property
     def suffix(self) -> str:
@@ -113,19 +122,9 @@ class SourceEntry:
     def read_bytes(self, max_bytes: int = LoadConfig.max_bytes) -> bytes:
         """Read the file's bytes; raises `SourceReadError` with a reason code on failure.
 
-        Random access: cheap for folders, zip and plain tar; for compressed tar prefer
-        `iter_source_bytes`, which reads the archive in one pass.
-        """
-        if self.container == "dir":
-            return _read_dir_file(Path(self.source) / self.relpath, max_bytes)
-        if self.container == "zip":
-            with zipfile.ZipFile(self.source) as zf:
-                return _read_zip_member(zf, zf.getinfo(self.relpath), max_bytes)
-        with tarfile.open(self.source, "r:*") as tf:
-            for i, member in enumerate(m for m in tf if not m.isdir()):
-                if i == self.index:
-                    return _read_tar_member(tf, member, max_bytes)
-        raise SourceReadError(Reason.UNREADABLE, "member vanished from archive")
+        Opens the source for this one read; to read many entries use one `SourceReader`."""
+        with SourceReader(self.source, self.container) as reader:
+            return reader.read(self, max_bytes)
 
 
 class SourceReadError(Exception):
@@ -135,6 +134,10 @@ class SourceReadError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class SourceArchiveError(ValueError):
+    """The archive itself cannot be listed (0 bytes, not an archive, damaged before its first member)."""
 
 
 @dataclass
@@ -187,7 +190,7 @@ class LoadedImage:
 
 def item_id_for(relpath: str) -> str:
     """Stable id of a file from its relative path inside the source."""
-    return "src-" + hashlib.sha1(relpath.encode("utf-8")).hexdigest()[:12]
+    return "src-" + hashlib.sha1(relpath.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -196,19 +199,27 @@ def is_archive(path: str | os.PathLike) -> bool:
 
 
 def _norm_member(name: str) -> str:
+    """Archive member name -> printable POSIX relpath: './a.png', '/photos/a.png', 'photos\\a.png' (a
+    Windows zip) all become 'a.png' / 'photos/a.png'; undecodable bytes become U+FFFD."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("/", ".", "")]
     return "/".join(parts)
 
 
-def _make_entries(source: str, container: str, items: list[tuple[str, int | None]]) -> list[SourceEntry]:
-    """Entries in the given order; a repeated relpath (possible in archives) gets a '#n' id suffix."""
+def _make_entries(source: str, container: str, items: list[tuple[str, int | None, str]],
+                  error: str | None = None) -> list[SourceEntry]:
+    """Entries in the given order; a repeated relpath (possible in archives) gets a '#n' id suffix.
+    `error` (an archive that breaks off) adds one more entry standing for the unreadable rest."""
     seen: dict[str, int] = {}
     entries = []
-    for index, (relpath, size) in enumerate(items):
+    for index, (relpath, size, member) in enumerate(items):
         n = seen.get(relpath, 0)
         seen[relpath] = n + 1
         key = relpath if n == 0 else f"{relpath}#{n + 1}"
-        entries.append(SourceEntry(item_id_for(key), relpath, source, container, index, size))
+        entries.append(SourceEntry(item_id_for(key), relpath, source, container, index, size, member))
+    if error is not None:
+        key = f"(rest of archive after member {len(items)})"
+        entries.append(SourceEntry(item_id_for(key), key, source, container, len(items), None, "", error))
     return entries
 
 
@@ -216,7 +227,9 @@ def scan_source(path: str | os.PathLike) -> list[SourceEntry]:
     """List every file of a folder (sorted by relative path) or archive (in archive order).
 
     Both orders are stable for unchanged input. Archive order is used for archives so that a
-    compressed tar can be read in a single pass.
+    compressed tar can be read in a single pass. An archive that cannot be listed at all raises
+    `SourceArchiveError`; one that breaks off after some members keeps them and gets one more
+    entry (quarantined `unreadable`) for the rest.
     """
     path = Path(path)
     source = str(path)
@@ -225,23 +238,109 @@ def scan_source(path: str | os.PathLike) -> list[SourceEntry]:
         for root, dirs, files in os.walk(path, followlinks=False):
             dirs.sort()
             for name in files:
-                full = Path(root) / name
-                items.append((full.relative_to(path).as_posix(), None))
+                rel = (Path(root) / name).relative_to(path).as_posix()
+                items.append((_norm_member(rel), None, rel))
         items.sort(key=lambda t: t[0])
         return _make_entries(source, "dir", items)
     name = source.lower()
     if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            items = [(_norm_member(i.filename), i.file_size) for i in zf.infolist() if not i.is_dir()]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                items = [(_norm_member(i.filename), i.file_size, i.filename) for i in zf.infolist() if not i.is_dir()]
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
+            raise SourceArchiveError(f"{path}: not a readable zip archive ({type(e).__name__}: {e})") from None
         return _make_entries(source, "zip", items)
     if name.endswith(ARCHIVE_SUFFIXES):
-        with tarfile.open(path, "r:*") as tf:
-            items = [(_norm_member(m.name), m.size if m.isfile() else None) for m in tf if not m.isdir()]
-        return _make_entries(source, "tar", items)
-    raise ValueError(f"{path}: not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
+        items, error = [], None
+        try:
+            with tarfile.open(path, "r|*") as tf:            # one streaming pass, also for .tar.gz
+                for m in tf:
+                    if not m.isdir():
+                        items.append((_norm_member(m.name), m.size if m.isfile() else None, m.name))
+        except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as e:
+            if not items:
+                raise SourceArchiveError(f"{path}: not a readable tar archive ({type(e).__name__}: {e})") from None
+            error = f"archive breaks off: {type(e).__name__}: {e}"
+        return _make_entries(source, "tar", items, error)
+    raise SourceArchiveError(f"{path}: not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)})")
 
 
 # ----------------------------------------------------------------------------------------- read
+
+
+class SourceReader:
+    """Reads the entries of ONE source, keeping the folder/archive open between reads.
+
+    Folders and zips are random access (the zip directory is parsed once). A tar — compressed or
+    not — is streamed forward: reading entries in scan order (as the ingest stage and every shard of
+    it do) costs one pass over the archive, i.e. time linear in the number of members; asking for an
+    earlier member than the last one restarts the stream."""
+
+    def __init__(self, source: str | os.PathLike, container: str):
+        self.source, self.container = str(source), container
+        self._zf: zipfile.ZipFile | None = None
+        self._zinfos: list[zipfile.ZipInfo] = []
+        self._tar: tarfile.TarFile | None = None
+        self._tar_iter: Iterator[tarfile.TarInfo] | None = None
+        self._tar_pos = -1  # ordinal (among non-directory members) of the member last returned
+
+    def __enter__(self) -> "SourceReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zf is not None:
+            self._zf.close()
+            self._zf = None
+        self._close_tar()
+
+    def read(self, entry: SourceEntry, max_bytes: int = LoadConfig.max_bytes) -> bytes:
+        if entry.error is not None:
+            raise SourceReadError(Reason.UNREADABLE, entry.error)
+        if entry.container == "dir":
+            return _read_dir_file(Path(self.source) / (entry.member or entry.relpath), max_bytes)
+        if entry.container == "zip":
+            return _read_zip_member(self._zip_infos()[entry.index], self._zf, max_bytes)
+        return self._read_tar(entry.index, max_bytes)
+
+    def _zip_infos(self) -> list[zipfile.ZipInfo]:
+        if self._zf is None:
+            try:
+                self._zf = zipfile.ZipFile(self.source)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+                raise SourceReadError(Reason.UNREADABLE, f"zip archive: {e}") from None
+            self._zinfos = [i for i in self._zf.infolist() if not i.is_dir()]
+        return self._zinfos
+
+    def _close_tar(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+        self._tar, self._tar_iter, self._tar_pos = None, None, -1
+
+    def _read_tar(self, index: int, max_bytes: int) -> bytes:
+        if self._tar is None or index <= self._tar_pos:
+            self._close_tar()
+            try:
+                self._tar = tarfile.open(self.source, "r|*")
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise SourceReadError(Reason.UNREADABLE, f"tar archive: {e}") from None
+            self._tar_iter = iter(self._tar)
+        try:
+            while True:
+                member = next(self._tar_iter, None)
+                if member is None:
+                    self._close_tar()
+                    raise SourceReadError(Reason.UNREADABLE, "member vanished from archive")
+                if member.isdir():
+                    continue
+                self._tar_pos += 1
+                if self._tar_pos == index:
+                    return _read_tar_member(self._tar, member, max_bytes)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            self._close_tar()
+            raise SourceReadError(Reason.UNREADABLE, f"tar archive: {e}") from None
 
 
 def _open_binary(path: Path):
@@ -272,13 +371,13 @@ def _read_dir_file(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+def _read_zip_member(info: zipfile.ZipInfo, zf: zipfile.ZipFile, max_bytes: int) -> bytes:
     if info.file_size > max_bytes:
         raise SourceReadError(Reason.FILE_TOO_LARGE, f"{info.file_size} bytes > {max_bytes}")
     try:
         with zf.open(info) as f:
             data = f.read(max_bytes + 1)  # do not trust the header's size (zip bombs)
-    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError, EOFError) as e:
+    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
         raise SourceReadError(Reason.UNREADABLE, f"zip member: {e}") from None
     if len(data) > max_bytes:
         raise SourceReadError(Reason.FILE_TOO_LARGE, f"more than {max_bytes} bytes")
@@ -295,41 +394,23 @@ def _read_tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: in
         if f is None:
             raise SourceReadError(Reason.UNREADABLE, "archive member has no data")
         return f.read()
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise SourceReadError(Reason.UNREADABLE, f"tar member: {e}") from None
 
 
 def iter_source_bytes(
     entries: list[SourceEntry], max_bytes: int = LoadConfig.max_bytes
 ) -> Iterator[tuple[SourceEntry, bytes | SourceReadError]]:
-    """Yield (entry, bytes or the read error) for entries of ONE source, in their order.
-
-    Tar archives (compressed or not) are streamed once; folders and zips are read per entry.
-    """
+    """Yield (entry, bytes or the read error) for entries of ONE source, in their order (one pass
+    over a tar archive when the entries are in scan order)."""
     if not entries:
         return
-    if entries[0].container != "tar":
+    with SourceReader(entries[0].source, entries[0].container) as reader:
         for entry in entries:
             try:
-                yield entry, entry.read_bytes(max_bytes)
+                yield entry, reader.read(entry, max_bytes)
             except SourceReadError as e:
                 yield entry, e
-        return
-    wanted = {e.index: e for e in entries}
-    last = max(wanted)
-    with tarfile.open(entries[0].source, "r|*") as tf:
-        index = -1
-        for member in tf:
-            if member.isdir():
-                continue
-            index += 1
-            if index in wanted:
-                try:
-                    yield wanted[index], _read_tar_member(tf, member, max_bytes)
-                except SourceReadError as e:
-                    yield wanted[index], e
-            if index >= last:
-                break
 
 
 # --------------------------------------------------------------------------------------- decode
@@ -407,6 +488,9 @@ def load_image(
     """
     if isinstance(source, SourceEntry):
         out = LoadedImage(source.item_id, source.relpath)
+        if source.error is not None:
+            out.reason, out.detail = Reason.UNREADABLE, source.error
+            return out
         if source.suffix not in IMAGE_SUFFIXES:
             out.reason, out.detail = Reason.UNSUPPORTED_TYPE, f"suffix {source.suffix or '(none)'!r}"
             return out
@@ -433,7 +517,7 @@ def _decode(data: bytes, out: LoadedImage, max_side: int, min_side: int, max_pix
         # Our own max_pixels check replaces PIL's warning; PIL's hard error (2x its limit) is kept.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=DECODER_FORMATS)
         except Image.DecompressionBombError as e:
             out.reason, out.detail = Reason.TOO_MANY_PIXELS, str(e)[:200]
             return out

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .integrity import temp_tag
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -20,7 +22,8 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; on success rename it onto `path`, else remove it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # host + PID in the name: the next run can remove what a killed writer left (integrity.clean_leftovers)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{temp_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)          # mkstemp makes 0600; outputs get the usual permissions
     try:
@@ -60,12 +63,22 @@ def write_jsonl(path, rows) -> None:
 
 def read_json(path):
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:      # name the file, not just "line 1 column 1"
+            raise ValueError(f"{path}: not valid JSON ({e}); rerun the stage that wrote it") from None
 
 
 def read_jsonl(path) -> list[dict]:
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}: line {n} is not valid JSON ({e}); rerun the stage that wrote it") from None
+    return rows
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -84,8 +97,13 @@ def write_png(path, image: np.ndarray) -> None:
 def read_png(path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im).copy()
+    try:
+        with Image.open(path, formats=("PNG",)) as im:            # our own outputs: PNG only, nothing else parsed
+            return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im).copy()
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable PNG ({type(e).__name__}: {e}); rerun the stage that wrote it") from None
 
 
 def _json_default(o):

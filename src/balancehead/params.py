@@ -7,11 +7,12 @@ given and what is allowed; nothing is written before validation passes.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
@@ -287,9 +288,35 @@ class PackDatasetParams(_Section):
 
 
 class MlflowParams(_Section):
-    tracking_uri: str = "sqlite:///mlflow.db"
+    allow_outside_repo: bool = Field(False, description="allow a store outside the repository (a path elsewhere, or an http(s) server)")
+    tracking_uri: str = Field("sqlite:///mlflow.db", description=(
+        "sqlite:///<path>.db (relative to the repository; sqlite:////<absolute path>); "
+        "http(s):// only with allow_outside_repo"))
     experiment: str = "balancehead"
     enabled: bool = True
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _scheme(cls, uri: str, info: ValidationInfo) -> str:
+        scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+        if scheme == "sqlite":
+            if not uri.startswith("sqlite:///") or len(uri) <= len("sqlite:///"):
+                raise ValueError("write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        elif scheme in ("http", "https"):
+            if not info.data.get("allow_outside_repo"):
+                raise ValueError(f"a remote server ({scheme}://) needs mlflow.allow_outside_repo: true")
+        elif scheme in ("", "file"):
+            raise ValueError("MLflow 3 refuses the file store (file:// or a plain path); use sqlite:///mlflow.db")
+        else:
+            raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// (or http(s):// with "
+                             "allow_outside_repo: true)")
+        return uri
+
+    def sqlite_path(self, root: Path) -> Optional[Path]:
+        """The database file a sqlite tracking URI names, resolved against the repository root."""
+        if not self.tracking_uri.lower().startswith("sqlite:///"):
+            return None
+        return (Path(root) / self.tracking_uri[len("sqlite:///"):]).resolve()
 
 
 class BuildOpsParams(_Section):
@@ -358,9 +385,14 @@ def _format_error(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             msg = "required key is missing"
         given = e.get("input")
-        shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {given!r})"
+        shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (got {_short(given)})"
         lines.append(f"  {key}: {msg}{shown}")
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _allowed_keys(loc) -> list[str]:
@@ -396,10 +428,50 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the repository root, or pass --params)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    return validate(raw, str(path))
+    params = validate(raw, str(path))
+    _check_tracking_location(params, path.resolve().parent, str(path))
+    return params
+
+
+def _check_tracking_location(params: "Params", root: Path, source: str) -> None:
+    """mlflow.tracking_uri must name a writable place inside the repository (unless allowed otherwise):
+    checked before any stage runs, not after pack_dataset has spent an hour."""
+    m = params.mlflow
+    db = m.sqlite_path(root)
+    if not m.enabled or db is None:
+        return
+    if not m.allow_outside_repo and not db.is_relative_to(root.resolve()):
+        raise ParamsError(f"{source}: invalid parameter(s):\n  mlflow.tracking_uri: {db} is outside the repository "
+                          f"{root}; use a path inside it, or set mlflow.allow_outside_repo: true")
+    existing = next(p for p in (db, *db.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise ParamsError(f"{source}: invalid parameter(s):\n  mlflow.tracking_uri: {existing} is not writable")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases (a 'billion laughs' file expands exponentially before any
+    key could be checked) and keys written twice (YAML keeps the last one silently)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name / *name) are not allowed in params.yaml; "
+                "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def default_value(dotted: str) -> Any:

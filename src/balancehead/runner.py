@@ -4,6 +4,7 @@ assembling the stage's output directory.
 Output directory of an item stage (`data/<stage>/`):
   items.jsonl          one JSON record per item, in item order (sorted ids), with `files` = {name: sha256}
   files/<id>.<name>    the item's files (PNG images, masks, ...)
+  digests.json         sha256 of every file above, checked when a later stage reads them (`integrity`)
 
 Per-item cache (`data/.items/<stage>/<key>/`): every finished item is written atomically (files first,
 then `<id>.json` as the commit mark), so a rerun after kill -9 skips finished items and never reads a
@@ -27,9 +28,9 @@ from typing import Callable, Optional
 import numpy as np
 from tqdm import tqdm
 
-from . import io
+from . import integrity, io
 from .params import Params
-from .pipeline import SRC, Stage, resolve_dep
+from .pipeline import SRC, STAGES, Stage, resolve_dep
 
 ItemResult = tuple[dict, dict[str, bytes]]   # (record, {file name: bytes})
 
@@ -82,9 +83,12 @@ class StageContext:
         path = self.path(dep) / "items.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"{self.stage.name}: input {path} is missing; run the upstream stage first")
+        integrity.verify_in(self.path(dep), "items.jsonl")
         return io.read_jsonl(path)
 
     def item_file(self, dep: str, item_id: str, name: str) -> Path:
+        """Path of an upstream item's file, checked against its recorded digest (once per run)."""
+        integrity.verify_in(self.path(dep), f"files/{item_id}.{name}", item=item_id)
         return self.path(dep) / "files" / f"{item_id}.{name}"
 
     # ----- cache -------------------------------------------------------------------------------
@@ -100,19 +104,31 @@ class StageContext:
             h.update(rel.encode() + sha256_file(code_root / rel).encode())
         for dep in (resolve_dep(d, self.params) for d in self.stage.deps):
             p = self.path(dep)
-            fp = p / "items.jsonl" if p.is_dir() else p
+            fp = p if not p.is_dir() else p / (integrity.DIGESTS_FILE if (p / integrity.DIGESTS_FILE).exists()
+                                              else "items.jsonl")    # digests of every upstream file
             h.update(dep.encode() + (sha256_file(fp).encode() if fp.exists() else b"missing"))
         return h.hexdigest()[:16]
 
 
 class ItemCache:
     def __init__(self, ctx: StageContext):
+        self.stage, self.log = ctx.stage.name, ctx.log
         self.base = ctx.path(f"data/.items/{ctx.stage.name}")
         self.dir = self.base / ctx.cache_key()
         self.dir.mkdir(parents=True, exist_ok=True)
+        integrity.clean_leftovers(self.dir)
 
     def done(self, item_id: str) -> bool:
-        return (self.dir / f"{item_id}.json").exists()
+        """Cached and intact: a damaged entry (garbled JSON, a file not matching its digest) is
+        dropped with a warning naming the file, and the item is computed again."""
+        problem = integrity.cached_item_problem(self.dir, item_id)
+        if problem == "absent":
+            return False
+        if problem:
+            self.log.warning("%s: cache entry of item %s is damaged (%s); recomputing it", self.stage, item_id, problem)
+            (self.dir / f"{item_id}.json").unlink(missing_ok=True)
+            return False
+        return True
 
     def put(self, item_id: str, record: dict, files: dict[str, bytes]) -> None:
         record = dict(record)
@@ -173,10 +189,12 @@ def run_items(ctx: StageContext, item_ids: list[str],
 
 def assemble_dir(out_dir: Path, records: list[dict], cache: Optional[ItemCache],
                  extra_files: Optional[dict[str, bytes]] = None) -> None:
-    """Write `out_dir` (items.jsonl + files/) as a whole: built beside it, then renamed into place."""
+    """Write `out_dir` (items.jsonl + files/ + digests.json) as a whole: built beside it, then renamed
+    into place."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    integrity.clean_leftovers(out_dir.parent)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "files").mkdir(parents=True)
     for rec in records:
@@ -190,13 +208,20 @@ def assemble_dir(out_dir: Path, records: list[dict], cache: Optional[ItemCache],
     io.write_jsonl(tmp / "items.jsonl", records)
     for name, data in (extra_files or {}).items():
         io.write_bytes(tmp / name, data)
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    integrity.write_digests(tmp, _producer(out_dir))
+    old = out_dir.parent / f".{out_dir.name}.tmp-{integrity.temp_tag()}.old"
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)
     shutil.rmtree(old, ignore_errors=True)
     if cache is not None:
         cache.prune_others()
+
+
+def _producer(out_dir: Path) -> str:
+    """Name of the stage whose output `out_dir` is (for 'rerun stage X' messages)."""
+    posix = Path(out_dir).as_posix()
+    return next((s.name for s in STAGES for o in s.outs if posix.endswith("/" + o) or posix == o), Path(out_dir).name)
 
 
 def finish(ctx: StageContext, done, metrics: Optional[Callable[[list[dict], ItemCache], dict]] = None) -> None:

@@ -46,15 +46,23 @@ def save_conditions(path, ids, array, meta: dict[str, Any]) -> None:
         raise ValueError(f"meta must not set {sorted(clash)} (derived from ids/array)")
     with np.errstate(over="ignore"):  # overflow becomes inf, rejected just below
         arr16 = np.ascontiguousarray(arr.astype(np.float16))
-    if not np.all(np.isfinite(arr16)):
-        raise ValueError("features contain non-finite values (after float16 cast)")
+    bad = np.flatnonzero(~np.isfinite(arr16).all(axis=1))
+    if len(bad):
+        rows = ", ".join(f"{ids[i]!r} (row {i})" for i in bad[:3])
+        raise ValueError(f"features contain non-finite values (after float16 cast) in {len(bad)} row(s), e.g. {rows}")
     header = dict(meta, ids=ids, dim=int(arr.shape[1]))
     text = json.dumps(header, sort_keys=True, separators=(",", ":"))
     write_bytes(path, save({TENSOR: arr16}, metadata={META_KEY: text}))
 
 
 def load_conditions(path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """-> (ids, float16 array (N, D), meta). `meta` holds everything but `ids` (it keeps `dim`)."""
+    """-> (ids, float16 array (N, D), meta). `meta` holds everything but `ids` (it keeps `dim`).
+    The file is checked against its packed directory's digests (when recorded) before it is parsed."""
+    from pathlib import Path
+
+    from balancehead.integrity import verify_in
+
+    verify_in(Path(path).parent, Path(path).name)
     with safe_open(str(path), framework="numpy") as f:
         header = f.metadata() or {}
         if META_KEY not in header:
@@ -64,6 +72,11 @@ def load_conditions(path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     ids = meta.pop("ids")
     if arr.shape != (len(ids), meta["dim"]):
         raise ValueError(f"{path}: tensor shape {arr.shape} disagrees with metadata ({len(ids)}, {meta['dim']})")
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+    if len(bad):
+        rows = ", ".join(f"{ids[i]!r} (row {i})" for i in bad[:3])
+        raise ValueError(f"{path}: {len(bad)} condition row(s) hold non-finite values, e.g. {rows}; "
+                         "rerun label_clip and pack_dataset")
     return ids, arr, meta
 
 

@@ -158,6 +158,12 @@ def write_manifest(rows: Iterable[Mapping[str, Any]], path) -> int:
 
 
 def read_manifest_table(path, columns=None) -> pa.Table:
+    """Read the manifest, first checked against its packed directory's digests (when recorded)."""
+    from pathlib import Path
+
+    from balancehead.integrity import verify_in
+
+    verify_in(Path(path).parent, Path(path).name)
     return pq.read_table(path, columns=list(columns) if columns is not None else None, schema=SCHEMA)
 
 

@@ -211,9 +211,17 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 raise ValueError(f"{shard}: manifest lists {len(want)} wanted keys, shard holds {found}")
 
     def _decode(self, entry: _Entry, raw: RawSample) -> dict:
-        s = raw.decode()
+        where = f"{self.root / SHARDS_DIR / entry.shard}: sample {entry.key!r}"
+        try:
+            s = raw.decode()
+        except Exception as e:  # a garbled PNG or label: name the sample, not a PIL internals frame  # noqa: BLE001
+            raise ValueError(f"{where} cannot be decoded ({type(e).__name__}: {e}); rerun pack_dataset") from e
         if s.mask is None:
-            raise ValueError(f"{entry.shard}:{entry.key} has no mask member")
+            raise ValueError(f"{where} has no mask member")
+        camera = np.asarray(s.label.get("camera", ()), dtype=np.float64)
+        if camera.shape != (25,) or not np.isfinite(camera).all():
+            raise ValueError(f"{where}: label 'camera' must be 25 finite numbers, got {s.label.get('camera')!r}"
+                             "; rerun the stage that labelled it (preprocess) and pack_dataset")
         image, mask = s.image, s.mask
         if self.resolution is not None and image.shape[:2] != (self.resolution, self.resolution):
             image, mask = _resize(image, self.resolution, "image"), _resize(mask, self.resolution, "mask")

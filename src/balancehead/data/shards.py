@@ -40,7 +40,11 @@ def shard_name(prefix: str, index: int) -> str:
 
 def label_bytes(label: dict) -> bytes:
     """Canonical JSON for a label: sorted keys, no whitespace variation, numpy values converted."""
-    return (json.dumps(label, sort_keys=True, separators=(",", ":"), default=_json_default) + "\n").encode("utf-8")
+    try:
+        text = json.dumps(label, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"label holds a non-finite number (NaN/inf): {label!r}") from None
+    return (text + "\n").encode("utf-8")
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -116,7 +120,10 @@ class ShardWriter:
             if mask.dtype != np.uint8 or mask.shape != image.shape[:2]:
                 raise ValueError(f"{key}: mask must be uint8 of shape {image.shape[:2]}, got {mask.dtype} {mask.shape}")
             members.append((key + MASK_SUFFIX, png_bytes(mask)))
-        members.append((key + LABEL_SUFFIX, label_bytes(label)))
+        try:
+            members.append((key + LABEL_SUFFIX, label_bytes(label)))
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
         if self._tar is None:
             self._open_next()
         for name, data in members:
@@ -186,7 +193,7 @@ class Sample:
 def decode_png(data: bytes, mode: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
+    with Image.open(io.BytesIO(data), formats=("PNG",)) as im:
         return np.asarray(im.convert(mode) if im.mode != mode else im).copy()
 
 
@@ -204,6 +211,10 @@ def iter_shard_raw(path, keys=None) -> Iterator[RawSample]:
     With `keys` (a set), members of other samples are skipped without reading their data, which lets
     several readers split one shard cheaply.
     """
+    from balancehead.integrity import verify_in
+
+    if Path(path).parent.name == "shards":       # inside a packed dataset: check the recorded digest
+        verify_in(Path(path).parent.parent, f"shards/{Path(path).name}")
     current: dict[str, bytes] = {}
     current_key = None
     seen: set[str] = set()

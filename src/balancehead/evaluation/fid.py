@@ -27,20 +27,33 @@ class FeatureStats:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2); a tiny ridge is added when the product
-    of covariances is singular (as with fewer samples than feature dimensions)."""
+    """Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2).
+
+    Tr((S1 S2)^½) is computed as the sum of square roots of the eigenvalues of the symmetric PSD matrix
+    S1^½ S2 S1^½ (two symmetric eigendecompositions). Unlike a general matrix square root (Schur
+    iteration), a symmetric eigensolver has a bounded number of sweeps and cannot stall; non-finite
+    inputs are refused up front, since LAPACK on NaN may never converge (issue 14). `eps` is kept for
+    the call signature: tiny negative eigenvalues from round-off are clipped to zero instead."""
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError("mean vectors / covariances have different shapes")
+    for name, a in (("mu1", mu1), ("sigma1", s1), ("mu2", mu2), ("sigma2", s2)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"Fréchet distance: {name} has {int((~np.isfinite(a)).sum())} non-finite entries "
+                             "(NaN/inf features: check the images and labels that produced them)")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = np.real(covmean)
-    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean)
+    root1 = _sqrt_psd(s1)
+    inner = root1 @ s2 @ root1
+    trace_covmean = float(np.sqrt(np.clip(linalg.eigvalsh((inner + inner.T) / 2.0), 0.0, None)).sum())
+    value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_covmean
     return float(max(value, 0.0))
+
+
+def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a (numerically) PSD matrix; negative round-off eigenvalues -> 0."""
+    w, v = linalg.eigh((s + s.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:

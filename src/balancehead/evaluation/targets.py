@@ -59,12 +59,14 @@ def prior_targets(prior_dir, max_targets: int, input_yaw: float) -> list[Target]
 def folder_targets(folder, max_targets: int, size: int) -> list[Target]:
     from PIL import Image
 
+    from ..imageload import DECODER_FORMATS
+
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_targets]
     if not files:
         raise FileNotFoundError(f"invert.folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for f in files:
-        with Image.open(f) as im:
+        with Image.open(f, formats=DECODER_FORMATS) as im:     # no EPS/PS (Ghostscript) whatever the name
             rgb = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
         tid = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f.stem)
         out.append(Target(tid, rgb, None, source=str(f)))

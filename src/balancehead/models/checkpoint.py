@@ -4,9 +4,12 @@ with a specific message for pickle / torch.save archives.
 
 Layout for a checkpoint `path` (a directory): path/model.safetensors, path/model.json.
 Tensor keys are "<module name>.<state_dict key>", e.g. "G_ema.mapping.w_avg".
+model.json records the sha256 of model.safetensors; loading checks it, so garbled weight bytes are an
+error naming the file instead of a model that silently draws different images.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -16,6 +19,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from balancehead import io
+from balancehead.integrity import IntegrityError, verify_file
 
 from .config import DiscriminatorConfig, GeneratorConfig
 from .discriminator import Discriminator
@@ -55,8 +59,10 @@ def save_checkpoint(path, modules: dict[str, torch.nn.Module], meta: dict | None
         entries[name] = {"kind": kind, "config": config}
         for key, value in module.state_dict().items():
             tensors[f"{name}.{key}"] = value.detach().cpu().contiguous().clone()
-    io.write_bytes(path / TENSORS, st_save(tensors))
-    io.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {}})
+    data = st_save(tensors)
+    io.write_bytes(path / TENSORS, data)
+    io.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {},
+                                  "tensors_sha256": hashlib.sha256(data).hexdigest()})
     return path
 
 
@@ -84,10 +90,22 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu") -> tuple[dic
         tensors_file, config_file = path, path.with_name(CONFIG)
     else:
         tensors_file, config_file = path / TENSORS, path / CONFIG
-    tensors = read_safetensors(tensors_file)
     if not config_file.exists():
+        read_safetensors(tensors_file)                      # a pickle is refused as such first
         raise CheckpointError(f"missing {config_file}: the JSON config that rebuilds the modules")
-    spec = json.loads(config_file.read_text(encoding="utf-8"))
+    try:
+        spec = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{config_file} is unreadable ({e}); the checkpoint is damaged") from None
+    if "tensors_sha256" in spec:
+        try:
+            verify_file(tensors_file, spec["tensors_sha256"])
+        except IntegrityError as e:
+            with open(tensors_file, "rb") as f:
+                if _looks_like_pickle(f.read(4)):
+                    read_safetensors(tensors_file)          # raises its "refusing to unpickle" message
+            raise CheckpointError(str(e).split(";")[0] + "; the checkpoint is damaged") from None
+    tensors = read_safetensors(tensors_file)
     if spec.get("format") != FORMAT:
         raise CheckpointError(f"{config_file}: unknown checkpoint format {spec.get('format')!r}")
     modules = {}

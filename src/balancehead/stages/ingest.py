@@ -24,16 +24,24 @@ def main(ctx: StageContext) -> None:
         ids = _procedural_ids(p.num_sources)
         compute = _procedural_compute(ctx)
     else:
-        from ..imageload import scan_source
+        from ..imageload import SourceArchiveError, SourceReader, scan_source
 
         source = ctx.path(p.source)  # absolute paths stay absolute
         if not os.path.exists(source):
             raise FileNotFoundError(f"ingest.source: {p.source} does not exist (a folder, .zip or .tar[.gz], or 'procedural')")
-        entries = scan_source(source)
+        try:
+            entries = scan_source(source)
+        except SourceArchiveError as e:
+            raise ValueError(f"ingest.source: {e} (0 bytes, damaged, or not an archive?)") from None
         by_id = {e.item_id: e for e in entries}
         ids = [e.item_id for e in entries]
-        compute = _folder_compute(ctx, by_id)
-    done = run_items(ctx, ids, compute, desc="photos")
+        reader = SourceReader(source, entries[0].container if entries else "dir")
+        compute = _folder_compute(ctx, by_id, reader)
+    try:
+        done = run_items(ctx, ids, compute, desc="photos")
+    finally:
+        if p.source != "procedural":
+            reader.close()
     if done is None:
         return
     records, cache = done
@@ -72,17 +80,30 @@ def _procedural_compute(ctx: StageContext):
     return compute
 
 
-def _folder_compute(ctx: StageContext, by_id):
-    from ..imageload import load_image
+def _folder_compute(ctx: StageContext, by_id, reader):
+    from ..imageload import IMAGE_SUFFIXES, LoadedImage, Reason, SourceReadError, load_image
 
     p = ctx.params.ingest
+
+    def load(entry):
+        """One file -> LoadedImage; whatever goes wrong costs this file's row, never the stage."""
+        try:
+            data = None
+            if entry.error is None and entry.suffix in IMAGE_SUFFIXES:
+                data = reader.read(entry, p.max_bytes)       # one pass over a tar, in item order
+            return load_image(entry, max_side=p.max_side, min_side=p.min_side,
+                              max_pixels=p.max_pixels, max_bytes=p.max_bytes, data=data)
+        except SourceReadError as e:
+            return LoadedImage(entry.item_id, entry.relpath, reason=e.reason, detail=e.detail)
+        except Exception as e:  # a decoder bug on hostile bytes  # noqa: BLE001
+            return LoadedImage(entry.item_id, entry.relpath, reason=Reason.CORRUPT,
+                               detail=f"{type(e).__name__}: {e}"[:200])
 
     def compute(chunk):
         out = []
         for item_id in chunk:
             entry = by_id[item_id]
-            loaded = load_image(entry, max_side=p.max_side, min_side=p.min_side,
-                                max_pixels=p.max_pixels, max_bytes=p.max_bytes)
+            loaded = load(entry)
             info = loaded.record()
             record = {
                 "id": item_id, "subject_id": item_id, "role": "source",

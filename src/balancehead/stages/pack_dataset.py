@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
+from .. import integrity, io
 from ..runner import StageContext
 
 D = {"ingest": "data/ingest", "quality": "data/quality", "fronts_pre": "data/fronts_pre",
@@ -93,6 +93,7 @@ def main(ctx: StageContext) -> None:
     write_manifest(rows, tmp / "manifest.parquet")
     io.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
                                          "condition_backend": meta, "shard_size": p.shard_size})
+    integrity.write_digests(tmp, ctx.stage.name)     # shards, manifest, condition tables: checked on load
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

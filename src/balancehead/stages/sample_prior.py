@@ -20,7 +20,7 @@ import numpy as np
 from safetensors.numpy import save as np_save
 from tqdm import tqdm
 
-from .. import io
+from .. import integrity, io
 
 DATASET = "data/dataset"
 METRICS = "results/sample_prior.json"
@@ -116,6 +116,7 @@ def main(ctx) -> None:
     io.write_json(tmp / "dataset.json", stats)
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    integrity.write_digests(tmp, ctx.stage.name)          # checked on load like the packed dataset
     tmp.rename(out_dir)
     io.write_json(ctx.path(METRICS), stats)
     ctx.log.info("sample_prior: %d images of %d identities (%d dropped by the gate)", len(depth_ids), n, drops)

@@ -29,7 +29,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import io
+from .. import integrity, io
 from ..runner import StageContext, sha256_file
 
 DATASET = "data/dataset"
@@ -148,7 +148,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
     from ..models import save_checkpoint
 
     out = ctx.path(OUT_DIR)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
                     {"conditioning": trainer.spec.mode, "semantic_dim": trainer.spec.semantic_dim,
@@ -158,6 +158,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
         shutil.copyfile(png, tmp / "fakes" / png.name)
     tsv = stats_tsv_text(rows)
     io.write_text(tmp / "stats.tsv", tsv)
+    integrity.write_digests(tmp, ctx.stage.name)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -42,6 +42,8 @@ class RandomFeatures(nn.Module):
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):   # sqrtm on NaN can spin forever (issue 14)
+        raise ValueError("Fréchet distance: non-finite features (NaN/inf in the images, labels or G)")
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean = linalg.sqrtm(s1 @ s2 + np.eye(len(s1)) * 1e-9)

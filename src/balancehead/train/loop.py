@@ -273,8 +273,9 @@ class Trainer:
 
     # --- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def frechet(self) -> float:
-        """Random-feature Fréchet distance between `eval.num_images` reals and G_ema fakes."""
+    def frechet(self, stop: Optional[StopFlag] = None) -> Optional[float]:
+        """Random-feature Fréchet distance between `eval.num_images` reals and G_ema fakes; None when a
+        stop was requested meanwhile (a long evaluation must not delay the preemption checkpoint)."""
         n = self.tp.eval.num_images
         net = RandomFeatures(self.tp.eval.feature_seed).to(self.device)
         real = BatchStream(self.ds, n, window=self.tp.data.window).load(0)
@@ -283,6 +284,8 @@ class Trainer:
         z = torch.randn(n, self.G.cfg.z_dim, generator=gen).to(self.device)
         fakes = []
         for i in range(0, n, 32):
+            if stop is not None and stop.requested:
+                return None
             fakes.append(self.G_ema(z[i:i + 32], c_g[i:i + 32], cam[i:i + 32], noise_mode="const").image)
         fr = net(real["image"].to(self.device)).cpu().double().numpy()
         ff = net(torch.cat(fakes)).cpu().double().numpy()
@@ -309,9 +312,13 @@ class Trainer:
         total = int(math.ceil(tp.total_kimg * 1000 / tp.batch)) * tp.batch
         fd_start = self.c.fd_kimg0
         if evaluate and info.rank == 0 and self.c.step == 0 and fd_start is None:
-            fd_start = self.c.fd_kimg0 = self.frechet()
-            if self.log:
+            fd_start = self.c.fd_kimg0 = self.frechet(stop)
+            if self.log and fd_start is not None:
                 self.log.info("train: random-feature FD at kimg 0 = %.3f", fd_start)
+        if any_rank(evaluate and fd_start is None and stop is not None and stop.requested, info, self.device):
+            # SIGTERM during that evaluation: checkpoint now rather than after it and a step
+            self.checkpoint()
+            raise Preempted(tp.requeue_exit_code)
         stream = BatchStream(self.ds, tp.batch, info.rank, info.world_size, tp.data.window, start_batch=self.c.step)
         loader = make_loader(stream, tp.data.num_workers, pin_memory=self.device.type == "cuda")
         tick_images = max(int(tp.kimg_per_tick * 1000), 1)
@@ -359,7 +366,9 @@ class Trainer:
         finally:
             bar.close()
         self.checkpoint()
-        fd_end = self.frechet() if evaluate and info.rank == 0 else None
+        fd_end = self.frechet(stop) if evaluate and info.rank == 0 else None
+        if evaluate and info.rank == 0 and fd_end is None:   # stopped: the final checkpoint is written; evaluate after requeue
+            raise Preempted(tp.requeue_exit_code)
         return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end)
 
     def _record_tick(self, row: dict) -> None:

@@ -14,6 +14,7 @@ so the counters in the meta (step, images seen, augmentation p, ...) are the who
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as st_save
 
-from balancehead import io
+from balancehead import integrity, io
 from balancehead.models import load_checkpoint, save_checkpoint
 from balancehead.models.checkpoint import read_safetensors
 
@@ -45,12 +46,13 @@ def save_state(ckpt_dir: Path, modules: dict, optims: dict, meta: dict, keep: in
     ckpt_dir = Path(ckpt_dir)
     name = f"ckpt-{int(meta['images_seen']):09d}"
     final = ckpt_dir / name
-    tmp = ckpt_dir / f".{name}.tmp-{os.getpid()}"
+    tmp = ckpt_dir / f".{name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp, modules, meta)
     tensors, spec = _optim_payload(optims)
     io.write_bytes(tmp / "optim.safetensors", st_save(tensors))
     io.write_json(tmp / "optim.json", spec)
+    integrity.write_digests(tmp, "train")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -62,11 +64,29 @@ def save_state(ckpt_dir: Path, modules: dict, optims: dict, meta: dict, keep: in
 
 
 def latest(ckpt_dir: Path) -> Path | None:
-    pointer = Path(ckpt_dir) / LATEST
+    """The newest intact checkpoint: the one `latest.json` names, or — when that one (or the pointer)
+    is damaged — the newest older one whose files match their digests. Leftovers of killed writers
+    are removed first."""
+    ckpt_dir = Path(ckpt_dir)
+    integrity.clean_leftovers(ckpt_dir)
+    pointer = ckpt_dir / LATEST
     if not pointer.exists():
         return None
-    path = Path(ckpt_dir) / json.loads(pointer.read_text())["name"]
-    return path if (path / "model.json").exists() else None
+    try:
+        named = ckpt_dir / json.loads(pointer.read_text())["name"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        named = None
+    candidates = ([named] if named is not None else []) + sorted(
+        (p for p in ckpt_dir.glob("ckpt-*") if p.is_dir() and p != named), reverse=True)
+    for path in candidates:
+        problems = integrity.verify_tree(path) if (path / "model.json").exists() else [f"{path}: incomplete"]
+        if not problems:
+            if path != named:
+                logging.getLogger("balancehead").warning(
+                    "train: checkpoint %s is damaged; resuming from the newest intact one, %s", named, path.name)
+            return path
+        logging.getLogger("balancehead").warning("train: skipping damaged checkpoint: %s", problems[0])
+    return None
 
 
 def load_state(path: Path, optims: dict, map_location="cpu") -> tuple[dict, dict]:
