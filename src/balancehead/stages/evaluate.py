@@ -43,7 +43,9 @@ def main(ctx) -> None:
     from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.evaluate
     device = pick_device(p.device)
     g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)

@@ -51,7 +51,9 @@ def main(ctx) -> None:
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
     from ..evaluation.turntable import gif_bytes, mp4_bytes
     from ..backends.identity import OfflineIdentityEmbedder
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.invert
     device = pick_device(p.device)
     g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)

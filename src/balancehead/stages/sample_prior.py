@@ -36,7 +36,9 @@ def main(ctx) -> None:
     from ..data.shards import ShardWriter
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
     from ..evaluation.prior import GATE, gate_verdicts, image_id, sample_identity
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.sample_prior
     device = pick_device(p.device)
     ckpt = find_checkpoint(ctx.path(CHECKPOINT))

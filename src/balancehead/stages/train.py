@@ -77,11 +77,13 @@ def _relaunch(ctx: StageContext, nproc: int) -> None:
 def main(ctx: StageContext) -> None:
     import torch
 
+    from ..ops import use_built
     from ..train.distributed import from_env, init_process_group
     from ..train.loop import Trainer, pick_device, read_stats
     from ..train.preemption import Preempted, StopFlag
     from ..tracking import log_dataset, mlflow_run
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     tp = ctx.params.train
     info = from_env()
     if not info.distributed and tp.distributed.nproc_per_node > 1:
