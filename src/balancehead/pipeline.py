@@ -169,10 +169,11 @@ STAGES: tuple[Stage, ...] = (
                 "results/select_front.json", "results/preprocess_views.json", "results/filter_views.json",
                 "results/train.json", "results/train_stats.tsv", "results/sample_prior.json",
                 "data/invert", "results/invert.json", "results/eval", "results/metrics.json",
-                "results/fid_by_yaw.tsv"),
+                "results/fid_by_yaw.tsv", "data/dataset"),
           outs=("results/report",),
           params=("report",),
-          code=("balancehead.stages.report", "balancehead.evaluation.report_html", "balancehead.evaluation.turntable")),
+          code=("balancehead.stages.report", "balancehead.evaluation.report_html", "balancehead.evaluation.turntable",
+                "balancehead.data.manifest", "balancehead.data.shards")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

@@ -8,7 +8,9 @@
   fid_back    condition front, render from real cameras with |yaw| >= 90° (PanoHead); reals likewise
   fid_yaw_<b> the directional-bias curve: as fid_random, restricted to real cameras / reals of one
               45° yaw bin
-KID is computed for the same pairs.
+KID is computed for the same pairs. The per-bin FIDs also get a bootstrap standard error
+(`fid_std`: FID over `fid_bootstrap` resamples, with replacement, of the bin's reals and fakes), the
+error bars of the bias curve: with few images per bin, differences smaller than that are noise.
 """
 from __future__ import annotations
 
@@ -110,4 +112,16 @@ def run_fid_suite(g, cond: ConditionSource, reals: RealSet, extractor, p, seed: 
         results[name] = {"fid": fid_from_features(rf, ff),
                          "kid": kid(rf, ff, p.kid_subsets, p.kid_subset_size, seed),
                          "n_real": n_real, "n_fake": len(ff)}
+        if name.startswith("fid_yaw_"):
+            results[name]["fid_std"] = bootstrap_fid_std(rf, ff, p.fid_bootstrap, seed + 2000 + k)
     return results
+
+
+def bootstrap_fid_std(real: np.ndarray, fake: np.ndarray, resamples: int, seed: int) -> Optional[float]:
+    """Standard deviation of the FID over `resamples` bootstrap resamples of both sets (None when off)."""
+    if resamples < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = [fid_from_features(real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))])
+              for _ in range(resamples)]
+    return float(np.std(values, ddof=1))

@@ -28,10 +28,10 @@ def bias_curve_tsv(fids: dict) -> str:
 
     def fmt(v):
         return "" if v is None else f"{v:.6g}"
-    lines = ["yaw_bin\tfid\tkid\tn_real\tn_fake"]
+    lines = ["yaw_bin\tfid\tfid_std\tkid\tn_real\tn_fake"]
     for label in YAW_BIN_LABELS:
         r = fids[f"fid_yaw_{label}"]
-        lines.append(f"{label}\t{fmt(r['fid'])}\t{fmt(r['kid'])}\t{r['n_real']}\t{r['n_fake']}")
+        lines.append(f"{label}\t{fmt(r['fid'])}\t{fmt(r.get('fid_std'))}\t{fmt(r['kid'])}\t{r['n_real']}\t{r['n_fake']}")
     return "\n".join(lines) + "\n"
 
 
