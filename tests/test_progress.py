@@ -50,3 +50,11 @@ def test_heartbeat_reports_while_running():
         time.sleep(0.2)
     assert h.lines[0] == "compiling ..." and h.lines[-1].startswith("compiling: done in")
     assert any("still running" in line for line in h.lines[1:-1])
+
+
+def test_track_yields_everything_and_logs_the_total():
+    from balancehead.progress import track
+
+    log, h = _log()
+    assert list(track(range(5), log, "invert: targets", "target", every=0.0)) == [0, 1, 2, 3, 4]
+    assert h.lines[-1].startswith("invert: targets: 5/5 target (100%)")

@@ -61,10 +61,28 @@ class Progress:
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, exc_type, *_):
-        if exc_type is None and self.total:
+    def close(self) -> None:
+        """The final line (what was done, at what rate)."""
+        if self.total:
             self.log.info(self.line())
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
         return False
+
+
+def track(items, log: logging.Logger, what: str, unit: str = "item", every: float = 30.0):
+    """Iterate `items` (a sized collection), logging progress lines as `Progress` does."""
+    with Progress(log, what, len(items), unit, every) as bar:
+        for item in items:
+            yield item
+            bar.update(1)
+
+
+def stage_log() -> logging.Logger:
+    """The logger the stage runner writes to logs/<stage>.log."""
+    return logging.getLogger("balancehead")
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from balancehead.progress import stage_log, track
 
 from balancehead.camera import camera_label
 from balancehead.data.manifest import YAW_BIN_LABELS, yaw_bins
@@ -99,7 +99,7 @@ def run_fid_suite(g, cond: ConditionSource, reals: RealSet, extractor, p, seed: 
     rng = np.random.default_rng(seed)
     results = {}
     plan = requests(reals, cond.mode, p.num_fakes, p.fakes_per_yaw_bin, p, rng)
-    for k, (name, (mask, req)) in enumerate(tqdm(plan.items(), desc="FID variants", disable=None)):
+    for k, (name, (mask, req)) in enumerate(track(list(plan.items()), stage_log(), "evaluate: FID variants", "metric")):
         n_real = int(mask.sum())
         if req is None or n_real < 2:
             results[name] = {"fid": None, "kid": None, "n_real": n_real, "n_fake": 0}

@@ -14,9 +14,9 @@ import shutil
 
 import numpy as np
 from safetensors.torch import save as st_save
-from tqdm import tqdm
 
 from .. import io
+from ..progress import track
 
 CHECKPOINT = "data/train"
 PRIOR = "data/prior"
@@ -78,7 +78,7 @@ def main(ctx) -> None:
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     records = []
-    for t in tqdm(targets, desc="invert targets", unit="target", disable=None):
+    for t in track(targets, ctx.log, "invert: targets", "target"):
         camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, getattr(ctx.params, "camera", None))
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id

@@ -17,9 +17,9 @@ import shutil
 
 import numpy as np
 from safetensors.numpy import save as np_save
-from tqdm import tqdm
 
 from .. import io
+from ..progress import track
 
 CHECKPOINT = "data/train"
 DATASET = "data/dataset"
@@ -62,7 +62,7 @@ def main(ctx) -> None:
     yaws, pitches, radii, fovs = [], [], [], []
     drops = 0
     with ShardWriter(tmp / "shards", p.shard_size) as writer:
-        for i in tqdm(range(n), desc="sample_prior identities", unit="id", disable=None):
+        for i in track(range(n), ctx.log, "sample_prior: identities", "identity"):
             ident = sample_identity(g, cond, i, ctx.seed("identity", i), p, device)
             verdicts = gate_verdicts(judge, ident) if judge is not None else [None] * len(ident.views)
             split = "holdout" if i in holdout else "prior"
