@@ -147,3 +147,34 @@ def test_generator_logged_as_artifact_loads_back_in_three_lines(tmp_path, params
     assert G2.meta == {"kimg": 1.0} and not G2.training
     assert torch.equal(G(z, torch.zeros(1, 0), cam).image, G2(z, torch.zeros(1, 0), cam).image)
     assert torch.equal(Generator.from_pretrained(tmp_path / "train").mapping.w_avg, G.mapping.w_avg)
+
+
+def test_real_dvc_exp_run_temp_logs_into_the_main_store(tmp_path, params):
+    """The real thing: `dvc exp run --temp` runs the stage in a copy under .dvc/tmp/exps; its MLflow
+    run must land in the main checkout's store, under a parent named after the experiment."""
+    from mlflow.tracking import MlflowClient
+
+    main = tmp_path / "main"
+    main.mkdir()
+    (main / "params.yaml").write_text(yaml.safe_dump(params))
+    (main / "stage.py").write_text(STAGE_SCRIPT)
+    (main / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {
+        "cmd": f"{sys.executable} stage.py train", "params": ["train.conditioning.mode"], "deps": ["stage.py"],
+        "outs": [{"out.txt": {"cache": False}}]}}}))
+    (main / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/data/\n/out.txt\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    env.update(PYTHONPATH=str(REPO / "src"), MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    for cmd in (["git", "init", "-q"], dvc + ["init", "-q"], git + ["add", "-A"], git + ["commit", "-qm", "x"],
+                dvc + ["exp", "run", "--temp", "-n", "exp-view", "-S", "train.conditioning.mode=view"]):
+        proc = subprocess.run(cmd, cwd=main, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    client = MlflowClient(f"sqlite:///{main / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("balancehead").experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    [child] = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert parent.data.tags["dvc_exp_name"] == "exp-view" and parent.data.tags["conditioning"] == "view"
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.info.artifact_uri.startswith((main / "mlartifacts").as_uri())
+    assert Path(client.download_artifacts(child.info.run_id, "out.txt", str(tmp_path / "dl"))).read_text() == "train"
