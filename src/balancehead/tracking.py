@@ -82,8 +82,9 @@ def resolve_tracking_uri(uri: str, root: Path) -> str:
 
 
 def relocate(db_file: Path, root: Path) -> int:
-    """Rewrite artifact locations recorded under another root (a moved or copied repository) to `root`.
-    Returns the number of experiments rewritten."""
+    """Rewrite artifact locations recorded under another root (a moved or copied repository) to `root`, so
+    a copy neither loses its artifacts nor writes into the original's. Only for the repository's own
+    store (a shared store outside the repository is left alone). Returns the number of experiments rewritten."""
     if not db_file.exists():
         return 0
     new = (root / ARTIFACTS).as_uri()
@@ -206,8 +207,9 @@ def mlflow_run(ctx, run_name: str, params: dict):
     start_ms = _process_start_ms()
     root = main_checkout(ctx.root)
     uri = resolve_tracking_uri(cfg.tracking_uri, root)
-    if uri.startswith("sqlite:///"):
-        moved = relocate(Path(urlparse(uri).path), root)
+    db_file = Path(urlparse(uri).path) if uri.startswith("sqlite:///") else None
+    if db_file is not None and db_file.resolve().is_relative_to(root):   # the repository's own store only
+        moved = relocate(db_file, root)
         if moved:
             log.info("mlflow: the repository moved; artifact locations of %d experiment(s) now point to %s",
                      moved, root / ARTIFACTS)
