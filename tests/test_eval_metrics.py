@@ -116,3 +116,17 @@ def test_params_validation_messages():
         InvertParams(targets="folder")
     with pytest.raises(ValueError, match="mknnd_k"):
         EvaluateParams(mknnd_k=10, mknnd_samples=10)
+
+
+@pytest.mark.parametrize("n_real,n_fake,dim", [(64, 32, 480), (300, 200, 24)])
+def test_fast_exact_fid_equals_the_sqrtm_fid(n_real, n_fake, dim):
+    """The bootstrap's FID (nuclear norm / eigh, no d x d sqrtm) is the same number as fid_from_features,
+    in both of its branches (fewer samples than dimensions, and more)."""
+    from balancehead.evaluation.fid import fid_from_features
+    from balancehead.evaluation.fid_suite import bootstrap_fid_std, fid_exact_fast
+
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((n_real, dim))
+    b = rng.standard_normal((n_fake, dim)) * 1.1 + 0.2
+    assert fid_exact_fast(a, b) == pytest.approx(fid_from_features(a, b), rel=1e-6)
+    assert bootstrap_fid_std(a, b, 1, 0) is None and bootstrap_fid_std(a, b, 5, 0) > 0

@@ -47,7 +47,9 @@ def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     assert (m["fid_view"] is None) == (mode == "semantic")      # the paper leaves FID-view blank for semantic
     assert all(f"fid_yaw_{b}" in m for b in YAW_BIN_LABELS)
     tsv = (tmp_path / "results/fid_by_yaw.tsv").read_text().splitlines()
-    assert tsv[0].startswith("yaw_bin\tfid") and len(tsv) == 9
+    assert tsv[0].startswith("yaw_bin\tfid\tfid_std") and len(tsv) == 9
+    stds = [float(line.split("\t")[2]) for line in tsv[1:] if line.split("\t")[2]]
+    assert stds and all(np.isfinite(v) and v > 0 for v in stds)          # bootstrap error bars per bin
     labels = json.loads((tmp_path / "results/eval/labels.json").read_text())
     assert labels["fid_comparable_to_published"] is False and "not comparable" in labels["warning"]
     assert (tmp_path / "results/eval/turntable_00.gif").exists()

@@ -19,12 +19,54 @@ def _fill(root):
                                                       "warning": "not comparable to published numbers"})
     io.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
                                                   "inversion": {"input_view_psnr": 25.0}})
-    io.write_text(root / "results/fid_by_yaw.tsv", "yaw_bin\tfid\tkid\tn_real\tn_fake\n0\t10\t0.1\t5\t8\n180\t\t\t1\t0\n")
-    io.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\n0\t1.0\t0.5\n1\t0.8\t0.6\n")
+    io.write_text(root / "results/fid_by_yaw.tsv",
+                  "yaw_bin\tfid\tfid_std\tkid\tn_real\tn_fake\n0\t10\t1.5\t0.1\t5\t8\n180\t\t\t\t1\t0\n")
+    io.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\timg_per_s\tsec_per_kimg\n"
+                  "0\t1.0\t0.5\t200\t5\n1\t0.8\t0.6\t210\t4.8\n")
     d = root / "data/invert/t1"
     io.write_png(d / "target.png", img)
     io.write_png(d / "input_view.png", img)
     io.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
+
+
+def _packed(root):
+    """A packed dataset (shards + manifest) with images in two yaw bins, and its card."""
+    from balancehead.camera import camera_label
+    from balancehead.data.card import build_card, write_card
+    from balancehead.data.manifest import write_manifest
+    from balancehead.data.shards import ShardWriter
+
+    rng = np.random.default_rng(1)
+    rows = []
+    with ShardWriter(root / "data/dataset/shards", 1000) as w:
+        for i, yaw in enumerate([0.0, 5.0, 10.0, 180.0]):
+            img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            shard, key = w.add(f"img{i}", img, {"camera": camera_label(yaw, 0.0)}, np.full((16, 16), 255, np.uint8))
+            rows.append(dict(image_id=f"img{i}", subject_id="s0", role="view", shard=shard, key=key, yaw=yaw,
+                             pitch=0.0, camera=camera_label(yaw, 0.0)))
+    rows.append(dict(image_id="rej", subject_id="s0", role="view", yaw=90.0, pitch=0.0, rejected_by="filter_views",
+                     reasons="the hair colour changes between the front and this view"))
+    write_manifest(rows, root / "data/dataset/manifest.parquet")
+    write_card(build_card(rows, {}), root / "results/dataset_card")
+
+
+def test_report_content_is_readable(tmp_path):
+    """Real packed images per yaw bin, rejection reasons in full, yaw counts from the card's own numbers,
+    throughput and s/kimg as separate figures, error bars on the bias curve, captions in words."""
+    from balancehead.stages.report import build_report
+
+    _fill(tmp_path)
+    _packed(tmp_path)
+    p = ReportParams(samples_per_yaw_bin=2)
+    html = build_report(tmp_path, p, "abc123")
+    assert "Real packed images per yaw bin" in html
+    assert html.count('alt="packed image ') == 3                      # 2 of the 3 front images + the back one
+    assert "the hair colour changes between the front and this view" in html and "view filter" in html
+    assert "<td>0° (front)</td><td>3</td><td>3</td>" in html            # generated / packed, as in the figure
+    assert "Throughput: training images per second" in html and "Seconds per thousand training images" in html
+    assert "bootstrap" in html and '<div class="scroll">' in html
+    assert "Random samples: random condition" in html and "Random sample 1, turned through 360°" in html
+    assert "<figcaption>fakes_fid_random</figcaption>" not in html and "<figcaption>turntable_00</figcaption>" not in html
 
 
 def test_report_sections_and_inline_images(tmp_path):

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from . import integrity, io
 from .params import Params
 from .pipeline import SRC, STAGES, Stage, resolve_dep
+from .progress import Progress
 
 ItemResult = tuple[dict, dict[str, bytes]]   # (record, {file name: bytes})
 
@@ -170,8 +170,7 @@ def run_items(ctx: StageContext, item_ids: list[str],
     where = "" if ctx.shard is None else f" (shard {ctx.shard[0]}/{ctx.shard[1]})"
     ctx.log.info("%s%s: %d items, %d already cached, %d to compute", ctx.stage.name, where, n_mine, n_mine - n_todo, n_todo)
     t0 = time.time()
-    with tqdm(total=n_todo, desc=f"{ctx.stage.name} {desc}", unit="item", file=sys.stderr,
-              disable=None, mininterval=1.0) as bar:
+    with Progress(ctx.log, f"{ctx.stage.name}{where} {desc}", n_todo, "item") as bar:   # log lines: SLURM/Snakemake logs
         for chunk in todo:
             results = compute(chunk)
             if len(results) != len(chunk):

@@ -8,7 +8,9 @@
   fid_back    condition front, render from real cameras with |yaw| >= 90° (PanoHead); reals likewise
   fid_yaw_<b> the directional-bias curve: as fid_random, restricted to real cameras / reals of one
               45° yaw bin
-KID is computed for the same pairs.
+KID is computed for the same pairs. The per-bin FIDs also get a bootstrap standard error
+(`fid_std`: FID over `fid_bootstrap` resamples, with replacement, of the bin's reals and fakes), the
+error bars of the bias curve: with few images per bin, differences smaller than that are noise.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from balancehead.progress import stage_log, track
 
 from balancehead.camera import camera_label
 from balancehead.data.manifest import YAW_BIN_LABELS, yaw_bins
@@ -97,7 +99,7 @@ def run_fid_suite(g, cond: ConditionSource, reals: RealSet, extractor, p, seed: 
     rng = np.random.default_rng(seed)
     results = {}
     plan = requests(reals, cond.mode, p.num_fakes, p.fakes_per_yaw_bin, p, rng)
-    for k, (name, (mask, req)) in enumerate(tqdm(plan.items(), desc="FID variants", disable=None)):
+    for k, (name, (mask, req)) in enumerate(track(list(plan.items()), stage_log(), "evaluate: FID variants", "metric")):
         n_real = int(mask.sum())
         if req is None or n_real < 2:
             results[name] = {"fid": None, "kid": None, "n_real": n_real, "n_fake": 0}
@@ -110,4 +112,36 @@ def run_fid_suite(g, cond: ConditionSource, reals: RealSet, extractor, p, seed: 
         results[name] = {"fid": fid_from_features(rf, ff),
                          "kid": kid(rf, ff, p.kid_subsets, p.kid_subset_size, seed),
                          "n_real": n_real, "n_fake": len(ff)}
+        if name.startswith("fid_yaw_"):
+            results[name]["fid_std"] = bootstrap_fid_std(rf, ff, p.fid_bootstrap, seed + 2000 + k)
     return results
+
+
+def fid_exact_fast(real: np.ndarray, fake: np.ndarray) -> float:
+    """The same FID as `fid_from_features`, computed without a d x d matrix square root.
+
+    With A, B the centred features scaled by 1/sqrt(n-1) (S1 = AᵀA, S2 = BᵀB), the non-zero eigenvalues
+    of S1 S2 are the squared singular values of A Bᵀ, so Tr (S1 S2)^½ = ||A Bᵀ||_* (nuclear norm): an
+    n1 x n2 SVD when the sets are smaller than the feature width, else Tr (S1^½ S2 S1^½)^½ by two
+    symmetric eigendecompositions. Both are exact; used for the bootstrap, which needs many FIDs."""
+    a, b = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    diff = a.mean(0) - b.mean(0)
+    A = (a - a.mean(0)) / np.sqrt(len(a) - 1)
+    B = (b - b.mean(0)) / np.sqrt(len(b) - 1)
+    if min(len(a), len(b)) < a.shape[1]:
+        tr_sqrt = np.linalg.svd(A @ B.T, compute_uv=False).sum()
+    else:
+        w, v = np.linalg.eigh(A.T @ A)
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(root @ (B.T @ B) @ root), 0, None)).sum()
+    return float(max(diff @ diff + (A * A).sum() + (B * B).sum() - 2.0 * tr_sqrt, 0.0))
+
+
+def bootstrap_fid_std(real: np.ndarray, fake: np.ndarray, resamples: int, seed: int) -> Optional[float]:
+    """Standard deviation of the FID over `resamples` bootstrap resamples of both sets (None when off)."""
+    if resamples < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = [fid_exact_fast(real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))])
+              for _ in range(resamples)]
+    return float(np.std(values, ddof=1))

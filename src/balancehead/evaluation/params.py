@@ -149,6 +149,7 @@ class EvaluateParams(Section):
     back_min_abs_yaw_deg: float = Field(90.0, ge=0.0, le=180.0, description="FID-back render window (PanoHead: 90)")
     fakes_per_yaw_bin: int = Field(32, ge=2, le=10_000_000, description="fakes per 45° bin of the bias curve (paper: 10000)")
     min_reals_per_bin: int = Field(2, ge=2, description="yaw bins with fewer real images get FID null")
+    fid_bootstrap: int = Field(10, ge=0, le=1000, description="bootstrap resamples for the per-yaw-bin FID error bars (0 or 1 = off)")
     grid_size: int = Field(4, ge=1, le=32)
     turntable_samples: int = Field(2, ge=0, le=64)
     turntable_frames: int = Field(24, ge=2, le=3600)
@@ -179,3 +180,4 @@ class ReportParams(Section):
     title: str = Field("BalanceHead workflow report", min_length=1, max_length=200)
     max_turntables: int = Field(4, ge=0, le=64)
     thumbnail_px: int = Field(128, ge=16, le=1024, description="small images are upscaled (nearest) to this width")
+    samples_per_yaw_bin: int = Field(6, ge=0, le=64, description="real packed images shown per 45° yaw bin")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
+from balancehead.progress import Progress, stage_log
 
 from .features import extract
 
@@ -45,7 +45,7 @@ def load_real_set(dataset_dir, extractor, max_reals: Optional[int], seed: int, b
         by_shard.setdefault(r["shard"], []).append(r)
     feats, yaws, cams, pending = [], [], [], []
     res = None
-    bar = tqdm(total=len(rows), desc="real features", unit="img", disable=None)
+    bar = Progress(stage_log(), "real features", len(rows), "img")
     for shard, rs in by_shard.items():
         want = {r["key"]: r for r in rs}
         for s in iter_shard(dataset_dir / SHARDS_DIR / shard, keys=set(want)):

@@ -36,9 +36,10 @@ def _fmt(v) -> str:
 
 
 def table(rows: list[tuple], header: tuple) -> str:
+    """A table inside a horizontally scrolling box (wide tables never stretch the page)."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -79,20 +80,69 @@ def plot_png(draw) -> bytes:
     return buf.getvalue()
 
 
+def _column(header, rows, name) -> np.ndarray:
+    if name not in header:
+        return np.full(len(rows), np.nan)
+    j = header.index(name)
+    return np.array([_num(r[j]) if j < len(r) and r[j] != "" and _num(r[j]) is not None else np.nan for r in rows], float)
+
+
 def bias_curve_png(header, rows) -> bytes:
-    labels = [r[0] for r in rows]
-    fids = [_num(r[1]) if len(r) > 1 else None for r in rows]
+    """FID per yaw bin, with the bootstrap standard deviation (column fid_std) as error bars."""
+    labels = [f"{r[0]}°" for r in rows]
+    ys, err = _column(header, rows, "fid"), _column(header, rows, "fid_std")
 
     def draw(ax):
         xs = np.arange(len(labels))
-        ys = np.array([np.nan if v is None else v for v in fids])
-        ax.plot(xs, ys, marker="o")
+        if np.isfinite(err).any():
+            ax.errorbar(xs, ys, yerr=np.where(np.isfinite(err), err, 0.0), marker="o", capsize=4,
+                        label="FID ± bootstrap s.d.")
+            ax.legend(fontsize=8)
+        else:
+            ax.plot(xs, ys, marker="o")
         ax.set_xticks(xs, labels)
-        ax.set_xlabel("yaw bin centre (deg; 0 = front, 180 = back)")
-        ax.set_ylabel("FID")
+        ax.set_xlabel("yaw bin centre (0° = front, 180° = back)")
+        ax.set_ylabel("FID (lower is better)")
         ax.set_title("Directional bias: FID per 45° yaw bin")
         ax.grid(alpha=0.3)
     return plot_png(draw)
+
+
+def bar_chart_png(labels: list[str], counts: list[int], title: str, xlabel: str) -> bytes:
+    """Horizontal bars with full, wrapped, readable labels (one bar per label)."""
+    import textwrap
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrapped = ["\n".join(textwrap.wrap(t, 48)) or t for t in labels]
+    lines = sum(max(1, w.count("\n") + 1) for w in wrapped)
+    fig, ax = plt.subplots(figsize=(9.0, max(2.0, 0.28 * lines + 1.2)), dpi=100)
+    if labels:
+        y = np.arange(len(labels))
+        ax.barh(y, counts, color="#b5523b")
+        ax.set_yticks(y, wrapped, fontsize=9)
+        ax.invert_yaxis()
+        for yi, c in zip(y, counts):
+            ax.text(c, yi, f" {c}", va="center", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "nothing rejected", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def curves_png(header, rows, columns=None, x_col=None, title="Training curves") -> bytes:
@@ -116,7 +166,9 @@ def curves_png(header, rows, columns=None, x_col=None, title="Training curves") 
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}
 th{background:#f3f3f3}.note{color:#955;font-style:italic}figure{display:inline-block;margin:4px;text-align:center}
-figcaption{font-size:12px}section{margin-bottom:2em}"""
+figcaption{font-size:12px;max-width:40em}section{margin-bottom:2em}
+.scroll{overflow-x:auto;max-width:100%;max-height:32em;overflow-y:auto}.scroll th{position:sticky;top:0}
+.caption{font-size:13px;color:#444;max-width:60em}.yawrow td{vertical-align:middle}"""
 
 
 class Report:
@@ -141,3 +193,7 @@ def note(text: str) -> str:
 
 def figure(img: str, caption: str) -> str:
     return f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def caption(text: str) -> str:
+    return f'<p class="caption">{html.escape(text)}</p>'

@@ -11,6 +11,7 @@ any view from a view-invariant label). Images are in [-1, 1], mask in [0, 1], de
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -79,6 +80,28 @@ class Generator(nn.Module):
 
     def _scaled(self, c):
         return None if c is None else c * self.cfg.c_scale
+
+    @classmethod
+    def from_pretrained(cls, path, device: torch.device | str = "cpu", module: str = "G_ema") -> "Generator":
+        """A trained generator, in eval mode, from a checkpoint directory (safetensors + JSON, never pickle):
+
+            G = Generator.from_pretrained("data/train/G_ema")       # or the MLflow artifact `G_ema/`
+            out = G(torch.randn(1, G.cfg.z_dim), c, torch.as_tensor(camera_label(30.0, 0.0))[None])
+
+        `path` may also be a directory holding such checkpoints (e.g. `data/train`). The checkpoint's meta
+        (conditioning mode, kimg, seed) is kept as `G.meta`.
+        """
+        from .checkpoint import load_checkpoint
+
+        path = Path(path)
+        if not (path / "model.json").exists() and (path / module / "model.json").exists():
+            path = path / module
+        modules, meta = load_checkpoint(path, map_location=device)
+        if module not in modules or not isinstance(modules[module], cls):
+            raise KeyError(f"{path}: no generator named {module!r} (found {sorted(modules)})")
+        g = modules[module].eval().requires_grad_(False)
+        g.meta = meta
+        return g
 
     # --- stages, usable on their own (inversion, mesh extraction) ---
     def map(self, z, c, psi: float = 1.0, truncation_cutoff=None, update_w_avg: bool = False):

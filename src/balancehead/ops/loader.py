@@ -1,8 +1,9 @@
 """Finding the compiled op extensions that the `build_ops` stage produced.
 
-The build directory is given explicitly or through the environment variable
-``BALANCEHEAD_OPS_DIR``; each value of the variable is resolved and imported once (cached), so an
-op call costs a dictionary lookup. Inside it, the stage builds two
+The build directory is given explicitly, by ``use_built(dir)`` (what the stages do with their declared
+``data/build_ops`` input) or through the environment variable ``BALANCEHEAD_OPS_DIR``; each value of the
+variable is resolved and imported once (cached), so an op call costs a dictionary lookup. Inside it, the
+stage builds two
 extensions with fixed names:
 
 * ``balancehead_ops_cpu/balancehead_ops_cpu*.so``   C++ kernels (always attempted);
@@ -86,6 +87,21 @@ def _has_cuda_kernels(module: ModuleType) -> bool:
 
 
 COMPILED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def use_built(build_dir: str | os.PathLike, cpu: bool = False) -> ModuleType | None:
+    """Use the ops compiled in `build_dir` (a stage's declared `data/build_ops` input) in this process and
+    the processes it starts (torchrun / data-loader workers inherit it through $BALANCEHEAD_OPS_DIR).
+
+    Only where they pay off: with a usable GPU; on a CPU-only machine only when `cpu` is true (the C++
+    CPU kernels are slower than the PyTorch references for bias_act and upfirdn2d on CPU, see
+    benchmarks/bench_ops.py). Returns the module the ops will use, or None (the reference ops)."""
+    if not (cpu or torch.cuda.is_available()):
+        log.info("ops: no usable GPU; the PyTorch reference ops are used (faster than the C++ CPU build)")
+        return None
+    path = Path(build_dir).resolve()
+    os.environ[ENV_VAR] = str(path)
+    return load_built_ops(path)
 
 
 def compiled_for(x: torch.Tensor) -> ModuleType | None:

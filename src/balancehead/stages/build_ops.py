@@ -3,14 +3,19 @@
     main(BuildOpsConfig(), out_dir) -> report dict, also written to out_dir/report.json
 
 * The C++ (CPU) extension is always attempted, imported and checked against the references.
-* The CUDA extension is compiled when `build_cuda` is "yes", or "auto" and both nvcc and a CUDA
-  build of torch exist; on a machine without a GPU it is compiled (and imported where possible)
-  but not run. "yes" without a toolkit is an error; "auto" records the reason it was skipped.
+* The CUDA extension is compiled when `build_cuda` is "yes", or "auto" and nvcc, a CUDA build of
+  torch AND a usable GPU exist at run time (compiling it takes minutes and is wasted where no GPU
+  runs it). "yes" compiles it whenever a toolkit exists (e.g. on a GPU-less login node for later use)
+  and fails without one; "auto" records the reason it was skipped.
+* Long compiles log a heartbeat line every 30 s (visible in SLURM / Snakemake logs).
 
-Point $BALANCEHEAD_OPS_DIR at out_dir to make the models use the compiled ops.
+The stages that run the generator (train, sample_prior, invert, evaluate) declare `data/build_ops` as
+an input and call `balancehead.ops.use_built(...)` on it: no environment variable to set. They use the
+compiled ops where a GPU runs them (on CPU the PyTorch references are as fast or faster).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -25,8 +30,11 @@ from balancehead import io
 from balancehead.ops import build as ops_build
 from balancehead.ops.check import compare_with_reference
 from balancehead.ops.loader import CPU_NAME, CUDA_NAME, find_shared_object
+from balancehead.progress import heartbeat
 
 TOLERANCE = 1e-6  # float64 max abs error allowed between compiled and reference
+USED_BY = ("train", "sample_prior", "invert", "evaluate")   # stages with data/build_ops as an input
+log = logging.getLogger("balancehead")
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,8 @@ def _check(module, device: str, seed: int) -> dict:
 def _build_cpu(cfg: BuildOpsConfig, out_dir: Path) -> dict:
     entry = {"name": CPU_NAME, "devices": ["cpu"]}
     try:
-        module = ops_build.build_cpu_extension(out_dir, cfg.verbose)
+        with heartbeat(log, f"build_ops: compiling {CPU_NAME}"):
+            module = ops_build.build_cpu_extension(out_dir, cfg.verbose)
     except Exception as exc:  # report, don't crash: the models fall back to the references
         return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[-4000:]}
     entry.update(status="ok", path=str(find_shared_object(out_dir, CPU_NAME).relative_to(out_dir)))
@@ -97,6 +106,8 @@ def _build_cuda(cfg: BuildOpsConfig, out_dir: Path) -> dict:
         reason = "no CUDA toolkit (nvcc + headers) found"
     elif torch.version.cuda is None:
         reason = f"torch {torch.__version__} is not a CUDA build"
+    elif cfg.build_cuda == "auto" and not torch.cuda.is_available():
+        reason = "no usable CUDA device at run time (torch.cuda.is_available() is False); build_cuda=yes compiles anyway"
     if reason:
         if cfg.build_cuda == "yes":
             raise RuntimeError(f"build_cuda=yes but {reason}")
@@ -107,7 +118,8 @@ def _build_cuda(cfg: BuildOpsConfig, out_dir: Path) -> dict:
     cpp_extension.CUDA_HOME = cuda_home  # it is computed at import time, possibly from a wrapper nvcc
     entry["cuda_home"] = cuda_home
     try:
-        module = ops_build.build_cuda_extension(out_dir, cfg.cuda_arch_list, cfg.verbose)
+        with heartbeat(log, f"build_ops: compiling {CUDA_NAME} for {cfg.cuda_arch_list} (several minutes)"):
+            module = ops_build.build_cuda_extension(out_dir, cfg.cuda_arch_list, cfg.verbose)
     except Exception as exc:
         so = find_shared_object(out_dir, CUDA_NAME)
         if so is None:
@@ -141,7 +153,7 @@ def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
             "ninja": _first_line(["ninja", "--version"]),
         },
         "extensions": [_build_cpu(cfg, out_dir), _build_cuda(cfg, out_dir)],
-        "env_var": "BALANCEHEAD_OPS_DIR",
+        "used_by": list(USED_BY),
     }
     report["ok"] = report["extensions"][0]["status"] == "ok" and report["extensions"][0]["check"]["passed"]
     io.write_json(out_dir / "report.json", report)
@@ -168,4 +180,4 @@ def main(ctx) -> None:
     tmp.rename(out_dir)
     if not report["ok"]:
         raise SystemExit(f"build_ops: the C++ extension did not build or failed its check; see {out_dir / 'report.json'}")
-    ctx.log.info("build_ops: set BALANCEHEAD_OPS_DIR=%s to use the compiled ops", out_dir)
+    ctx.log.info("build_ops: %s use the compiled ops in %s (their declared input)", ", ".join(USED_BY), out_dir)

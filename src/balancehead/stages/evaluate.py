@@ -27,10 +27,10 @@ def bias_curve_tsv(fids: dict) -> str:
 
     def fmt(v):
         return "" if v is None else f"{v:.6g}"
-    lines = ["yaw_bin\tfid\tkid\tn_real\tn_fake"]
+    lines = ["yaw_bin\tfid\tfid_std\tkid\tn_real\tn_fake"]
     for label in YAW_BIN_LABELS:
         r = fids[f"fid_yaw_{label}"]
-        lines.append(f"{label}\t{fmt(r['fid'])}\t{fmt(r['kid'])}\t{r['n_real']}\t{r['n_fake']}")
+        lines.append(f"{label}\t{fmt(r['fid'])}\t{fmt(r.get('fid_std'))}\t{fmt(r['kid'])}\t{r['n_real']}\t{r['n_fake']}")
     return "\n".join(lines) + "\n"
 
 
@@ -42,7 +42,9 @@ def main(ctx) -> None:
     from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.evaluate
     device = pick_device(p.device)
     g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)

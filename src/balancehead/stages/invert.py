@@ -14,9 +14,9 @@ import shutil
 
 import numpy as np
 from safetensors.torch import save as st_save
-from tqdm import tqdm
 
 from .. import io
+from ..progress import track
 
 PRIOR = "data/prior"
 DATASET = "data/dataset"
@@ -50,7 +50,9 @@ def main(ctx) -> None:
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
     from ..evaluation.turntable import gif_bytes, mp4_bytes
     from ..backends.identity import OfflineIdentityEmbedder
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.invert
     device = pick_device(p.device)
     g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
@@ -75,7 +77,7 @@ def main(ctx) -> None:
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     records = []
-    for t in tqdm(targets, desc="invert targets", unit="target", disable=None):
+    for t in track(targets, ctx.log, "invert: targets", "target"):
         camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, getattr(ctx.params, "camera", None))
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id

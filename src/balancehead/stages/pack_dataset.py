@@ -148,7 +148,7 @@ def _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views) -> dict
 
 
 def _log_mlflow(ctx: StageContext, metrics: dict, card_dir: Path) -> None:
-    from ..tracking import mlflow_run
+    from ..tracking import log_dataset, mlflow_run
 
     params = ctx.params.model_dump(mode="json")
     data_params = {k: v for k, v in params.items() if k not in ("build_ops", "mlflow")}
@@ -162,5 +162,6 @@ def _log_mlflow(ctx: StageContext, metrics: dict, card_dir: Path) -> None:
                 vals = json.loads(path.read_text())
                 mlflow.log_metrics({f"{name}.{k}": float(v) for k, v in vals.items()
                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        log_dataset(mlflow, ctx.path("data/dataset"), ctx.root, context="packed")
         mlflow.log_artifacts(str(card_dir), artifact_path="dataset_card")
         mlflow.log_artifact(str(ctx.path("results/yaw_hist.tsv")))

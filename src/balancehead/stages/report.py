@@ -1,7 +1,8 @@
 """report: one self-contained HTML page, results/report/index.html (images inlined), gathering the
-dataset card, fakes grids, turntables of random samples and inversions, training curves, the metric
-tables and the directional-bias curve. Missing inputs become a visible note, never an error, so the
-report also works on a partial run."""
+dataset card (with real packed images per yaw bin), fakes grids, turntables of random samples and
+inversions, training curves, the metric tables and the directional-bias curve with its error bars.
+Figures carry captions in words; every count says what it counts. Missing inputs become a visible
+note, never an error, so the report also works on a partial run."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 from .. import io
 
 CARD = "results/dataset_card"
+DATASET = "data/dataset"
 EVAL = "results/eval"
 INVERT = "data/invert"
 TRAIN_STATS = "results/train_stats.tsv"
@@ -19,86 +21,220 @@ YAW_HIST = "results/yaw_hist.tsv"
 STAGE_METRICS = ("dataset", "assess_quality", "select_front", "preprocess_views", "filter_views",
                  "sample_prior", "invert")
 
+# Words for ids (yaw convention: 0 = front, +90 = the subject's left, 180 = back).
+YAW_WORDS = {"0": "front", "45": "front, subject's left", "90": "left profile", "135": "back, subject's left",
+             "180": "back", "-135": "back, subject's right", "-90": "right profile", "-45": "front, subject's right"}
+STAGE_WORDS = {"ingest": "source check (ingest)", "assess_quality": "image quality (assess_quality)",
+               "select_front": "front selection (select_front)", "preprocess_views": "view preprocessing",
+               "filter_views": "view filter (filter_views)", "preprocess_fronts": "front preprocessing"}
+CARD_FIGURES = {"yaw_histogram": "Yaw distribution: grey = generated images with a pose (front candidates, "
+                                 "fronts and views) before filtering; blue = images packed for training.",
+                "iqa_histogram": "Image-quality scores of the source images (0 = worst, 100 = best)."}
+FAKES_WORDS = {"fid_random": "Random samples: random condition, rendered from real cameras (as in FID-random).",
+               "fid_front": "Front condition rendered from the front, yaw 0° (as in FID-front).",
+               "fid_back": "Front condition rendered from behind, |yaw| ≥ 90° (as in FID-back).",
+               "fid_view": "Condition camera = render camera = a real image's camera (as in FID-view)."}
+INVERSION_WORDS = {"target": "target image", "start": "start of the optimisation",
+                   "input_view": "reconstruction in the input view", "turntable": "360° turntable of the inversion"}
+SIDE_WORDS = {"front": "front", "left": "subject's left", "back": "back", "right": "subject's right"}
+METRIC_WORDS = {
+    "fid_random": "FID, random condition, real cameras (360° quality + diversity)",
+    "fid_front": "FID of front renders vs front reals", "fid_back": "FID of back renders (|yaw| ≥ 90°)",
+    "fid_view": "FID with condition camera = render camera (camera-conditioned models only)",
+    "mknnd": "mean k-nearest-neighbour identity distance (diversity; higher = more diverse)",
+    "id_consistency": "identity similarity of one head across views (higher = more consistent)",
+}
 
-def build_report(root: Path, p, commit: str) -> str:
-    from ..evaluation import report_html as R
 
-    root = Path(root)
-    rep = R.Report(p.title)
+def _metric_words(name: str) -> str:
+    if name in METRIC_WORDS:
+        return METRIC_WORDS[name]
+    for prefix, what in (("fid_yaw_", "FID in yaw bin {}°"), ("kid_yaw_", "KID in yaw bin {}°")):
+        if name.startswith(prefix):
+            return what.format(name[len(prefix):])
+    if name.startswith("kid_") and f"fid_{name[4:]}" in METRIC_WORDS:
+        return "KID (×1, unbiased) of: " + METRIC_WORDS[f"fid_{name[4:]}"]
+    return ""
+
+
+def packed_samples_by_yaw(dataset_dir: Path, per_bin: int) -> dict[str, list[tuple[str, object]]]:
+    """{yaw bin label: [(image id, HxWx3 uint8)]}: up to `per_bin` packed fronts/views per bin, evenly
+    spread over the bin's images sorted by id (deterministic)."""
+    import numpy as np
+
+    from ..data.manifest import MANIFEST_FILE, SHARDS_DIR, YAW_BIN_LABELS, packed_rows, read_manifest, yaw_bin
+    from ..data.shards import iter_shard
+
+    manifest = Path(dataset_dir) / MANIFEST_FILE
+    if per_bin <= 0 or not manifest.exists():
+        return {}
+    rows = sorted((r for r in packed_rows(read_manifest(manifest), roles={"front", "view"}) if r["yaw"] is not None),
+                  key=lambda r: r["image_id"])
+    chosen: dict[str, list[dict]] = {}
+    for label in YAW_BIN_LABELS:
+        in_bin = [r for r in rows if YAW_BIN_LABELS[yaw_bin(r["yaw"])] == label]
+        if in_bin:
+            idx = sorted(set(np.linspace(0, len(in_bin) - 1, min(per_bin, len(in_bin))).round().astype(int)))
+            chosen[label] = [in_bin[i] for i in idx]
+    by_shard: dict[str, dict[str, dict]] = {}
+    for label, rs in chosen.items():
+        for r in rs:
+            by_shard.setdefault(r["shard"], {})[r["key"]] = r
+    images = {}
+    for shard, want in sorted(by_shard.items()):
+        for s in iter_shard(Path(dataset_dir) / SHARDS_DIR / shard, keys=set(want)):
+            images[want[s.key]["image_id"]] = s.image
+    return {label: [(r["image_id"], images[r["image_id"]]) for r in rs if r["image_id"] in images]
+            for label, rs in chosen.items()}
+
+
+def _dataset_section(R, root: Path, p) -> str:
     w = p.thumbnail_px
-
-    # dataset card
     body = ""
-    card = root / CARD
-    pngs = sorted(card.glob("*.png")) if card.exists() else []
-    body += "".join(R.figure(R.file_img(f, 2 * w * 2), f.stem) for f in pngs) or R.note("no dataset card (run pack_dataset)")
+    samples = packed_samples_by_yaw(root / DATASET, p.samples_per_yaw_bin)
+    if samples:
+        rows = "".join(
+            f'<tr class="yawrow"><th>{label}°<br><small>{YAW_WORDS.get(label, "")}</small></th><td>'
+            + "".join(R.img_tag(R.png_bytes(img), "image/png", f"packed image {iid}", w) for iid, img in imgs)
+            + "</td></tr>" for label, imgs in samples.items())
+        body += ("<h3>Real packed images per yaw bin</h3>"
+                 + R.caption(f"Up to {p.samples_per_yaw_bin} training images (fronts and kept views) per 45° yaw bin, "
+                             "as stored in the packed shards. Empty bins are absent.")
+                 + f'<div class="scroll"><table>{rows}</table></div>')
+    else:
+        body += R.note("no packed images to show (run pack_dataset)")
+
+    card_dir = root / CARD
+    card_json = card_dir / "card.json"
+    card = json.loads(card_json.read_text()) if card_json.exists() else None
+    for stem, words in CARD_FIGURES.items():
+        f = card_dir / f"{stem}.png"
+        if f.exists():
+            body += R.figure(R.file_img(f), words)          # native size: plots stay legible
+    if card is not None:
+        yaw = card.get("yaw_histogram", {})
+        if yaw.get("bins") is not None:
+            roles = sorted(yaw.get("after_by_role", {}))
+            rows = [(f"{b}° ({YAW_WORDS.get(str(b), '')})", yaw["before"][i], yaw["after"][i],
+                     *[yaw["after_by_role"][r][i] for r in roles]) for i, b in enumerate(yaw["bins"])]
+            body += ("<h3>Yaw counts (the numbers of the figure above)</h3>"
+                     + R.caption("generated = images with a pose that the filters judged (front candidates, fronts, "
+                                 "views), before filtering; packed = images in the training set, split by role.")
+                     + R.table(rows, ("yaw bin", "generated", "packed", *[f"packed {r}s" for r in roles])))
+        by_reason = card.get("rejections", {}).get("by_reason", {})
+        items = sorted(((STAGE_WORDS.get(stage, stage), reason, count)
+                        for stage, reasons in by_reason.items() for reason, count in reasons.items()),
+                       key=lambda t: (-t[2], t[0], t[1]))
+        body += ("<h3>Why images were rejected</h3>"
+                 + R.img_tag(R.bar_chart_png([f"{st}: {reason}" for st, reason, _ in items[:30]],
+                                             [c for _, _, c in items[:30]],
+                                             "Rejection reasons (an image may have several)", "images"),
+                             "image/png", "rejection reasons")
+                 + R.table(items, ("stage", "reason", "images")))
+    elif not (card_dir / "yaw_histogram.png").exists():
+        body += R.note("no dataset card (run pack_dataset)")
     if (root / YAW_HIST).exists():
         h, rows = R.read_tsv(root / YAW_HIST)
-        body += "<h3>Yaw histogram</h3>" + R.table([tuple(r) for r in rows], tuple(h))
+        body += ("<h3>Yaw histogram of the DVC plot (results/yaw_hist.tsv)</h3>"
+                 + R.caption("Counts differently from the card: generated_views = views made by synth_views "
+                             "(fronts not included) before filtering; packed = every packed image (fronts and views).")
+                 + R.table([tuple(r) for r in rows], tuple(h)))
     rows = []
     for name in STAGE_METRICS:
         f = root / f"results/{name}.json"
         if f.exists():
             rows += [(name, k, v) for k, v in R.flatten(json.loads(f.read_text()))]
     body += "<h3>Stage metrics</h3>" + (R.table(rows, ("stage", "metric", "value")) if rows else R.note("no stage metrics yet"))
-    rep.add("dataset", "Dataset card", body)
+    return body
 
-    # training
-    if (root / TRAIN_STATS).exists():
-        h, rows = R.read_tsv(root / TRAIN_STATS)
-        losses = [c for c in h if c.startswith("loss_") or c == "r1_penalty"]
-        speed = [c for c in h if c in ("img_per_s", "sec_per_kimg")]
-        body = (R.img_tag(R.curves_png(h, rows, losses, "kimg", "Losses"), "image/png", "training losses")
-                + R.img_tag(R.curves_png(h, rows, speed, "kimg", "Throughput"), "image/png", "throughput")
-                + R.table([tuple(r) for r in rows], tuple(h))) if rows else R.note("train_stats.tsv is empty")
-    else:
-        body = R.note("no training statistics (results/train_stats.tsv absent)")
-    rep.add("training", "Training curves", body)
 
-    # samples
+def _training_section(R, root: Path) -> str:
+    if not (root / TRAIN_STATS).exists():
+        return R.note("no training statistics (results/train_stats.tsv absent)")
+    h, rows = R.read_tsv(root / TRAIN_STATS)
+    if not rows:
+        return R.note("train_stats.tsv is empty")
+    losses = [c for c in h if c.lower().startswith("loss_") or c == "r1_penalty"]
+    body = R.figure(R.img_tag(R.curves_png(h, rows, losses, "kimg", "Losses"), "image/png", "training losses"),
+                    "Generator and discriminator losses (and the R1 penalty) per tick, against thousands of images seen.")
+    for col, words in (("img_per_s", "Throughput: training images per second"),
+                       ("sec_per_kimg", "Seconds per thousand training images (lower is faster)")):
+        if col in h:
+            body += R.figure(R.img_tag(R.curves_png(h, rows, [col], "kimg", words), "image/png", words), words)
+    return body + "<h3>Per-tick statistics</h3>" + R.table([tuple(r) for r in rows], tuple(h))
+
+
+def _samples_section(R, root: Path, p) -> str:
+    w = p.thumbnail_px
     ev = root / EVAL
     grids = sorted(ev.glob("fakes_*.png")) if ev.exists() else []
-    body = "".join(R.figure(R.file_img(f, 4 * w), f.stem.replace("fakes_", "")) for f in grids) or R.note("no fakes grids (run evaluate)")
+    body = "".join(R.figure(R.file_img(f, 4 * w), FAKES_WORDS.get(f.stem[len("fakes_"):], f.stem)) for f in grids) \
+        or R.note("no fakes grids (run evaluate)")
     tts = sorted(ev.glob("turntable_*.gif"))[: p.max_turntables] if ev.exists() else []
     body += "<h3>360° turntables of random samples</h3>" + (
-        "".join(R.figure(R.file_img(f, w), f.stem) for f in tts) or R.note("no turntables"))
-    rep.add("samples", "Random samples", body)
+        "".join(R.figure(R.file_img(f, w), f"Random sample {i + 1}, turned through 360°") for i, f in enumerate(tts))
+        or R.note("no turntables"))
+    return body
 
-    # inversions
+
+def _inversions_section(R, root: Path, p) -> str:
+    w = p.thumbnail_px
     inv = root / INVERT
     body = ""
     targets = sorted(d for d in inv.iterdir() if d.is_dir()) if inv.exists() else []
-    for d in targets[: p.max_turntables]:
-        figs = [R.figure(R.file_img(d / f"{n}.png", w), n) for n in ("target", "start", "input_view") if (d / f"{n}.png").exists()]
+    for i, d in enumerate(targets[: p.max_turntables]):
+        figs = [R.figure(R.file_img(d / f"{n}.png", w), INVERSION_WORDS[n])
+                for n in ("target", "start", "input_view") if (d / f"{n}.png").exists()]
         if (d / "turntable.gif").exists():
-            figs.append(R.figure(R.file_img(d / "turntable.gif", w), "turntable"))
-        novel = [R.figure(R.file_img(d / f"{k}_{v}.png", w // 2), f"{k} {v}") for v in ("front", "left", "back", "right")
-                 for k in ("gt", "novel") if (d / f"{k}_{v}.png").exists()]
-        body += f"<h3>{d.name}</h3>" + "".join(figs) + ("<br>" + "".join(novel) if novel else "")
-    rep.add("inversions", "PTI inversions", body or R.note("no inversions (run invert)"))
+            figs.append(R.figure(R.file_img(d / "turntable.gif", w), INVERSION_WORDS["turntable"]))
+        novel = [R.figure(R.file_img(d / f"{k}_{v}.png", w // 2),
+                          f"{'ground truth' if k == 'gt' else 'novel view'}, {SIDE_WORDS[v]}")
+                 for v in ("front", "left", "back", "right") for k in ("gt", "novel") if (d / f"{k}_{v}.png").exists()]
+        body += f"<h3>Inversion {i + 1} <small>(target {d.name})</small></h3>" + "".join(figs) + (
+            "<br>" + "".join(novel) if novel else "")
+    return body or R.note("no inversions (run invert)")
 
-    # metrics
+
+def _metrics_section(R, root: Path) -> str:
     body = ""
     if (root / METRICS).exists():
         m = json.loads((root / METRICS).read_text())
-        body += R.table(R.flatten(m), ("metric", "value"))
+        body += R.table([(k, _metric_words(k), v) for k, v in R.flatten(m)], ("metric", "meaning", "value"))
     else:
         body += R.note("no results/metrics.json (run evaluate)")
-    labels = ev / "labels.json"
+    labels = root / EVAL / "labels.json"
     if labels.exists():
         lab = json.loads(labels.read_text())
         if lab.get("warning"):
             body += R.note(lab["warning"])
         body += "<h3>How these were measured</h3>" + R.table(R.flatten(lab), ("field", "value"))
-    rep.add("metrics", "Metrics", body)
+    return body
 
-    # bias curve
-    if (root / BIAS).exists():
-        h, rows = R.read_tsv(root / BIAS)
-        body = R.img_tag(R.bias_curve_png(h, rows), "image/png", "FID per yaw bin") + R.table([tuple(r) for r in rows], tuple(h))
-    else:
-        body = R.note("no bias curve (run evaluate)")
-    rep.add("bias", "Directional bias curve", body)
+
+def _bias_section(R, root: Path) -> str:
+    if not (root / BIAS).exists():
+        return R.note("no bias curve (run evaluate)")
+    h, rows = R.read_tsv(root / BIAS)
+    words = ("FID of random samples rendered from real cameras of each 45° yaw bin against the real images "
+             "of that bin. A flat curve means no directional bias. ")
+    if "fid_std" in h:
+        words += ("Error bars: standard deviation of the FID over bootstrap resamples of the bin's real and fake "
+                  "images; differences smaller than that are noise.")
+    return (R.figure(R.img_tag(R.bias_curve_png(h, rows), "image/png", "FID per yaw bin"), words)
+            + R.table([tuple(r) for r in rows], tuple(h)))
+
+
+def build_report(root: Path, p, commit: str) -> str:
+    from ..evaluation import report_html as R
+
+    root = Path(root)
+    rep = R.Report(p.title)
+    rep.add("dataset", "Dataset card", _dataset_section(R, root, p))
+    rep.add("training", "Training curves", _training_section(R, root))
+    rep.add("samples", "Random samples", _samples_section(R, root, p))
+    rep.add("inversions", "PTI inversions", _inversions_section(R, root, p))
+    rep.add("metrics", "Metrics", _metrics_section(R, root))
+    rep.add("bias", "Directional bias curve", _bias_section(R, root))
     return rep.html(f"Generated by balancehead from git commit {commit}.")
 
 

@@ -18,9 +18,9 @@ import shutil
 
 import numpy as np
 from safetensors.numpy import save as np_save
-from tqdm import tqdm
 
 from .. import integrity, io
+from ..progress import track
 
 DATASET = "data/dataset"
 METRICS = "results/sample_prior.json"
@@ -36,7 +36,9 @@ def main(ctx) -> None:
     from ..data.shards import ShardWriter
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
     from ..evaluation.prior import GATE, gate_verdicts, image_id, sample_identity
+    from ..ops import use_built
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     p = ctx.params.sample_prior
     device = pick_device(p.device)
     ckpt = find_checkpoint(ctx.path(ctx.params.generator.checkpoint))
@@ -60,7 +62,7 @@ def main(ctx) -> None:
     yaws, pitches, radii, fovs = [], [], [], []
     drops = 0
     with ShardWriter(tmp / "shards", p.shard_size) as writer:
-        for i in tqdm(range(n), desc="sample_prior identities", unit="id", disable=None):
+        for i in track(range(n), ctx.log, "sample_prior: identities", "identity"):
             ident = sample_identity(g, cond, i, ctx.seed("identity", i), p, device)
             verdicts = gate_verdicts(judge, ident) if judge is not None else [None] * len(ident.views)
             split = "holdout" if i in holdout else "prior"

@@ -77,11 +77,13 @@ def _relaunch(ctx: StageContext, nproc: int) -> None:
 def main(ctx: StageContext) -> None:
     import torch
 
+    from ..ops import use_built
     from ..train.distributed import from_env, init_process_group
     from ..train.loop import Trainer, pick_device, read_stats
     from ..train.preemption import Preempted, StopFlag
-    from ..tracking import mlflow_run
+    from ..tracking import log_dataset, mlflow_run
 
+    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
     tp = ctx.params.train
     info = from_env()
     if not info.distributed and tp.distributed.nproc_per_node > 1:
@@ -102,6 +104,8 @@ def main(ctx: StageContext) -> None:
     params_dict = {"train": tp.model_dump(mode="json"), "seed": ctx.params.seed}
     try:
         with (mlflow_run(ctx, "train", params_dict) if info.rank == 0 else _nothing()) as mlflow:
+            if mlflow is not None:
+                log_dataset(mlflow, ctx.path(DATASET), ctx.root, context="training")
             trainer = Trainer(tp, ctx.path(DATASET), work, ctx.params.seed, info, ctx.log, tracker=mlflow,
                               on_tick=on_tick)
             try:
@@ -118,6 +122,8 @@ def main(ctx: StageContext) -> None:
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
                 mlflow.log_artifacts(str(ctx.path(OUT_DIR) / "fakes"), artifact_path="fakes")
                 mlflow.log_artifact(str(ctx.path(PLOTS)))
+                # loads back with Generator.from_pretrained(<downloaded G_ema dir>)
+                mlflow.log_artifacts(str(ctx.path(OUT_DIR) / "G_ema"), artifact_path="G_ema")
     finally:
         stop.close()
         if info.distributed and torch.distributed.is_initialized():

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from balancehead import io
 from balancehead.data.reader import ShardDataset
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from balancehead.progress import duration_text
 from balancehead.runner import derive_seed
 
 from .augment import adjust_p
@@ -379,8 +380,9 @@ class Trainer:
         rows = [r for r in rows if r["kimg"] < row["kimg"]] + [row]   # drop rows from after a resumed checkpoint
         io.write_jsonl(stats_file, rows)
         if self.log:
-            self.log.info("tick %d kimg %.3f " + " ".join(f"{k}=%.4g" for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")),
-                          row["tick"], row["kimg"], *[row.get(k, float("nan")) for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")])
+            eta = duration_text(row["sec_per_kimg"] * max(self.tp.total_kimg - row["kimg"], 0.0))
+            self.log.info("tick %d kimg %.3f/%g " + " ".join(f"{k}=%.4g" for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")) + " ETA %s",
+                          row["tick"], row["kimg"], self.tp.total_kimg, *[row.get(k, float("nan")) for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")], eta)
         if self.tracker is not None:
             self.tracker.log_metrics({k: float(v) for k, v in row.items() if isinstance(v, (int, float))},
                                      step=int(round(row["kimg"] * 1000)))
