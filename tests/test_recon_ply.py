@@ -52,7 +52,8 @@ def test_degree_zero_and_ascii_reader():
 def test_rejects_non_3dgs_files():
     with pytest.raises(ValueError, match="magic"):
         decode(b"hello")
-    mesh = b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n" + np.zeros(3, "<f4").tobytes()
+    mesh = (b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n" + np.zeros(3, "<f4").tobytes())
     with pytest.raises(ValueError, match="missing properties"):
         decode(mesh)
     with pytest.raises(ValueError, match="one head"):

@@ -7,8 +7,8 @@ import torch
 
 from balancehead.camera import camera_label
 from balancehead.recon.gaussians import Gaussians, covariance, quat_to_rotmat
-from balancehead.recon.rasterize import (RasterSettings, camera_from_label, rasterize, rasterize_gsplat,
-                                         rasterize_torch, render_views)
+from balancehead.recon.rasterize import (RasterSettings, camera_from_label, gsplat_available, rasterize,
+                                         rasterize_gsplat, rasterize_torch, render_views)
 
 
 def _scene(dtype=torch.float64, n=5, seed=0):
@@ -120,3 +120,15 @@ def test_gsplat_backend_fails_clearly_without_gsplat_or_cuda():
         rasterize(means, quats, scales, opac, colors, viewmat, K, 4, 4, (0, 0, 0), backend="cuda")
     rgb, _, _ = rasterize(means, quats, scales, opac, colors, viewmat, K, 4, 4, (0, 0, 0))  # auto -> torch on CPU
     assert rgb.shape == (4, 4, 3)
+
+
+@pytest.mark.skipif(not gsplat_available(), reason="needs gsplat and CUDA (the GPU check runs it)")
+def test_torch_and_gsplat_paths_agree_on_cuda():
+    means, quats, scales, opac, colors = (t.cuda() for t in _scene(dtype=torch.float32, n=40, seed=7))
+    viewmat, K = (t.cuda() for t in _camera(64, dtype=torch.float32))
+    bg = torch.tensor([0.3, 0.6, 0.9], device="cuda")
+    ours = rasterize_torch(means, quats, scales, opac, colors, viewmat, K, 64, 64, bg)
+    theirs = rasterize_gsplat(means, quats, scales, opac, colors, viewmat, K, 64, 64, bg)
+    # gsplat also drops pixels outside each Gaussian's 3-sigma box: allow small local differences.
+    for a, b in zip(ours[:2], theirs[:2]):
+        assert (a - b).abs().mean() < 2e-3 and (a - b).abs().max() < 5e-2
