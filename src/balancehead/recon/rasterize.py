@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from balancehead.camera import camera_label
+
 from .gaussians import Gaussians, covariance
 
 BACKENDS = ("auto", "torch", "gsplat")
@@ -153,3 +155,13 @@ def render_views(g: Gaussians, cameras: torch.Tensor, size: int, background, bac
     shape = (cameras.shape[0], cameras.shape[1])
     stack = lambda ts: torch.stack(ts).reshape(*shape, size, size, -1).permute(0, 1, 4, 2, 3)  # noqa: E731
     return stack(rgbs), stack(alphas), stack(depths)
+
+
+def turntable(g: Gaussians, frames: int, size: int, background=(1.0, 1.0, 1.0), pitch_deg: float = 0.0,
+              backend: str = "auto") -> torch.Tensor:
+    """One head (N, ...) rendered from `frames` yaws evenly around 360 degrees (yaw 0 = front first), with the
+    default EG3D camera (radius 2.7, FOV 18.837, looking at the pivot) -> (frames, 3, size, size)."""
+    labels = np.stack([camera_label(yaw, pitch_deg) for yaw in np.arange(frames) * 360.0 / frames])
+    batched = Gaussians(*(t[None] for t in (g.means, g.quats, g.scales, g.opacities, g.colors)))
+    with torch.no_grad():
+        return render_views(batched, torch.from_numpy(labels)[None], size, background, backend)[0][0]
