@@ -14,7 +14,7 @@ from balancehead.world import render, sample_subject
 
 SIZE = 24
 # (steps, PSNR bar in dB over the two views, gain over the untrained model in dB); measured on one core:
-# PanoLAM reaches 16.4 dB at 50 steps (11.8 at 0), PercHead 20.8 dB at 40 steps (11.5 at 0); an all-white
+# PanoLAM reaches 16.9 dB at 50 steps (11.9 at 0), PercHead 21.1 dB at 40 steps (11.5 at 0); an all-white
 # image scores 7.6 dB.
 BARS = {"panolam_tiny": (50, 15.0, 3.0), "perchead_tiny": (40, 18.0, 5.0)}
 

@@ -7,12 +7,13 @@ pushed out from the head centre onto the outer surface of a neutral subject's sk
 cheeks, nose, ears, neck; `world.render.build_scene`), in the same world units as the renders.
 
 Densification (PanoLAM §3.2, "Efficient Point Cloud Densification"): faces larger than `area` are split
-1-to-4 at their edge midpoints until none is, and every new point is stored as a barycentric combination of
-(at most three) template vertices, so deformed coarse points and their features densify with the same
-weights: p' = sum_i w_i p_i. If that would exceed `max_points`, the area threshold is raised until it fits.
+1-to-4 at their edge midpoints, largest first, until none is or `max_points` is reached; every new point is
+stored as a barycentric combination of (at most three) template vertices, so deformed coarse points and their
+features densify with the same weights: p' = sum_i w_i p_i.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,10 +124,10 @@ class Densification:
         return torch.cat([x, new], 1)
 
 
-def _split(vertices: np.ndarray, faces: np.ndarray, area: float, budget: int) -> list | None:
-    """Barycentric 1-to-4 splitting of the faces above `area` -> the new points as ((vertex, weight), ...)
-    combinations, or None as soon as more than `budget` would be needed. Midpoints are shared through an
-    edge cache, so neighbouring faces never duplicate a point."""
+def _split(vertices: np.ndarray, faces: np.ndarray, area: float, budget: int) -> list:
+    """Largest-first barycentric 1-to-4 splitting of the faces above `area`, stopping before the new points
+    would exceed `budget` -> the new points as ((vertex, weight), ...) combinations. Midpoints are shared
+    through an edge cache, so neighbouring faces never duplicate a point."""
     combos = [((i, 1.0),) for i in range(len(vertices))]
     pos = [tuple(map(float, v)) for v in vertices]
     cache: dict = {}
@@ -147,30 +148,30 @@ def _split(vertices: np.ndarray, faces: np.ndarray, area: float, budget: int) ->
         ux, uy, uz, vx, vy, vz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
         return 0.5 * math.sqrt((uy * vz - uz * vy) ** 2 + (uz * vx - ux * vz) ** 2 + (ux * vy - uy * vx) ** 2)
 
-    stack = [tuple(map(int, f)) for f in faces]
-    while stack:
-        a, b, c = stack.pop()
-        if face_area(a, b, c) <= area:
-            continue
+    heap = [(-face_area(*f), k, f) for k, f in enumerate(tuple(map(int, f)) for f in faces)]
+    heapq.heapify(heap)
+    counter = len(heap)
+    while heap and -heap[0][0] > area:
+        _, _, (a, b, c) = heapq.heappop(heap)
+        fresh = sum(((min(x, y), max(x, y)) not in cache) for x, y in ((a, b), (b, c), (c, a)))
+        if len(combos) - len(vertices) + fresh > budget:
+            break
         ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
-        if len(combos) - len(vertices) > budget:
-            return None
-        stack += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+        for face in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)):
+            heapq.heappush(heap, (-face_area(*face), counter, face))
+            counter += 1
     return combos[len(vertices):]
 
 
 def densify(template: Template, area: float, max_points: int) -> Densification:
-    """Plan the densification of `template` (PanoLAM: λ_area 2e-6 on FLAME in metres, M_D = 10k in total)."""
+    """Plan the densification of `template` (PanoLAM: λ_area 2e-6 on FLAME in metres, M_D = 10k in total):
+    the largest faces are split first, so a `max_points` cap keeps the most useful points."""
     budget = max_points - len(template.vertices)
     if budget < 0:
         raise ValueError(f"densify max_points {max_points} is below the template's {len(template.vertices)} vertices")
     if not area > 0:
         raise ValueError(f"densify area threshold must be > 0, got {area}")
-    vertices = template.vertices.astype(np.float64)
-    points = _split(vertices, template.faces, area, budget)
-    while points is None:
-        area *= 1.5
-        points = _split(vertices, template.faces, area, budget)
+    points = _split(template.vertices.astype(np.float64), template.faces, area, budget)
     index = np.zeros((len(points), 3), dtype=np.int64)
     weights = np.zeros((len(points), 3), dtype=np.float64)
     for row, combo in enumerate(points):
@@ -202,8 +203,7 @@ def patch_anchors(template: Template, patches: int, per_patch: int) -> np.ndarra
     if need > len(points):
         v, f = template.vertices.astype(np.float64), template.faces
         total = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
-        # Splitting to faces of area <= total / need leaves about need / 2 vertices; aim below that.
-        plan = densify(template, area=total / (4 * need), max_points=4 * need)
+        plan = densify(template, area=total / (8 * need), max_points=2 * need)
         points = plan.apply(torch.from_numpy(template.vertices)[None])[0].numpy()
     if len(points) < need:
         raise ValueError(f"template densifies to {len(points)} points, fewer than {need} = patches x per_patch")
