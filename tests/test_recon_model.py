@@ -175,3 +175,32 @@ def test_losses():
     assert model.dense_head.net[-1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="perceptual"):
         reconstruction_loss(dataclasses.replace(cfg.loss, perceptual=1.0), out, target, mask, cams, 12, backend="torch")
+
+
+def test_foreground_patches_and_depth_term():
+    cfg = _small("perchead_tiny")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[0, :, :16, :16] = 1  # image 0: only the top-left patch quadrant is foreground; image 1: none
+    keep = model.encoder.foreground(mask)
+    assert keep.shape == (2, 16) and keep[0].sum() == 4 and keep[1].all()
+    # Dropped patches are invisible to the decoder's cross-attention (the frozen ViT still mixes them in).
+    block = model.blocks[0]
+    x, context = torch.randn(2, 5, 64), torch.randn(2, 16, 64)
+    changed = context.clone()
+    changed[0, ~keep[0]] += 3.0
+    torch.testing.assert_close(block(x, context, keep)[0], block(x, changed, keep)[0])
+    assert not torch.allclose(block(x, context)[0], block(x, changed)[0])
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.isfinite(model(images, mask).gaussians.colors).all()
+    # Depth supervision: rendered camera-z against a target inside the mask.
+    w = dataclasses.replace(cfg.loss, depth=1.0)
+    cams = torch.from_numpy(np.stack([camera_label(0, 0)]))[None]
+    out = model(images[:1])
+    target, m = torch.rand(1, 1, 3, 12, 12), torch.ones(1, 1, 1, 12, 12)
+    near = reconstruction_loss(w, out, target, m, cams, 12, backend="torch", depth=torch.full((1, 1, 1, 12, 12), 2.5))[1]
+    far = reconstruction_loss(w, out, target, m, cams, 12, backend="torch", depth=torch.full((1, 1, 1, 12, 12), 9.0))[1]
+    assert far["depth"] > near["depth"] + 5
+    with pytest.raises(ValueError, match="depth"):
+        reconstruction_loss(w, out, target, m, cams, 12, backend="torch")

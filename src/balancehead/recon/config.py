@@ -115,6 +115,7 @@ class LossWeights:
     coarse: float = 1.0          # weight of the coarse render inside λ3's term
     triplane_rgb: float = 0.1    # λ4 (needs SphereHead's frozen decoder)
     mask: float = 1.0            # λ5
+    depth: float = 0.0           # L1 on expected depth inside the mask (GAN-prior samples carry depth; not in the papers)
     triplane_feature: float = 1e-4  # λ6 (needs SphereHead's planes as teacher)
 
 

@@ -76,6 +76,15 @@ class ImageEncoder(nn.Module):
             return list(self.backbone(pixel_values=x, output_hidden_states=True).hidden_states)
         return self.backbone.hidden_states(x)
 
+    def foreground(self, mask: torch.Tensor) -> torch.Tensor:
+        """Foreground mask (B, 1, H, W) in [0, 1] -> (B, T) bool: patches at least half foreground (PercHead §3.1
+        "we only keep foreground patches"); an image without any keeps all its patches."""
+        patch = self.backbone.config.patch_size if self.cfg.kind == "dinov2" else self.cfg.patch_size
+        size = self.cfg.image_size
+        m = nn.functional.interpolate(mask.float(), size=(size, size), mode="area")
+        keep = (nn.functional.avg_pool2d(m, patch) >= 0.5).flatten(1)
+        return keep | ~keep.any(1, keepdim=True)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.cfg.image_size
         x = nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

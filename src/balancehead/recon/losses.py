@@ -87,15 +87,22 @@ def image_terms(w: LossWeights, rgb, alpha, target, mask, perceptual: FeatureExt
 
 def reconstruction_loss(w: LossWeights, out, target, mask, cameras, size: int, background=(1.0, 1.0, 1.0),
                         perceptual: FeatureExtractor | None = None, sharpen: nn.Module | None = None,
-                        backend: str = "auto") -> tuple[torch.Tensor, dict]:
-    """Render `out` (a model's ReconOutput) at cameras (B, V, 25) and compare with target (B, V, 3, S, S) and
-    mask (B, V, 1, S, S). -> (total, {term: value, "render": dense rgb (B, V, 3, S, S) detached})."""
+                        backend: str = "auto", depth: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Render `out` (a model's ReconOutput) at cameras (B, V, 25) and compare with target (B, V, 3, S, S),
+    mask (B, V, 1, S, S) and, when `w.depth` > 0, camera-z depth (B, V, 1, S, S) inside the mask.
+    -> (total, {term: value, "render": dense rgb (B, V, 3, S, S) detached})."""
     flat = lambda x: x.flatten(0, 1)  # noqa: E731
     terms: dict = {}
-    rgb, alpha, _ = render_views(out.gaussians, cameras, size, background, backend)
+    rgb, alpha, z = render_views(out.gaussians, cameras, size, background, backend)
     final = flat(rgb) if sharpen is None else sharpen(flat(rgb))
     for k, v in image_terms(w, final, flat(alpha), flat(target), flat(mask), perceptual).items():
         terms[k] = w.gaussians * v
+    if w.depth:
+        if depth is None:
+            raise ValueError("recon loss weight 'depth' is set but no target depth was given")
+        inside = (mask > 0.5) & torch.isfinite(depth)
+        diff = torch.where(inside, z - torch.nan_to_num(depth, posinf=0.0), torch.zeros_like(z))
+        terms["depth"] = w.depth * diff.abs().sum() / inside.sum().clamp_min(1)
     if out.coarse is not None and w.coarse:
         c_rgb, c_alpha, _ = render_views(out.coarse, cameras, size, background, backend)
         for k, v in image_terms(w, flat(c_rgb), flat(c_alpha), flat(target), flat(mask), perceptual).items():

@@ -57,9 +57,11 @@ class CrossBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.mlp = mlp([width, int(width * mlp_ratio), width])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """`keep` (B, T) bool: the context tokens to attend to (None: all)."""
         kv = self.norm_kv(context)
-        x = x + self.attn(self.norm_q(x), kv, kv, need_weights=False)[0]
+        ignore = None if keep is None else ~keep
+        x = x + self.attn(self.norm_q(x), kv, kv, key_padding_mask=ignore, need_weights=False)[0]
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -113,10 +115,10 @@ class SphericalTriplaneBranch(nn.Module):
         centres = np.stack([camera_origin(y, 0.0, cfg.camera_radius) for y in yaws])
         self.register_buffer("centres", torch.tensor(centres, dtype=torch.float32), persistent=False)
 
-    def planes(self, tokens: torch.Tensor) -> torch.Tensor:
+    def planes(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         x = self.queries.expand(tokens.shape[0], -1, -1)
         for block in self.blocks:
-            x = block(x, tokens)
+            x = block(x, tokens, keep)
         r, c = self.cfg.resolution, self.cfg.channels
         return self.to_planes(x).reshape(-1, 6, r, r, c).permute(0, 1, 4, 2, 3)
 
@@ -166,19 +168,21 @@ class PanoLAM(nn.Module):
     def num_gaussians(self) -> int:
         return len(self.vertices) + len(self.plan)
 
-    def forward(self, images: torch.Tensor) -> ReconOutput:
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> ReconOutput:
+        """images (B, 3, H, W) in [0, 1]; `mask` (B, 1, H, W) restricts attention to foreground patches."""
         tokens = self.encoder(images)
+        keep = None if mask is None else self.encoder.foreground(mask)
         b = images.shape[0]
         verts = self.vertices.to(images.dtype).expand(b, -1, -1)
         x = self.embed(positional_encoding(verts, self.cfg.transformer.frequencies))
         for block in self.blocks:
-            x = block(x, tokens)
+            x = block(x, tokens, keep)
         coarse = self.coarse_head(x, verts)
         points = self.plan.apply(coarse.means)
         feats = self.plan.apply(x)
         planes = None
         if self.triplane is not None:
-            planes = self.triplane.planes(tokens)
+            planes = self.triplane.planes(tokens, keep)
             feats = torch.cat([feats, self.triplane.ray_features(planes, points)], -1)
         return ReconOutput(self.dense_head(feats, points), coarse, planes)
 
@@ -204,14 +208,16 @@ class PercHead(nn.Module):
     def num_gaussians(self) -> int:
         return self.anchors.shape[0] * self.anchors.shape[1]
 
-    def forward(self, images: torch.Tensor, motion: float = 1.0) -> ReconOutput:
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None, motion: float = 1.0) -> ReconOutput:
+        """As PanoLAM.forward; `motion` scales the anchor offsets' pre-activation (small early in training)."""
         tokens = self.encoder(images)
+        keep = None if mask is None else self.encoder.foreground(mask)
         b = images.shape[0]
         anchors = self.anchors.to(images.dtype)
         x = self.embed(positional_encoding(anchors, self.cfg.transformer.frequencies).flatten(1))
         x = x.expand(b, -1, -1)
         for block in self.blocks:
-            x = block(x, tokens)
+            x = block(x, tokens, keep)
         latents = self.shuffle(x).reshape(b, self.num_gaussians, self.cfg.patches.latent)
         raw = {k: head(latents) for k, head in self.heads.items()}
         means = anchors.reshape(1, -1, 3) + self.cfg.patches.max_offset * torch.tanh(motion * raw["offset"])
