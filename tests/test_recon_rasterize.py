@@ -150,3 +150,27 @@ def test_tiled_path_equals_dense_path_values_and_gradients():
         grads = torch.autograd.grad(sum(o.sin().sum() for o in tiled), ins)
         for a, b in zip(grads, grads_dense):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+def test_label_cameras_project_like_the_world_renderer():
+    """Template points on the world head's skin, projected with camera_from_label, land where world.render's
+    ray-cast depth for the same label is at or in front of them (flipped projections would not)."""
+    from balancehead.recon.template import world_head_template
+    from balancehead.world import Subject, render
+
+    size = 64
+    view = render(Subject(subject_id="t", seed=0), 60.0, 20.0, size=size)
+    viewmat, K = camera_from_label(view.camera, size, torch.float64)
+    pts = torch.from_numpy(world_head_template(2).vertices).double()
+    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
+    uv = (cam[:, :2] / cam[:, 2:] * torch.stack([K[0, 0], K[1, 1]]) + K[:2, 2]).floor().long()
+    in_frame = ((uv >= 0) & (uv < size)).all(1)
+    assert in_frame.double().mean() > 0.95
+    uv, z = uv[in_frame], cam[in_frame, 2].numpy()
+
+    def agree(rows, cols):  # the ray-cast surface at the pixel is not behind the skin point
+        return (view.depth[rows, cols] <= z + 0.01).mean()
+
+    assert agree(uv[:, 1], uv[:, 0]) > 0.97
+    assert agree(size - 1 - uv[:, 1], uv[:, 0]) < 0.8    # upside down
+    assert agree(uv[:, 1], size - 1 - uv[:, 0]) < 0.92   # mirrored

@@ -38,13 +38,6 @@ class Gaussians:
     def detach(self) -> "Gaussians":
         return Gaussians(*(t.detach() for t in (self.means, self.quats, self.scales, self.opacities, self.colors)))
 
-    @staticmethod
-    def cat(parts: list["Gaussians"], dim: int = -2) -> "Gaussians":
-        op = dim - 1 if dim < 0 else dim  # opacities have no trailing attribute axis
-        return Gaussians(torch.cat([p.means for p in parts], dim), torch.cat([p.quats for p in parts], dim),
-                         torch.cat([p.scales for p in parts], dim), torch.cat([p.opacities for p in parts], op),
-                         torch.cat([p.colors for p in parts], dim))
-
 
 def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     """(..., 4) (w, x, y, z), any norm -> (..., 3, 3) rotation matrices."""
