@@ -27,7 +27,7 @@ from torch import nn
 from balancehead.camera import camera_origin
 from balancehead.models.sphere import rotate_a, spherical_coords
 
-from .config import PatchesConfig, ReconConfig, SharpenConfig, TriplaneConfig
+from .config import ReconConfig, SharpenConfig, TriplaneConfig
 from .encoder import ImageEncoder
 from .gaussians import Gaussians
 from .template import Template, densify, load_template, patch_anchors, world_head_template
