@@ -114,6 +114,16 @@ class StopPoll:
         return bool(previous[0].item() > 0)
 
 
+def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any. One host read: for use outside training steps only
+    (after an evaluation, at a checkpoint), never per step (StopPoll is the per-step form)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

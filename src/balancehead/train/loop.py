@@ -37,7 +37,7 @@ from balancehead.runner import derive_seed
 
 from .augment import adjust_p
 from .conditioning import LabelSpec
-from .distributed import DistInfo, StopPoll, all_reduce_grads, barrier
+from .distributed import DistInfo, StopPoll, all_reduce_grads, any_rank, barrier
 from .ema import ema_beta, update_ema
 from .features import RandomFeatures, frechet_distance
 from .loss import GanLoss, StepSettings
