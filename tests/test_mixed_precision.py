@@ -1,6 +1,8 @@
 """EG3D mixed precision: which blocks run in float16 (by resolution, as the official networks pick
 them), float32 everywhere off CUDA, the per-block dtype flow, and the train.model fields wiring it."""
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +166,20 @@ def test_train_model_fields_wire_the_configs():
         TrainParams.model_validate({"model": {"d_num_fp16_res": 4}, "distributed": {"precision": "bf16"}})
     with pytest.raises(ValueError, match="d_num_fp16_res"):
         TrainParams.model_validate({"model": {"d_num_fp16_res": -1}})
+
+
+def test_benchmark_mixed_mode_uses_the_config_fields():
+    """benchmarks/bench_vs_eg3d.py 'mixed': EG3D's float16 blocks on our side too (no autocast)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_vs_eg3d.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_eg3d", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = dict(bench.CONFIGS["tiny"], g_num_fp16_res=2)
+    G, D, how = bench.our_models(cfg, "mixed", "cpu")
+    assert not how.startswith("autocast")
+    assert (G.cfg.num_fp16_res, G.cfg.sr_num_fp16_res, D.cfg.num_fp16_res) == (2, 4, 4)
+    assert G.cfg.conv_clamp == G.cfg.sr_conv_clamp == D.cfg.conv_clamp == 256.0
+    assert all(b.use_fp16 for b in G.superres.blocks) and sum(b.use_fp16 for b in D.blocks) == 4
+    G, D, how = bench.our_models(bench.CONFIGS["tiny"], "fp32", "cpu")
+    assert G.cfg.sr_conv_clamp is None and D.cfg.conv_clamp is None and not any(b.use_fp16 for b in D.blocks)
+    assert bench.our_models(bench.CONFIGS["tiny"], "bf16", "cpu")[2] == "autocast-bf16"
