@@ -32,10 +32,10 @@ def _d_resolutions(top):
 
 
 def _run(G, D, n=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    z, c = torch.randn(n, G.cfg.z_dim, generator=g), torch.randn(n, G.cfg.c_dim, generator=g)
-    out = G(z, c, _cams(n).to(z.device))
-    return out, D(out.as_discriminator_input(), torch.randn(n, D.cfg.c_dim, generator=g))
+    g, device = torch.Generator().manual_seed(seed), next(G.parameters()).device
+    z, c = torch.randn(n, G.cfg.z_dim, generator=g).to(device), torch.randn(n, G.cfg.c_dim, generator=g).to(device)
+    out = G(z, c, _cams(n).to(device))
+    return out, D(out.as_discriminator_input(), torch.randn(n, D.cfg.c_dim, generator=g).to(device))
 
 
 def test_fp16_fields_default_to_zero_and_select_no_block():
