@@ -14,6 +14,7 @@ Resampling convolutions follow the StyleGAN2 operator exactly (EG3D `conv2d_resa
 Mixed precision is EG3D's: a block built with `use_fp16` computes in float16 on CUDA only (anywhere
 else it stays in the parameters' dtype, as EG3D's `force_fp32` off-CUDA); weights stay float32 and are
 cast on use, the layers below follow the dtype of their input, and the skip image stays float32.
+Activations stay in the contiguous layout: EG3D's `fp16_channels_last` is off in all its configs.
 """
 from __future__ import annotations
 
