@@ -1,7 +1,8 @@
 """Side by side, in one process: the project's G+D training step vs the official EG3D code.
 
     python benchmarks/bench_vs_eg3d.py [--eg3d PATH] [--config 512|128|tiny ...] [--precision fp32,mixed,bf16]
-                                       [--iters N] [--warmup N] [--json OUT.json] [--device cpu|cuda]
+                                       [--g-num-fp16-res N] [--iters N] [--warmup N] [--json OUT.json]
+                                       [--device cpu|cuda]
 
 Without --eg3d only the project side runs (`make bench`). With --eg3d PATH (a checkout of
 NVlabs/eg3d, the folder holding `training/` and `torch_utils/`; never vendored here) the official
@@ -17,10 +18,12 @@ Configs (EG3D FFHQ, train.py defaults: mapping depth 2, channel base 32768, max 
 tri-plane 3 x 32 x 256^2, batch 4, camera-conditioned G and D (c = 25-d camera label)):
   512: 512 px out, neural 128 (SuperresolutionHybrid8XDC);  128: 128 px out, neural 64 (Hybrid2X);
   tiny: 128 px out, neural 16, channel base 1024, 6+6 samples, batch 2 (a CPU smoke test).
-Precisions: fp32 (no fp16 layers, no conv clamp); mixed = EG3D's (fp16 in the 4 highest-resolution
-layers of SR and D, conv clamp 256; the project's side uses its config fields for the same where it
-has them, else torch.autocast(float16)); bf16 = torch.autocast(bfloat16) on the project's side only
-(EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
+Precisions: fp32 (no fp16 layers, no conv clamp); mixed = EG3D's scheme on both sides (float16 in every
+SR block (sr_num_fp16_res 4) and the 4 highest-resolution D blocks, conv clamp 256, weights float32; the
+backbone in float16 only with --g-num-fp16-res N > 0, EG3D FFHQ's default being 0) — the project's
+side through its config fields (GeneratorConfig.num_fp16_res / sr_num_fp16_res,
+DiscriminatorConfig.num_fp16_res), no autocast; bf16 = torch.autocast(bfloat16) on the project's side
+only (EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
 (torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, and peak memory
 (torch.cuda.max_memory_allocated, reset before each side's step).
 """
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import os
@@ -60,12 +62,6 @@ MIXED_CLAMP = 256.0
 
 # ---------------------------------------------------------------- the project's side
 
-def _known(cls, values: dict) -> dict:
-    """Only the fields `cls` has (the configs grow; a field the config lacks is reported, not fatal)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
 def our_models(spec: dict, precision: str, device) -> tuple[torch.nn.Module, torch.nn.Module, str]:
     coarse, fine = spec["samples"]
     mixed = precision == "mixed"
@@ -74,23 +70,20 @@ def our_models(spec: dict, precision: str, device) -> tuple[torch.nn.Module, tor
                     channel_max=spec["channel_max"], feature_channels=32, decoder_hidden=64,
                     neural_resolution=spec["neural"], output_resolution=spec["out"], n_coarse=coarse,
                     n_importance=fine, ray_start=2.25, ray_end=3.3, box_warp=1.0, background=False,
-                    camera_adapt=False, conv_clamp=None, sr_noise_mode="none")
+                    camera_adapt=False, conv_clamp=None, sr_conv_clamp=None, sr_noise_mode="none")
     d_values = dict(resolution=spec["out"], mode="dual", c_dim=25, cmap_dim=min(spec["channel_base"] // 4,
                                                                                 spec["channel_max"]),
                     mapping_layers=8, channel_base=spec["channel_base"], channel_max=spec["channel_max"],
                     mbstd_group=4, mbstd_channels=1, conv_clamp=None)
     how = {"fp32": "fp32", "bf16": "autocast-bf16"}.get(precision, "")
-    if mixed:
-        g_has = _known(GeneratorConfig, {"sr_num_fp16_res": 0})
-        d_has = _known(DiscriminatorConfig, {"num_fp16_res": 0})
-        if g_has and d_has:  # the config expresses EG3D's mixed precision itself
-            g_values.update(sr_num_fp16_res=MIXED_FP16_RES)
-            d_values.update(num_fp16_res=MIXED_FP16_RES, conv_clamp=MIXED_CLAMP)
-            how = "config fp16 layers"
-        else:
-            how = "autocast-fp16"
-    g_cfg = GeneratorConfig(**_known(GeneratorConfig, g_values))
-    d_cfg = DiscriminatorConfig(**_known(DiscriminatorConfig, d_values))
+    if mixed:  # EG3D's per-block float16, expressed by the configs (train.model.*_num_fp16_res)
+        g_fp16 = spec.get("g_num_fp16_res", 0)
+        g_values.update(num_fp16_res=g_fp16, conv_clamp=MIXED_CLAMP if g_fp16 else None,
+                        sr_num_fp16_res=MIXED_FP16_RES, sr_conv_clamp=MIXED_CLAMP)
+        d_values.update(num_fp16_res=MIXED_FP16_RES, conv_clamp=MIXED_CLAMP)
+        how = f"config fp16 blocks (G {g_fp16}, SR {MIXED_FP16_RES}, D {MIXED_FP16_RES})"
+    g_cfg = GeneratorConfig(**g_values)
+    d_cfg = DiscriminatorConfig(**d_values)
     return Generator(g_cfg).to(device), Discriminator(d_cfg).to(device), how
 
 
@@ -136,6 +129,7 @@ def import_eg3d(path: Path):
 
 def eg3d_models(eg3d, spec: dict, precision: str, device):
     out, mixed = spec["out"], precision == "mixed"
+    g_fp16 = spec.get("g_num_fp16_res", 0) if mixed else 0
     coarse, fine = spec["samples"]
     rendering = dict(image_resolution=out, disparity_space_sampling=False, clamp_mode="softplus",
                      superresolution_module=SR_MODULES[out], c_gen_conditioning_zero=False, gpc_reg_prob=0.5,
@@ -148,7 +142,8 @@ def eg3d_models(eg3d, spec: dict, precision: str, device):
         z_dim=512, c_dim=25, w_dim=512, img_resolution=out, img_channels=3,
         sr_num_fp16_res=MIXED_FP16_RES if mixed else 0, mapping_kwargs={"num_layers": 2}, rendering_kwargs=rendering,
         sr_kwargs={"channel_base": cb, "channel_max": cm, "fused_modconv_default": "inference_only"},
-        channel_base=cb, channel_max=cm, fused_modconv_default="inference_only", num_fp16_res=0, conv_clamp=None)
+        channel_base=cb, channel_max=cm, fused_modconv_default="inference_only", num_fp16_res=g_fp16,
+        conv_clamp=MIXED_CLAMP if g_fp16 else None)  # EG3D train.py: conv_clamp 256 iff g_num_fp16_res > 0
     G.neural_rendering_resolution = spec["neural"]
     # Upstream quirk: when the neural resolution equals the SR input resolution (the 128-px config) no
     # interpolation copies `rgb`, which is then a view of the feature image that the SR block adds into in
@@ -160,7 +155,8 @@ def eg3d_models(eg3d, spec: dict, precision: str, device):
         c_dim=25, img_resolution=out, img_channels=3, channel_base=cb, channel_max=cm,
         num_fp16_res=MIXED_FP16_RES if mixed else 0, conv_clamp=MIXED_CLAMP if mixed else None,
         block_kwargs={"freeze_layers": 0}, mapping_kwargs={}, epilogue_kwargs={"mbstd_group_size": 4})
-    return G.to(device), D.to(device), ("EG3D fp16 layers" if mixed else "fp32")
+    return G.to(device), D.to(device), (f"EG3D fp16 blocks (G {g_fp16}, SR {MIXED_FP16_RES}, D {MIXED_FP16_RES})"
+                                        if mixed else "fp32")
 
 
 def eg3d_step(G, D, batch: dict, neural: int) -> None:
@@ -306,6 +302,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=None, help="override the config's batch")
+    ap.add_argument("--g-num-fp16-res", type=int, default=0,
+                    help="mixed: float16 synthesis-backbone blocks on both sides (EG3D --g_num_fp16_res, default 0)")
     ap.add_argument("--no-flops", dest="flops", action="store_false")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
@@ -334,6 +332,7 @@ def main(argv=None):
         spec = dict(CONFIGS[name])
         if args.batch:
             spec["batch"] = args.batch
+        spec["g_num_fp16_res"] = args.g_num_fp16_res
         for precision in precisions:
             if precision != "fp32" and not gpu:
                 print(f"  ({name}/{precision}: mixed precision is measured on a GPU only; skipped)")

@@ -22,11 +22,12 @@ from .synthesis import SynthesisNetwork
 class BackgroundGenerator(nn.Module):
     def __init__(self, z_dim: int, w_dim: int, resolution: int, feature_channels: int, generator: torch.Generator,
                  channel_base: int, channel_max: int, mapping_layers: int = 2, own_mapping: bool = False,
-                 antialias: bool = True, conv_clamp: float | None = None):
+                 antialias: bool = True, conv_clamp: float | None = None, num_fp16_res: int = 0):
         super().__init__()
         self.own_mapping, self.antialias = own_mapping, antialias
+        # PanoHead builds bcg_synthesis with the backbone's synthesis kwargs (num_fp16_res, conv_clamp included)
         self.synthesis = SynthesisNetwork(w_dim, resolution, feature_channels, generator, channel_base, channel_max,
-                                          conv_clamp)
+                                          conv_clamp, num_fp16_res)
         self.mapping = (MappingNetwork(z_dim, 0, w_dim, self.synthesis.num_ws, generator, num_layers=mapping_layers)
                         if own_mapping else None)
 

@@ -47,6 +47,7 @@ class GeneratorConfig:
     sr_antialias: bool = True
     sr_noise_mode: str = "none"       # EG3D superresolution_noise_mode: "none", or "follow" the call's noise_mode
     sr_conv_clamp: float | None = 256.0  # EG3D: 256 when sr_num_fp16_res > 0 (its default, 4), else None
+    sr_num_fp16_res: int = 0          # EG3D sr_num_fp16_res: > 0 = every SR block in float16 (CUDA only); 0 = fp32
     n_coarse: int = 48
     n_importance: int = 48
     ray_start: float = 2.25
@@ -62,6 +63,7 @@ class GeneratorConfig:
     camera_adapt: bool = True
     camera_adapt_kind: str = "panohead"  # "panohead": t_mapping (z, c) -> 3 translation; "mlp": (z, camera) MLP
     camera_adapt_hidden: int = 64
+    num_fp16_res: int = 0             # EG3D num_fp16_res: the N highest-resolution synthesis blocks in float16 (CUDA only)
     conv_clamp: float | None = None   # EG3D: 256 only with fp16 synthesis blocks
     seed: int = 0                     # construction seed (weights and const noise)
 
@@ -76,6 +78,9 @@ class GeneratorConfig:
             raise ValueError("output_resolution must be a power-of-two multiple of neural_resolution")
         if self.feature_channels < 3:
             raise ValueError("feature_channels must be >= 3 (RGB first)")
+        for name in ("num_fp16_res", "sr_num_fp16_res"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         choices = {"density_order": ("mean_then_activate", "activate_then_mean"), "sr_noise_mode": ("none", "follow"),
                    "background_kind": ("panohead", "own_mapping"), "camera_adapt_kind": ("panohead", "mlp")}
         for name, allowed in choices.items():
@@ -119,7 +124,8 @@ class DiscriminatorConfig:
     channel_max: int = 512
     mbstd_group: int = 4
     mbstd_channels: int = 1
-    conv_clamp: float = 256.0
+    num_fp16_res: int = 0             # EG3D num_fp16_res (4 there): the N highest-resolution blocks in float16 (CUDA only)
+    conv_clamp: float | None = 256.0  # EG3D: 256 when num_fp16_res > 0, else None
     seed: int = 1
 
     def __post_init__(self):
@@ -127,6 +133,8 @@ class DiscriminatorConfig:
             raise ValueError(f"mode must be 'dual', 'tri' or 'mask', got {self.mode!r}")
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError("discriminator resolution must be a power of two >= 8")
+        if self.num_fp16_res < 0:
+            raise ValueError(f"num_fp16_res must be >= 0, got {self.num_fp16_res}")
 
     @classmethod
     def tiny(cls, **overrides) -> "DiscriminatorConfig":

@@ -10,7 +10,7 @@ from the official init kwargs and `rendering_kwargs`:
     discriminator_from_official(state_dict, init_kwargs, kind) -> Discriminator
 
 `kind` is "eg3d", "panohead" or "spherehead". `init_kwargs` are the official constructor's kwargs
-(z_dim, c_dim, w_dim, img_resolution, channel_base, channel_max, conv_clamp, sr_num_fp16_res,
+(z_dim, c_dim, w_dim, img_resolution, channel_base, channel_max, conv_clamp, num_fp16_res, sr_num_fp16_res,
 mapping_kwargs, ...); the pickled G's `neural_rendering_resolution` attribute may be passed in them
 under that name (default 64). Nothing here unpickles anything: the caller (the
 safe-import helper) hands over plain tensors and dicts. Every official tensor must land on exactly one
@@ -151,6 +151,7 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
     channel_base, channel_max = int(kw.get("channel_base", 32768)), int(kw.get("channel_max", 512))
     pano = kind in ("panohead", "spherehead")  # SphereHead is PanoHead's generator with spherical planes
     bg = pano and any(k.startswith("bcg_synthesis.") for k in sd)
+    sr_fp16 = int(kw.get("sr_num_fp16_res", 0))  # absent: TriPlaneGenerator's default
     representation = {"eg3d": "triplane", "panohead": "trigrid", "spherehead": "sphere_dual"}[kind]
     return GeneratorConfig(
         z_dim=int(kw["z_dim"]), c_dim=int(kw["c_dim"]), c_scale=c_scale, w_dim=int(kw["w_dim"]),
@@ -165,12 +166,13 @@ def _generator_config(sd: dict, kw: dict, rk: dict, kind: str) -> GeneratorConfi
         neural_resolution=int(kw.get("neural_rendering_resolution", rk.get("neural_rendering_resolution", 64))),
         output_resolution=int(kw["img_resolution"]), sr_dc=sr_module.endswith("DC"),
         sr_antialias=bool(rk.get("sr_antialias", True)),
-        sr_conv_clamp=256.0 if int(kw.get("sr_num_fp16_res", 0)) > 0 else None, sr_noise_mode="none" if sr_noise == "none" else "follow",
+        sr_conv_clamp=256.0 if sr_fp16 > 0 else None, sr_num_fp16_res=sr_fp16, sr_noise_mode="none" if sr_noise == "none" else "follow",
         n_coarse=int(rk["depth_resolution"]), n_importance=int(rk["depth_resolution_importance"]),
         ray_start=float(rk["ray_start"]), ray_end=float(rk["ray_end"]), box_warp=float(rk["box_warp"]),
         crop_margin=0.1 if pano else 0.0,
         background=bg, background_kind="panohead", bg_channel_base=channel_base // 2, bg_channel_max=channel_max,
-        camera_adapt=pano, camera_adapt_kind="panohead", conv_clamp=kw.get("conv_clamp"))
+        camera_adapt=pano, camera_adapt_kind="panohead", conv_clamp=kw.get("conv_clamp"),
+        num_fp16_res=int(kw.get("num_fp16_res", 4)))  # absent: the official SynthesisNetwork default
 
 
 def generator_from_official(state_dict: dict[str, torch.Tensor], init_kwargs: dict, rendering_kwargs: dict,
@@ -230,7 +232,8 @@ def discriminator_from_official(state_dict: dict[str, torch.Tensor], init_kwargs
         mapping_layers=_count_fc(sd, "mapping.") or 1, mapping_lr_mul=float(mapping_kwargs.get("lr_multiplier", 0.01)),
         seg_resolution=max(seg_res) if seg_res else 128, channel_base=int(kw.get("channel_base", 32768)),
         channel_max=int(kw.get("channel_max", 512)), mbstd_group=int(epilogue_kwargs.get("mbstd_group_size", 4)),
-        mbstd_channels=int(epilogue_kwargs.get("mbstd_num_channels", 1)), conv_clamp=kw.get("conv_clamp", 256))
+        mbstd_channels=int(epilogue_kwargs.get("mbstd_num_channels", 1)), conv_clamp=kw.get("conv_clamp", 256),
+        num_fp16_res=int(kw.get("num_fp16_res", 4)))  # absent: the official discriminators' default
     D = Discriminator(cfg)
     renames: dict[str, str | None] = {"resample_filter": None}
     for i, r in enumerate(sorted((r for r in res if r != 4), reverse=True)):

@@ -15,6 +15,9 @@ The label c is an explicit argument (camera, semantic, both, or none): ViCiCo pa
 labels, and tests can assert on exactly what D saw. Conditioning is by projection: a mapping
 network (8 layers, lr multiplier 0.01 as EG3D) embeds c to `cmap`; the logit is
 <features, cmap> / sqrt(cmap_dim).
+
+Mixed precision as EG3D / PanoHead: blocks at resolution >= max(2 ** (log2(resolution) + 1 - num_fp16_res), 8)
+(of the *image* resolution, for the mask branch too) compute in float16 on CUDA; the epilogue is float32.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from .config import DiscriminatorConfig
-from .layers import Conv2dLayer, FullyConnected
+from .layers import Conv2dLayer, FullyConnected, block_dtype, fp16_resolution
 from .mapping import MappingNetwork
 
 
@@ -38,16 +41,21 @@ def filtered_resizing(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, in_channels, mid_channels, out_channels, img_channels, generator, conv_clamp):
+    def __init__(self, in_channels, mid_channels, out_channels, img_channels, generator, conv_clamp,
+                 use_fp16: bool = False):
         super().__init__()
+        self.use_fp16 = use_fp16  # float16 on CUDA (EG3D use_fp16); float32 elsewhere
         self.fromrgb = Conv2dLayer(img_channels, mid_channels, 1, generator, conv_clamp=conv_clamp) if in_channels == 0 else None
         self.conv0 = Conv2dLayer(mid_channels, mid_channels, 3, generator, conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(mid_channels, out_channels, 3, generator, down=2, conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(mid_channels, out_channels, 1, generator, activation="linear", down=2, bias=False)
 
     def forward(self, x, img):
+        dtype = block_dtype(self.use_fp16, (x if x is not None else img).device, self.conv0.weight.dtype)
+        if x is not None:
+            x = x.to(dtype)
         if self.fromrgb is not None:
-            x = self.fromrgb(img)
+            x = self.fromrgb(img.to(dtype))
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
         return y + x
@@ -73,10 +81,11 @@ def minibatch_std(x: torch.Tensor, group_size: int, num_channels: int = 1) -> to
 
 def _blocks(top: int, img_channels: int, cfg: DiscriminatorConfig, generator) -> nn.ModuleList:
     blocks = []
+    fp16_from = fp16_resolution(cfg.resolution, cfg.num_fp16_res)  # PanoHead: the mask branch uses the image's
     for res in [2 ** i for i in range(int(math.log2(top)), 2, -1)]:
         in_c = 0 if res == top else channels_at(res, cfg)
         blocks.append(DiscriminatorBlock(in_c, channels_at(res, cfg), channels_at(res // 2, cfg), img_channels,
-                                         generator, cfg.conv_clamp))
+                                         generator, cfg.conv_clamp, use_fp16=res >= fp16_from))
     return nn.ModuleList(blocks)
 
 
@@ -115,6 +124,7 @@ class Discriminator(nn.Module):
             for block in self.seg_blocks:
                 xs = block(xs, seg)
             x = x + xs
+        x = x.to(self.epilogue_conv.weight.dtype)  # the epilogue is float32 (EG3D DiscriminatorEpilogue)
         x = minibatch_std(x, self.cfg.mbstd_group, self.cfg.mbstd_channels)
         x = self.epilogue_conv(x)
         x = self.out(self.epilogue_fc(x.flatten(1)))

@@ -53,7 +53,7 @@ class Generator(nn.Module):
                                                     cfg.sphere_head_channels)
         rep = self.representation
         self.synthesis = SynthesisNetwork(cfg.w_dim, rep.synthesis_resolution, rep.synthesis_channels, g,
-                                          cfg.channel_base, cfg.channel_max, cfg.conv_clamp)
+                                          cfg.channel_base, cfg.channel_max, cfg.conv_clamp, cfg.num_fp16_res)
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.synthesis.num_ws, g, cfg.mapping_layers,
                                       embed_features=cfg.mapping_embed_features,
                                       layer_features=cfg.mapping_layer_features)
@@ -62,13 +62,13 @@ class Generator(nn.Module):
                                        cfg.crop_margin, cfg.box_warp)
         self.superres = SuperResolution(cfg.feature_channels, cfg.w_dim, cfg.neural_resolution, cfg.output_resolution,
                                         cfg.sr_channels, g, conv_clamp=cfg.sr_conv_clamp, dc=cfg.sr_dc,
-                                        antialias=cfg.sr_antialias)
+                                        antialias=cfg.sr_antialias, num_fp16_res=cfg.sr_num_fp16_res)
         own = cfg.background_kind == "own_mapping"
         self.background = (BackgroundGenerator(cfg.z_dim, cfg.w_dim,
                                                cfg.neural_resolution if own else self.superres.input_resolution,
                                                cfg.feature_channels, g, cfg.bg_channel_base, cfg.bg_channel_max,
                                                cfg.bg_mapping_layers, own_mapping=own, antialias=cfg.sr_antialias,
-                                               conv_clamp=cfg.conv_clamp)
+                                               conv_clamp=cfg.conv_clamp, num_fp16_res=cfg.num_fp16_res)
                            if cfg.background else None)
         if not cfg.camera_adapt:
             self.camera_adapter = None

@@ -10,6 +10,11 @@ Resampling convolutions follow the StyleGAN2 operator exactly (EG3D `conv2d_resa
   a 1x1 kernel blurs-and-decimates first, then convolves at the low resolution.
 * up=2: a stride-2 *transposed* convolution, then the blur (gain 4) with the padding that makes the
   output exactly 2x the input; the skip image is upsampled with `ops.upsample2d`.
+
+Mixed precision is EG3D's: a block built with `use_fp16` computes in float16 on CUDA only (anywhere
+else it stays in the parameters' dtype, as EG3D's `force_fp32` off-CUDA); weights stay float32 and are
+cast on use, the layers below follow the dtype of their input, and the skip image stays float32.
+Activations stay in the contiguous layout: EG3D's `fp16_channels_last` is off in all its configs.
 """
 from __future__ import annotations
 
@@ -23,6 +28,16 @@ from balancehead import ops
 
 def _randn(shape, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=generator)
+
+
+def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    """EG3D / StyleGAN2: blocks at resolution >= this run in float16 (the `num_fp16_res` highest ones)."""
+    return max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
+
+
+def block_dtype(use_fp16: bool, device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
+    """EG3D's per-block compute dtype: float16 for an fp16 block on CUDA, else the parameters' dtype."""
+    return torch.float16 if use_fp16 and device.type == "cuda" else param_dtype
 
 
 class FullyConnected(nn.Module):
@@ -102,17 +117,24 @@ class Conv2dLayer(nn.Module):
         self.register_buffer("resample_filter", ops.make_filter())
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        x = conv2d_resample(x, self.weight * self.weight_gain, self.resample_filter, down=self.down)
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        x = conv2d_resample(x, w, self.resample_filter, down=self.down)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         act_gain = ops.ACTIVATIONS[self.activation][2] * gain
-        return ops.bias_act(x, self.bias, act=self.activation, gain=act_gain, clamp=clamp)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return ops.bias_act(x, bias, act=self.activation, gain=act_gain, clamp=clamp)
 
 
 def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None):
     """Per-sample conv: weight scaled by the style of each input channel, then (optionally)
-    normalised so every output channel has unit expected variance. Runs as one grouped conv."""
+    normalised so every output channel has unit expected variance. Runs as one grouped conv.
+    A float16 input first rescales weight and styles by their max (EG3D: avoids fp16 overflow; the
+    demodulation cancels the scale)."""
     batch = x.shape[0]
     out_c, in_c, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     w = weight[None] * styles[:, None, :, None, None]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
@@ -143,15 +165,18 @@ class SynthesisLayer(nn.Module):
             if generator is None:
                 raise ValueError("noise_mode='random' needs an explicit torch.Generator")
             noise = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, device=generator.device)
-            x = x + noise.to(x.device, x.dtype) * self.noise_strength
+            # float16 activations get float32 noise added and rounded back (EG3D's in-place add_)
+            noise = noise.to(x.device, torch.float32 if x.dtype == torch.float16 else x.dtype)
+            x = (x + noise * self.noise_strength).to(x.dtype)
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const
             if noise.shape != x.shape[2:]:  # rendering at another resolution than built for
                 noise = torch.nn.functional.interpolate(noise[None, None], size=x.shape[2:], mode="bilinear",
                                                         align_corners=False)[0, 0]
-            x = x + noise * self.noise_strength
+            x = (x + noise * self.noise_strength).to(x.dtype)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return ops.bias_act(x, self.bias, act="lrelu", gain=ops.ACTIVATIONS["lrelu"][2] * gain, clamp=clamp)
+        return ops.bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=ops.ACTIVATIONS["lrelu"][2] * gain,
+                            clamp=clamp)
 
 
 class ToRGB(nn.Module):
@@ -168,4 +193,4 @@ class ToRGB(nn.Module):
     def forward(self, x, w):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+        return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)

@@ -14,6 +14,7 @@ ToRGB output to the skip RGB image. Fixed widths per output resolution:
 Any other output resolution (the project's tiny CPU configs) uses `generic_widths`: input = neural
 resolution, one up-block of `generic_channels` per doubling. Conv clamp as configured (EG3D: 256 when
 its SR blocks are fp16, the default), noise mode from `superresolution_noise_mode` (default "none").
+Mixed precision as EG3D's `sr_num_fp16_res`: any value > 0 makes *every* SR block float16 on CUDA.
 The mask is resized bilinearly to the output (I^{m+}) for the mask discriminator.
 """
 from __future__ import annotations
@@ -53,13 +54,15 @@ def sr_layout(neural_resolution: int, output_resolution: int, dc: bool, generic_
 
 class SuperResolution(nn.Module):
     def __init__(self, in_channels: int, w_dim: int, in_resolution: int, out_resolution: int, channels: int,
-                 generator: torch.Generator, conv_clamp: float | None = None, dc: bool = True, antialias: bool = True):
+                 generator: torch.Generator, conv_clamp: float | None = None, dc: bool = True, antialias: bool = True,
+                 num_fp16_res: int = 0):
         super().__init__()
         self.input_resolution, layout = sr_layout(in_resolution, out_resolution, dc, channels)
         self.antialias = antialias
         blocks, c_in = [], in_channels
         for width, res, up in layout:
-            blocks.append(SynthesisBlock(c_in, width, w_dim, res, 3, generator, conv_clamp, up=up))
+            blocks.append(SynthesisBlock(c_in, width, w_dim, res, 3, generator, conv_clamp, up=up,
+                                         use_fp16=num_fp16_res > 0))
             c_in = width
         self.blocks = nn.ModuleList(blocks)
         self.out_resolution = out_resolution

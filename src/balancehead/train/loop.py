@@ -60,6 +60,8 @@ def pick_device(tp: TrainParams, info: DistInfo) -> torch.device:
 
 def pick_precision(tp: TrainParams, device: torch.device) -> str:
     p = tp.distributed.precision
+    if p == "auto" and tp.model.uses_fp16:  # EG3D's per-block float16 replaces autocast
+        return "fp32"
     return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
 
 
@@ -68,7 +70,10 @@ def build_models(tp: TrainParams, spec: LabelSpec, seed: int) -> tuple[Generator
     preset = GeneratorConfig.tiny if m.preset == "tiny" else GeneratorConfig.paper
     overrides = dict(representation=m.representation, output_resolution=m.output_resolution,
                      neural_resolution=m.neural_resolution, c_dim=spec.g_dim, camera_adapt=m.camera_adapt,
-                     background=m.background, seed=derive_seed(seed, "train", "G") % 2**31)
+                     background=m.background, num_fp16_res=m.g_num_fp16_res, sr_num_fp16_res=m.sr_num_fp16_res,
+                     seed=derive_seed(seed, "train", "G") % 2**31)
+    if m.g_num_fp16_res > 0:  # EG3D train.py: conv_clamp 256 iff g_num_fp16_res > 0 (SR and D presets clamp already)
+        overrides["conv_clamp"] = 256.0
     if m.n_coarse is not None:
         overrides["n_coarse"] = m.n_coarse
     if m.n_importance is not None:
@@ -76,7 +81,7 @@ def build_models(tp: TrainParams, spec: LabelSpec, seed: int) -> tuple[Generator
     g_cfg = preset(**overrides)
     d_preset = DiscriminatorConfig.tiny if m.preset == "tiny" else DiscriminatorConfig.paper
     d_cfg = d_preset(resolution=m.output_resolution, mode=m.discriminator, c_dim=spec.d_dim,
-                     seed=derive_seed(seed, "train", "D") % 2**31)
+                     num_fp16_res=m.d_num_fp16_res, seed=derive_seed(seed, "train", "D") % 2**31)
     return Generator(g_cfg), Discriminator(d_cfg)
 
 

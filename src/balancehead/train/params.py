@@ -23,9 +23,22 @@ class ModelParams(Section):
     neural_resolution: int = Field(16, ge=4, le=256, description="final neural rendering resolution")
     n_coarse: Optional[int] = Field(8, ge=2, le=256)
     n_importance: Optional[int] = Field(8, ge=0, le=256)
-    discriminator: Literal["dual", "tri"] = "tri"
+    discriminator: Literal["dual", "tri", "mask"] = Field("tri", description=(
+        "dual: EG3D (I+, I); tri: PanoHead V2 (I+, I, mask concatenated); mask: PanoHead's default "
+        "MaskDualDiscriminator (separate mask branch)"))
     camera_adapt: bool = True
     background: bool = Field(True, description="PanoHead's separate background generator (use_background); false = none")
+    g_num_fp16_res: int = Field(0, ge=0, le=16, description=(
+        "EG3D --g_num_fp16_res: float16 in the N highest-resolution synthesis blocks (and the background's), "
+        "CUDA only, with conv clamp 256; 0 = float32 (EG3D default)"))
+    sr_num_fp16_res: int = Field(0, ge=0, le=16, description=(
+        "EG3D --sr_num_fp16_res: > 0 = every super-resolution block in float16, CUDA only (EG3D default 4)"))
+    d_num_fp16_res: int = Field(0, ge=0, le=16, description=(
+        "EG3D --d_num_fp16_res: float16 in the N highest-resolution discriminator blocks, CUDA only (EG3D default 4)"))
+
+    @property
+    def uses_fp16(self) -> bool:
+        return self.g_num_fp16_res > 0 or self.sr_num_fp16_res > 0 or self.d_num_fp16_res > 0
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -139,7 +152,9 @@ class DistributedParams(Section):
     nproc_per_node: int = Field(1, ge=1, le=64, description="> 1: `balancehead run train` relaunches itself under torchrun")
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on GPU, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=(
+        "auto = bf16 autocast on GPU, fp32 on CPU; with any model.*_num_fp16_res > 0, auto = no autocast "
+        "(EG3D's per-block float16 instead)"))
 
 
 class EvalParams(Section):
@@ -174,4 +189,7 @@ class TrainParams(Section):
             raise ValueError(f"batch ({self.batch}) must be a multiple of batch_gpu ({self.batch_gpu})")
         if self.schedule.neural_resolution_initial > self.model.neural_resolution:
             raise ValueError("schedule.neural_resolution_initial must be <= model.neural_resolution")
+        if self.model.uses_fp16 and self.distributed.precision == "bf16":
+            raise ValueError("distributed.precision bf16 (autocast) cannot be combined with model.*_num_fp16_res > 0 "
+                             "(EG3D's float16 blocks); pick one")
         return self
