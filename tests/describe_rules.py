@@ -32,6 +32,7 @@ def main(root: str) -> None:
                 "log": [str(f) for f in rule.log],
                 "shell": rule.shellcmd,
                 "resources": static_resources(rule),
+                "report_outputs": [str(f) for f in rule.output if f.flags.get("report")],
             }
     print("@@RULES@@" + json.dumps(rules))
 

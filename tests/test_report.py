@@ -4,8 +4,13 @@ import re
 import numpy as np
 
 from balancehead import io
+from balancehead.pipeline import stage
 from balancehead.evaluation.params import ReportParams
 from balancehead.evaluation.turntable import gif_bytes
+
+
+def _inputs(root):
+    return {name: root / path for name, path in stage("report").inputs.items()}
 
 
 def _fill(root):
@@ -31,7 +36,7 @@ def test_report_sections_and_inline_images(tmp_path):
     from balancehead.stages.report import build_report
 
     _fill(tmp_path)
-    html = build_report(tmp_path, ReportParams(), "abc123")
+    html = build_report(_inputs(tmp_path), ReportParams(), "abc123")
     for anchor in ("dataset", "training", "samples", "inversions", "metrics", "bias"):
         assert f'id="{anchor}"' in html
     srcs = re.findall(r'src="([^"]+)"', html)
@@ -39,20 +44,20 @@ def test_report_sections_and_inline_images(tmp_path):
     assert html.count("data:image/gif") == 2                             # sample + inversion turntables
     assert "fid_random" in html and "not comparable" in html and "abc123" in html
     assert "Training curves" in html and "no training statistics" not in html
-    assert build_report(tmp_path, ReportParams(), "abc123") == html      # deterministic
+    assert build_report(_inputs(tmp_path), ReportParams(), "abc123") == html      # deterministic
 
 
 def test_report_on_an_empty_run_has_notes(tmp_path):
     from balancehead.stages.report import build_report
 
-    html = build_report(tmp_path, ReportParams(), "c0ffee")
+    html = build_report(_inputs(tmp_path), ReportParams(), "c0ffee")
     assert "no training statistics" in html and "run evaluate" in html and "<img" not in html
 
 
 def test_report_stage_writes_index(tmp_path):
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.stages import report
 
     _fill(tmp_path)
-    report.main(LocalContext(tmp_path, "report", ("results/report",), {"report": ReportParams()}))
+    report.main(stage_context(tmp_path, "report", {"report": ReportParams()}))
     assert (tmp_path / "results/report/index.html").read_text().startswith("<!DOCTYPE html>")

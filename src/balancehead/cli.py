@@ -14,10 +14,7 @@ from .params import ParamsError, json_schema, load_params
 from .pipeline import STAGES, dvc_yaml, stage
 
 DVC_HEADER = ("# GENERATED from src/balancehead/pipeline.py by `balancehead dvc-yaml`; do not edit by hand.\n"
-              "# rules/*.smk build the Snakemake rules from the same stage list.\n")
-
-# stage name -> module under balancehead.stages (two preprocess stages share one module)
-STAGE_MODULES = {"preprocess_fronts": "preprocess", "preprocess_views": "preprocess"}
+              "# rules/stages.smk builds the Snakemake rules from the same stage list.\n")
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -47,8 +44,8 @@ def cmd_run(args) -> int:
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    module = importlib.import_module(f"balancehead.stages.{STAGE_MODULES.get(st.name, st.name)}")
-    ctx = StageContext(params=params, stage=st, root=root, shard=args.shard, log=log,
+    module = importlib.import_module(st.module_name)
+    ctx = StageContext(all_params=params, stage=st, root=root, shard=args.shard, log=log,
                        params_path=Path(args.params).resolve())
     log.info("stage %s starts%s", st.name, f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else "")
     module.main(ctx)

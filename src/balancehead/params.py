@@ -27,14 +27,11 @@ class ParamsError(ValueError):
 _Section = Section
 
 
-Prob = Field(ge=0.0, le=1.0)
-
-
 class StageResources(_Section):
     """Cluster resources of one stage's jobs (Snakemake `resources:`, mapped to sbatch by the profile)."""
     mem_mb: Optional[int] = Field(None, ge=100, le=4_000_000)
     runtime: Optional[int] = Field(None, ge=1, le=100_000, description="minutes")
-    gpus: Optional[int] = Field(None, ge=0, le=64)
+    gpu: Optional[int] = Field(None, ge=0, le=64, description="GPUs per job (Snakemake `gpu`, sbatch --gpus)")
 
 
 class WorkflowParams(_Section):

@@ -9,7 +9,7 @@ import numpy as np
 from .. import io
 from ..runner import StageContext, finish, run_items
 
-DEP = "data/ingest"
+DEP = "sources"          # input names: see pipeline.py
 
 
 def make_backend(ctx: StageContext):

@@ -149,14 +149,14 @@ def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
 
 
 def main(ctx) -> None:
-    """The `build_ops` stage: build into a fresh directory beside `data/build_ops`, then rename it into
+    """The `build_ops` stage: build into a fresh directory beside the `ops` output, then rename it into
     place, so a crash never leaves a half-built output behind."""
     import shutil
 
     p = ctx.params.build_ops
     cfg = BuildOpsConfig(build_cuda=p.build_cuda, cuda_arch_list=p.cuda_arch_list, cuda_home=p.cuda_home,
                          verbose=p.verbose, check_seed=p.check_seed)
-    out_dir = ctx.out_dir
+    out_dir = ctx.output("ops")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     report = build(cfg, tmp)

@@ -4,7 +4,7 @@ as its front (with the stricter standard-image criteria when it is standard). Ke
 with no severe artifacts and a YES match. Every verdict keeps its reason text.
 
 The judge's precision/recall against the synthesiser's ground truth (evaluation only, never an input
-to a decision) is written to results/filter_views.json."""
+to a decision) is written to the `metrics` output."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +16,7 @@ import numpy as np
 from .. import io
 from ..runner import StageContext, finish, run_items
 
-FRONTS, VIEWS = "data/fronts", "data/views_pre"
+FRONTS, VIEWS = "fronts", "views"          # input names: see pipeline.py
 
 
 def make_judge(ctx: StageContext):

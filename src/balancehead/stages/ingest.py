@@ -10,7 +10,8 @@ import json
 import os
 
 from .. import io
-from ..runner import StageContext, assemble_dir, derive_seed, run_items
+from ..hashing import derive_seed
+from ..runner import StageContext, assemble_dir, run_items
 from .synth_common import SUBJECT_SEED_KEY
 
 
@@ -40,7 +41,7 @@ def main(ctx: StageContext) -> None:
     _mark_duplicates(records)
     kept = sum(r["status"] == "kept" for r in records)
     ctx.log.info("ingest: %d inputs, %d kept, %d quarantined", len(records), kept, len(records) - kept)
-    assemble_dir(ctx.out_dir, records, cache)
+    assemble_dir(ctx.output("sources"), records, cache)
 
 
 def _procedural_compute(ctx: StageContext):

@@ -1,12 +1,12 @@
 """invert: PTI on each target (held-out prior identities, or a folder of photos).
 
-Outputs (ctx.stage.outs[0], default data/invert), per target <id>/:
+The `invert` output directory holds, per target <id>/:
   pivot.safetensors   the pivot ws (1, num_ws, w_dim)
   delta.safetensors   tuned generator weights minus the checkpoint's (changed entries only)
   target.png, input_view.png, start.png, novel_<view>.png / gt_<view>.png (prior targets)
   turntable.gif (and turntable.mp4 when requested and an ffmpeg writer exists)
   metrics.json
-and metrics.jsonl (one line per target); results/invert.json summarises them (DVC metrics).
+and metrics.jsonl (one line per target); the `metrics` output summarises them (DVC metrics).
 """
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ from tqdm import tqdm
 
 from .. import io
 
-CHECKPOINT = "data/train"
-PRIOR = "data/prior"
-DATASET = "data/dataset"
-METRICS = "results/invert.json"
 
 
 def _mean(values):
@@ -54,12 +50,12 @@ def main(ctx) -> None:
 
     p = ctx.params.invert
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(CHECKPOINT)), device)
-    dataset = ctx.path(DATASET)
+    g, meta = load_generator(find_checkpoint(ctx.input("checkpoint")), device)
+    dataset = ctx.input("dataset")
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     res = g.cfg.output_resolution if p.resolution is None else p.resolution
     if p.targets == "prior_holdout":
-        targets = prior_targets(ctx.path(PRIOR), p.max_targets, p.input_yaw_deg)
+        targets = prior_targets(ctx.input("prior"), p.max_targets, p.input_yaw_deg)
     else:
         targets = folder_targets(ctx.path(p.folder), p.max_targets, res)
     estimator = None
@@ -72,12 +68,12 @@ def main(ctx) -> None:
     labels = {"perceptual_loss": "; ".join(perceptual.labels), "lpips_metric": metric.labels[0],
               "identity_backend": embedder.name, "lpips_is_offline": p.metric_lpips.kind == "offline"}
 
-    out_dir = ctx.path(ctx.stage.outs[0])
+    out_dir = ctx.output("invert")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     records = []
     for t in tqdm(targets, desc="invert targets", unit="target", disable=None):
-        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, getattr(ctx.params, "camera", None))
+        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, ctx.params.camera)
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id
         io.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
@@ -99,7 +95,7 @@ def main(ctx) -> None:
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     summary = summarise(records, labels)
-    io.write_json(ctx.path(METRICS), summary)
+    io.write_json(ctx.output("metrics"), summary)
     ctx.log.info("invert: %d targets; input-view PSNR %.2f -> %.2f dB", len(records),
                  summary.get("start_psnr", float("nan")), summary.get("input_view_psnr", float("nan")))
     _log_mlflow(ctx, summary, out_dir)

@@ -11,7 +11,7 @@ import numpy as np
 from .. import io
 from ..runner import StageContext, assemble_dir, run_items
 
-FRONTS, VIEWS = "data/fronts", "data/views"
+FRONTS, VIEWS = "fronts", "views"          # input names: see pipeline.py
 
 
 def make_embedder(ctx: StageContext):
@@ -20,9 +20,9 @@ def make_embedder(ctx: StageContext):
     p = ctx.params.label_clip
     if p.backend == "offline":
         return OfflineClipEmbedder(seed=p.seed, model_name=p.model, device=p.device,
-                                   threads=ctx.params.workflow.threads, progress=False)
+                                   threads=ctx.threads, progress=False)
     return OpenClipEmbedder(model_name=p.model, pretrained=p.pretrained, device=p.device,
-                            threads=ctx.params.workflow.threads, progress=False)
+                            threads=ctx.threads, progress=False)
 
 
 def model_provenance(ctx: StageContext, embedder) -> dict | None:
@@ -65,4 +65,4 @@ def main(ctx: StageContext) -> None:
     records, cache = done
     ctx.log.info("label_clip: %d features (%s)%s", len(records), records[0]["backend"] if records else "-",
                  "  [OFFLINE: random-init weights, not semantic]" if p.backend == "offline" else "")
-    assemble_dir(ctx.out_dir, records, cache)
+    assemble_dir(ctx.output("clip"), records, cache)

@@ -11,7 +11,6 @@ from .. import io
 from ..camera import camera_label, yaw_distance
 from ..runner import StageContext, finish, run_items
 
-DEPS = {"preprocess_fronts": "data/front_candidates", "preprocess_views": "data/views_raw"}
 PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "prompt", "negative_prompt",
                 "nominal_yaw", "requested_yaw", "provenance")
 
@@ -39,7 +38,7 @@ def backend_provenance(segmenter, pose) -> dict:
 
 
 def main(ctx: StageContext) -> None:
-    dep = DEPS[ctx.stage.name]
+    dep = "raw"                      # input name (both preprocess stages): see pipeline.py
     items = {r["id"]: r for r in ctx.read_items(dep)}
     segmenter, pose = None, None
     cam = ctx.params.camera

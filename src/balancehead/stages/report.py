@@ -1,4 +1,4 @@
-"""report: one self-contained HTML page, results/report/index.html (images inlined), gathering the
+"""report: one self-contained HTML page, `report`/index.html (images inlined), gathering the
 dataset card, fakes grids, turntables of random samples and inversions, training curves, the metric
 tables and the directional-bias curve. Missing inputs become a visible note, never an error, so the
 report also works on a partial run."""
@@ -6,57 +6,52 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
 from .. import io
 
-CARD = "results/dataset_card"
-EVAL = "results/eval"
-INVERT = "data/invert"
-TRAIN_STATS = "results/train_stats.tsv"
-METRICS = "results/metrics.json"
-BIAS = "results/fid_by_yaw.tsv"
-YAW_HIST = "results/yaw_hist.tsv"
 STAGE_METRICS = ("dataset", "assess_quality", "select_front", "preprocess_views", "filter_views",
                  "sample_prior", "invert")
 
 
-def build_report(root: Path, p, commit: str) -> str:
+def build_report(inputs: Mapping[str, Path], p, commit: str) -> str:
+    """The page from the stage's inputs by name (see pipeline.py); a missing one becomes a note."""
     from ..evaluation import report_html as R
 
-    root = Path(root)
+    inputs = {k: Path(v) for k, v in inputs.items()}
     rep = R.Report(p.title)
     w = p.thumbnail_px
 
     # dataset card
     body = ""
-    card = root / CARD
+    card = inputs["card"]
     pngs = sorted(card.glob("*.png")) if card.exists() else []
     body += "".join(R.figure(R.file_img(f, 2 * w * 2), f.stem) for f in pngs) or R.note("no dataset card (run pack_dataset)")
-    if (root / YAW_HIST).exists():
-        h, rows = R.read_tsv(root / YAW_HIST)
+    if inputs["yaw_hist"].exists():
+        h, rows = R.read_tsv(inputs["yaw_hist"])
         body += "<h3>Yaw histogram</h3>" + R.table([tuple(r) for r in rows], tuple(h))
     rows = []
     for name in STAGE_METRICS:
-        f = root / f"results/{name}.json"
+        f = inputs[f"{name}_metrics"]
         if f.exists():
             rows += [(name, k, v) for k, v in R.flatten(json.loads(f.read_text()))]
     body += "<h3>Stage metrics</h3>" + (R.table(rows, ("stage", "metric", "value")) if rows else R.note("no stage metrics yet"))
     rep.add("dataset", "Dataset card", body)
 
     # training
-    if (root / TRAIN_STATS).exists():
-        h, rows = R.read_tsv(root / TRAIN_STATS)
+    if inputs["train_stats"].exists():
+        h, rows = R.read_tsv(inputs["train_stats"])
         losses = [c for c in h if c.startswith("loss_") or c == "r1_penalty"]
         speed = [c for c in h if c in ("img_per_s", "sec_per_kimg")]
         body = (R.img_tag(R.curves_png(h, rows, losses, "kimg", "Losses"), "image/png", "training losses")
                 + R.img_tag(R.curves_png(h, rows, speed, "kimg", "Throughput"), "image/png", "throughput")
                 + R.table([tuple(r) for r in rows], tuple(h))) if rows else R.note("train_stats.tsv is empty")
     else:
-        body = R.note("no training statistics (results/train_stats.tsv absent)")
+        body = R.note("no training statistics (run train)")
     rep.add("training", "Training curves", body)
 
     # samples
-    ev = root / EVAL
+    ev = inputs["eval"]
     grids = sorted(ev.glob("fakes_*.png")) if ev.exists() else []
     body = "".join(R.figure(R.file_img(f, 4 * w), f.stem.replace("fakes_", "")) for f in grids) or R.note("no fakes grids (run evaluate)")
     tts = sorted(ev.glob("turntable_*.gif"))[: p.max_turntables] if ev.exists() else []
@@ -65,7 +60,7 @@ def build_report(root: Path, p, commit: str) -> str:
     rep.add("samples", "Random samples", body)
 
     # inversions
-    inv = root / INVERT
+    inv = inputs["invert"]
     body = ""
     targets = sorted(d for d in inv.iterdir() if d.is_dir()) if inv.exists() else []
     for d in targets[: p.max_turntables]:
@@ -79,11 +74,11 @@ def build_report(root: Path, p, commit: str) -> str:
 
     # metrics
     body = ""
-    if (root / METRICS).exists():
-        m = json.loads((root / METRICS).read_text())
+    if inputs["metrics"].exists():
+        m = json.loads(inputs["metrics"].read_text())
         body += R.table(R.flatten(m), ("metric", "value"))
     else:
-        body += R.note("no results/metrics.json (run evaluate)")
+        body += R.note("no evaluation metrics (run evaluate)")
     labels = ev / "labels.json"
     if labels.exists():
         lab = json.loads(labels.read_text())
@@ -93,8 +88,8 @@ def build_report(root: Path, p, commit: str) -> str:
     rep.add("metrics", "Metrics", body)
 
     # bias curve
-    if (root / BIAS).exists():
-        h, rows = R.read_tsv(root / BIAS)
+    if inputs["fid_by_yaw"].exists():
+        h, rows = R.read_tsv(inputs["fid_by_yaw"])
         body = R.img_tag(R.bias_curve_png(h, rows), "image/png", "FID per yaw bin") + R.table([tuple(r) for r in rows], tuple(h))
     else:
         body = R.note("no bias curve (run evaluate)")
@@ -105,7 +100,8 @@ def build_report(root: Path, p, commit: str) -> str:
 def main(ctx) -> None:
     from ..tracking import git_commit
 
-    out = ctx.path(ctx.stage.outs[0]) / "index.html"
-    text = build_report(ctx.path("."), ctx.params.report, git_commit(ctx.path(".")))
+    out = ctx.output("report") / "index.html"
+    inputs = {name: ctx.input(name) for name in ctx.stage.inputs}
+    text = build_report(inputs, ctx.params.report, git_commit(ctx.root))
     io.write_text(out, text)
     ctx.log.info("report: %s (%.1f kB)", out, len(text) / 1024)

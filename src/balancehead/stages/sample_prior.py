@@ -2,13 +2,13 @@
 in the packed dataset format (shards + manifest with role "prior" + condition table), plus the
 latents, depth maps and the prior/holdout split used by the invert stage.
 
-Outputs (ctx.stage.outs[0], default data/prior):
+The `prior` output directory:
   shards/, manifest.parquet, conditions.safetensors   packed dataset (role "prior")
   latents.safetensors    z, c, ws per identity (ids in the metadata)
   depth.safetensors      depth per packed image (float16)
   splits.json            identities in "prior" and "holdout"
   dataset.json           counts, protocol, gate drops
-results/sample_prior.json: counts and camera statistics (DVC metrics).
+The `metrics` output: counts and camera statistics (DVC metrics).
 """
 from __future__ import annotations
 
@@ -21,9 +21,6 @@ from tqdm import tqdm
 
 from .. import io
 
-CHECKPOINT = "data/train"
-DATASET = "data/dataset"
-METRICS = "results/sample_prior.json"
 
 
 def _meta_bytes(tensors: dict, meta: dict) -> bytes:
@@ -39,9 +36,9 @@ def main(ctx) -> None:
 
     p = ctx.params.sample_prior
     device = pick_device(p.device)
-    ckpt = find_checkpoint(ctx.path(CHECKPOINT))
+    ckpt = find_checkpoint(ctx.input("checkpoint"))
     g, meta = load_generator(ckpt, device)
-    dataset = ctx.path(DATASET)
+    dataset = ctx.input("dataset")
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     ctx.log.info("sample_prior: %s, conditioning %s, protocol %s, %d identities", ckpt, cond.mode, p.protocol,
                  p.num_identities)
@@ -52,7 +49,7 @@ def main(ctx) -> None:
 
     n = p.num_identities
     holdout = set(range(n - p.holdout_identities, n))
-    out_dir = ctx.path(ctx.stage.outs[0])
+    out_dir = ctx.output("prior")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     rows, ids, zs, cs, wss, cond_rows = [], [], [], [], [], []
@@ -116,5 +113,5 @@ def main(ctx) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
-    io.write_json(ctx.path(METRICS), stats)
+    io.write_json(ctx.output("metrics"), stats)
     ctx.log.info("sample_prior: %d images of %d identities (%d dropped by the gate)", len(depth_ids), n, drops)

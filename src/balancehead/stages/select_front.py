@@ -10,7 +10,7 @@ import numpy as np
 from .. import io
 from ..runner import StageContext, assemble_dir
 
-SOURCES, CANDIDATES = "data/quality", "data/fronts_pre"
+SOURCES, CANDIDATES = "sources", "candidates"          # input names: see pipeline.py
 
 
 def make_embedder(ctx: StageContext):
@@ -61,7 +61,7 @@ def main(ctx: StageContext) -> None:
                       identity_backend=embedder.provenance() if hasattr(embedder, "provenance") else {"backend": embedder.name})
         selected.append(chosen)
     ctx.log.info("select_front: %d sources, %d fronts selected", len(sources), len(selected))
-    io.write_json(ctx.path("results/select_front.json"), _metrics(ctx, sources, selected))
+    io.write_json(ctx.output("metrics"), _metrics(ctx, sources, selected))
     _assemble(ctx, selected, decisions)
 
 
@@ -75,7 +75,7 @@ def _assemble(ctx: StageContext, selected, decisions) -> None:
             pass
 
     extra = {"decisions.jsonl": "".join(json.dumps(d, sort_keys=True) + "\n" for d in decisions).encode()}
-    assemble_dir(ctx.out_dir, selected, _FromCandidates(), extra_files=extra)
+    assemble_dir(ctx.output("fronts"), selected, _FromCandidates(), extra_files=extra)
 
 
 def _metrics(ctx: StageContext, sources, selected) -> dict:

@@ -6,7 +6,7 @@ from ..runner import StageContext, finish, run_items
 from .synth_common import (SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance,
                            subject_seed_for_source, synthesize)
 
-DEP = "data/quality"
+DEP = "sources"          # input name: see pipeline.py
 
 
 def main(ctx: StageContext) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..runner import StageContext, finish, run_items
 from .synth_common import SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance, synthesize
 
-DEP = "data/fronts"
+DEP = "fronts"          # input name: see pipeline.py
 
 
 def view_prompt_ids(params) -> list[str]:
