@@ -193,12 +193,17 @@ def _native_sources(directory: Path) -> list[Path]:
 def code_files(root_module: str) -> list[str]:
     """Repository-relative source files `root_module` depends on: the Python files of its import closure,
     plus the C++/CUDA sources of every op package it reaches."""
+    return list(_code_files(root_module))
+
+
+@lru_cache(maxsize=None)
+def _code_files(root_module: str) -> tuple[str, ...]:
     files: set[Path] = set()
     for mod in module_closure(root_module):
         path = _module_file(mod)
         files.add(path)
         files.update(_native_sources(path.parent))
-    return sorted(str(p.relative_to(ROOT)) for p in files)
+    return tuple(sorted(str(p.relative_to(ROOT)) for p in files))
 
 
 def source_files() -> list[str]:

@@ -25,14 +25,6 @@ CAMERA_DIM = 25
 MODES = ("none", "view", "semantic", "view_semantic", "view+semantic")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; set device: cpu or auto")
-    return torch.device(name)
-
-
 def find_checkpoint(path) -> Path:
     """The checkpoint directory holding G_ema under `path`: `path` itself, else the newest-named
     subdirectory with a model.json naming G_ema (a `final` directory wins)."""

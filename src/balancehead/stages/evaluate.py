@@ -33,7 +33,8 @@ def main(ctx) -> None:
     from ..backends.identity import OfflineIdentityEmbedder
     from ..evaluation.features import build_extractor
     from ..evaluation.fid_suite import run_fid_suite
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames

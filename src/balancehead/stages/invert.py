@@ -41,7 +41,8 @@ def summarise(records: list[dict], labels: dict) -> dict:
 
 
 def main(ctx) -> None:
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.inversion import invert_target
     from ..evaluation.perceptual import PerceptualLoss
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets

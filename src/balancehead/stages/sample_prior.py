@@ -31,7 +31,8 @@ def main(ctx) -> None:
     from ..data.conditions import save_conditions
     from ..data.manifest import write_manifest
     from ..data.shards import ShardWriter
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.prior import GATE, gate_verdicts, image_id, sample_identity
 
     p = ctx.params.sample_prior

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from balancehead import io
 from balancehead.data.reader import ShardDataset
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from balancehead.runner import derive_seed
+from balancehead.devices import pick_device as pick_device_named
+from balancehead.hashing import derive_seed
 
 from .augment import adjust_p
 from .conditioning import LabelSpec
@@ -42,10 +43,7 @@ PHASES = ("G_main", "G_reg", "D_main", "D_reg")
 
 
 def pick_device(tp: TrainParams, info: DistInfo) -> torch.device:
-    want = tp.distributed.device
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", info.local_rank)
-    return torch.device("cpu")
+    return pick_device_named(tp.distributed.device, info.local_rank)
 
 
 def pick_precision(tp: TrainParams, device: torch.device) -> str:
