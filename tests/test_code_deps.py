@@ -33,7 +33,7 @@ def test_the_defects_of_the_hand_written_lists_are_gone():
         assert f"src/balancehead/stages/{s.module or s.name}.py" in files
         assert "src/balancehead/__init__.py" in files and "src/balancehead/stages/__init__.py" in files
         if s.sharded:          # the per-item cache, chunking, seeds, PNG encoding
-            assert {"src/balancehead/runner.py", "src/balancehead/io.py", "src/balancehead/hashing.py",
+            assert {"src/balancehead/runner.py", "src/balancehead/fileio.py", "src/balancehead/hashing.py",
                     "src/balancehead/params.py"} <= set(files), s.name
         assert not {f"src/balancehead/{m.split('.')[-1]}.py" for m in pipeline.EXCLUDED_MODULES} & set(files)
 

@@ -53,8 +53,8 @@ def test_invert_outputs_and_delta_reproduce_the_render(run):
     with torch.no_grad():
         img = render_white(tuned, ws, cam)
     from balancehead.evaluation.generator_io import to_uint8
-    from balancehead import io
-    saved = io.read_png(d / "input_view.png")
+    from balancehead import fileio
+    saved = fileio.read_png(d / "input_view.png")
     assert np.abs(to_uint8(img)[0].astype(int) - saved.astype(int)).max() <= 1
     summary = json.loads((root / "results/invert.json").read_text())
     assert summary["targets"] == 1 and summary["lpips_is_offline"] is True

@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.pipeline import stage
 from balancehead.evaluation.params import ReportParams
 from balancehead.evaluation.turntable import gif_bytes
@@ -15,21 +15,21 @@ def _inputs(root):
 
 def _fill(root):
     img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    io.write_png(root / "results/dataset_card/yaw_hist.png", img)
-    io.write_json(root / "results/dataset.json", {"subjects": 3, "packed_images": 20})
-    io.write_text(root / "results/yaw_hist.tsv", "yaw_bin\tbefore_filter\tpacked\n0\t5\t4\n180\t2\t1\n")
-    io.write_png(root / "results/eval/fakes_fid_random.png", img)
-    io.write_bytes(root / "results/eval/turntable_00.gif", gif_bytes(np.stack([img, img[::-1]])))
-    io.write_json(root / "results/eval/labels.json", {"feature_extractor": "offline-random-conv",
+    fileio.write_png(root / "results/dataset_card/yaw_hist.png", img)
+    fileio.write_json(root / "results/dataset.json", {"subjects": 3, "packed_images": 20})
+    fileio.write_text(root / "results/yaw_hist.tsv", "yaw_bin\tbefore_filter\tpacked\n0\t5\t4\n180\t2\t1\n")
+    fileio.write_png(root / "results/eval/fakes_fid_random.png", img)
+    fileio.write_bytes(root / "results/eval/turntable_00.gif", gif_bytes(np.stack([img, img[::-1]])))
+    fileio.write_json(root / "results/eval/labels.json", {"feature_extractor": "offline-random-conv",
                                                       "warning": "not comparable to published numbers"})
-    io.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
+    fileio.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
                                                   "inversion": {"input_view_psnr": 25.0}})
-    io.write_text(root / "results/fid_by_yaw.tsv", "yaw_bin\tfid\tkid\tn_real\tn_fake\n0\t10\t0.1\t5\t8\n180\t\t\t1\t0\n")
-    io.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\n0\t1.0\t0.5\n1\t0.8\t0.6\n")
+    fileio.write_text(root / "results/fid_by_yaw.tsv", "yaw_bin\tfid\tkid\tn_real\tn_fake\n0\t10\t0.1\t5\t8\n180\t\t\t1\t0\n")
+    fileio.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\n0\t1.0\t0.5\n1\t0.8\t0.6\n")
     d = root / "data/invert/t1"
-    io.write_png(d / "target.png", img)
-    io.write_png(d / "input_view.png", img)
-    io.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
+    fileio.write_png(d / "target.png", img)
+    fileio.write_png(d / "input_view.png", img)
+    fileio.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
 
 
 def test_report_sections_and_inline_images(tmp_path):

@@ -58,9 +58,10 @@ def test_modes_step_with_finite_losses(dataset, tmp_path, mode, vicico):
     assert ("loss_vicico" in stats) == (vicico.get("enabled", True) and mode != "none")
 
 
-def test_identity_mode_fails_clearly(dataset, tmp_path):
-    with pytest.raises(ValueError, match="identity feature"):
-        Trainer(small(conditioning={"mode": "identity"}), dataset, tmp_path, seed=0)
+@pytest.mark.parametrize("mode", ["identity", "view_identity"])
+def test_modes_that_cannot_train_are_refused_by_params_validation(mode):
+    with pytest.raises(ValueError, match="conditioning.mode"):
+        small(conditioning={"mode": mode})
 
 
 def test_params_reject_bad_batch():

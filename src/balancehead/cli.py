@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from . import io
+from . import fileio
 from .params import ParamsError, json_schema, load_params
 from .pipeline import STAGES, dvc_yaml, stage
 
@@ -69,20 +69,20 @@ def cmd_dvc_yaml(args) -> int:
             return 1
         print(f"{path}: in sync")
         return 0
-    io.write_text(path, text)
+    fileio.write_text(path, text)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_schema(args) -> int:
-    text = io.dumps_json(json_schema())
+    text = fileio.dumps_json(json_schema())
     path = Path(args.output)
     if args.check:
         if not path.exists() or path.read_text() != text:
             print(f"{path} is out of date; run `balancehead schema`", file=sys.stderr)
             return 1
         return 0
-    io.write_text(path, text)
+    fileio.write_text(path, text)
     print(f"wrote {path}")
     return 0
 

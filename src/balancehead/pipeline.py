@@ -249,7 +249,7 @@ STAGES: tuple[Stage, ...] = (
                   "preprocess_views_metrics": "results/preprocess_views.json",
                   "filter_views_metrics": "results/filter_views.json"},
           outputs={"dataset": _DATASET, "card": "results/dataset_card"},
-          params=("pack_dataset", "label_clip.model"),
+          params=("pack_dataset",),
           metrics={"metrics": "results/dataset.json"}, plots={"yaw_hist": "results/yaw_hist.tsv"}),
     Stage("build_ops", "ops", outputs={"ops": "data/build_ops"}, params=("build_ops",),
           mem_mb=8000, runtime=60),

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 import numpy as np
 from tqdm import tqdm
 
-from . import io
+from . import fileio
 from .params import Params
 from .hashing import derive_seed, sha256_bytes, sha256_file
 from .pipeline import ROOT, Stage
@@ -162,7 +162,7 @@ class StageContext:
         path = self.input(name) / "items.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"{self.stage.name}: input {path} is missing; run the upstream stage first")
-        return io.read_jsonl(path)
+        return fileio.read_jsonl(path)
 
     def item_file(self, name: str, item_id: str, file: str) -> Path:
         return self.input(name) / "files" / f"{item_id}.{file}"
@@ -197,12 +197,12 @@ class ItemCache:
         record = dict(record)
         record["files"] = {}
         for name, data in sorted(files.items()):
-            io.write_bytes(self.dir / f"{item_id}.{name}", data)
+            fileio.write_bytes(self.dir / f"{item_id}.{name}", data)
             record["files"][name] = sha256_bytes(data)
-        io.write_bytes(self.dir / f"{item_id}.json", (json.dumps(record, sort_keys=True, default=io._json_default) + "\n").encode())
+        fileio.write_bytes(self.dir / f"{item_id}.json", (json.dumps(record, sort_keys=True, default=fileio._json_default) + "\n").encode())
 
     def get(self, item_id: str) -> dict:
-        return io.read_json(self.dir / f"{item_id}.json")
+        return fileio.read_json(self.dir / f"{item_id}.json")
 
     def file(self, item_id: str, name: str) -> Path:
         return self.dir / f"{item_id}.{name}"
@@ -245,7 +245,7 @@ def run_items(ctx: StageContext, item_ids: list[str],
     if n_todo:
         ctx.log.info("%s%s: computed %d items in %.1f s", ctx.stage.name, where, n_todo, time.time() - t0)
     if ctx.shard is not None:
-        io.write_text(ctx.path(ctx.stage.shard_marker(*ctx.shard)), f"{n_mine} items\n")
+        fileio.write_text(ctx.path(ctx.stage.shard_marker(*ctx.shard)), f"{n_mine} items\n")
         return None
     return [cache.get(i) for i in item_ids], cache
 
@@ -266,9 +266,9 @@ def assemble_dir(out_dir: Path, records: list[dict], cache: Optional[ItemCache],
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
-    io.write_jsonl(tmp / "items.jsonl", records)
+    fileio.write_jsonl(tmp / "items.jsonl", records)
     for name, data in (extra_files or {}).items():
-        io.write_bytes(tmp / name, data)
+        fileio.write_bytes(tmp / name, data)
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
         os.replace(out_dir, old)
@@ -285,7 +285,7 @@ def finish(ctx: StageContext, done, metrics: Optional[Callable[[list[dict], Item
         return
     records, cache = done
     if metrics is not None:
-        io.write_json(ctx.output("metrics"), metrics(records, cache))
+        fileio.write_json(ctx.output("metrics"), metrics(records, cache))
     assemble_dir(ctx.out_dir, records, cache)
 
 

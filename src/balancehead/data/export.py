@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from balancehead.data.manifest import MANIFEST_FILE, SHARDS_DIR, packed_rows, read_manifest
 from balancehead.data.shards import iter_shard_raw
-from balancehead.io import atomic_path, write_bytes
+from balancehead.fileio import atomic_path, write_bytes
 
 LABELS_FILE = "dataset.json"
 MASKS_DIR = "masks"

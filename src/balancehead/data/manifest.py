@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from balancehead.io import _json_default, atomic_path
+from balancehead.fileio import _json_default, atomic_path
 
 # --- packed dataset layout ----------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.parquet"

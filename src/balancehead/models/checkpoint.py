@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from balancehead import io
+from balancehead import fileio
 
 from .config import DiscriminatorConfig, GeneratorConfig
 from .discriminator import Discriminator
@@ -55,8 +55,8 @@ def save_checkpoint(path, modules: dict[str, torch.nn.Module], meta: dict | None
         entries[name] = {"kind": kind, "config": config}
         for key, value in module.state_dict().items():
             tensors[f"{name}.{key}"] = value.detach().cpu().contiguous().clone()
-    io.write_bytes(path / TENSORS, st_save(tensors))
-    io.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {}})
+    fileio.write_bytes(path / TENSORS, st_save(tensors))
+    fileio.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {}})
     return path
 
 

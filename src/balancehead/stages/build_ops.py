@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.ops import build as ops_build
 from balancehead.ops.check import compare_with_reference
 from balancehead.ops.loader import CPU_NAME, CUDA_NAME, find_shared_object
@@ -144,7 +144,7 @@ def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
         "env_var": "BALANCEHEAD_OPS_DIR",
     }
     report["ok"] = report["extensions"][0]["status"] == "ok" and report["extensions"][0]["check"]["passed"]
-    io.write_json(out_dir / "report.json", report)
+    fileio.write_json(out_dir / "report.json", report)
     return report
 
 

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import torch
 
-from .. import io
+from .. import fileio
 
 
 
@@ -76,7 +76,7 @@ def main(ctx) -> None:
         labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
 
     for name, imgs in sorted(kept.items()):
-        io.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
+        fileio.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
     rng = np.random.default_rng(ctx.seed("turntables"))
     for i in range(p.turntable_samples):
         z = torch.from_numpy(rng.standard_normal((1, g.cfg.z_dim)).astype(np.float32)).to(device)
@@ -84,23 +84,17 @@ def main(ctx) -> None:
         with torch.no_grad():
             ws = g.map(z, torch.from_numpy(c).to(device), psi=p.psi)
         frames = turntable_frames(g, ws, p.turntable_frames, z=z, batch_size=p.batch_size)
-        io.write_bytes(out_dir / f"turntable_{i:02d}.gif", gif_bytes(frames, p.frame_ms))
-    io.write_json(out_dir / "labels.json", labels)
-    io.write_json(ctx.output("metrics"), metrics)
-    io.write_text(ctx.output("fid_by_yaw"), bias_curve_tsv(fids))
+        fileio.write_bytes(out_dir / f"turntable_{i:02d}.gif", gif_bytes(frames, p.frame_ms))
+    fileio.write_json(out_dir / "labels.json", labels)
+    fileio.write_json(ctx.output("metrics"), metrics)
+    fileio.write_text(ctx.output("fid_by_yaw"), bias_curve_tsv(fids))
     ctx.log.info("evaluate: FID-random %s, FID-front %s, FID-back %s, MKNND %.4f",
                  metrics["fid_random"], metrics["fid_front"], metrics["fid_back"], diversity)
     _log_mlflow(ctx, metrics, labels, out_dir)
 
 
-def _flat_numbers(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_numbers(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
-            out[f"{prefix}{k}"] = float(v)
-    return out
+def _flat_numbers(d: dict) -> dict:
+    return {k: float(v) for k, v in fileio.flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _log_mlflow(ctx, metrics: dict, labels: dict, out_dir) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from safetensors.torch import save as st_save
 from tqdm import tqdm
 
-from .. import io
+from .. import fileio
 
 
 
@@ -77,26 +77,26 @@ def main(ctx) -> None:
         camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, ctx.params.camera)
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id
-        io.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
-        io.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
+        fileio.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
+        fileio.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
         for name, img in sorted(out.images.items()):
-            io.write_png(d / f"{name}.png", img)
-        io.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))
+            fileio.write_png(d / f"{name}.png", img)
+        fileio.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))
         if p.mp4:
             data = mp4_bytes(out.turntable, fps=max(1, 1000 // p.frame_ms))
             if data is None:
                 ctx.log.warning("invert: no MP4 writer (imageio-ffmpeg) installed; wrote the GIF only")
             else:
-                io.write_bytes(d / "turntable.mp4", data)
+                fileio.write_bytes(d / "turntable.mp4", data)
         rec = {**out.metrics, "camera": [float(x) for x in camera]}
-        io.write_json(d / "metrics.json", rec)
+        fileio.write_json(d / "metrics.json", rec)
         records.append(rec)
-    io.write_jsonl(tmp / "metrics.jsonl", records)
+    fileio.write_jsonl(tmp / "metrics.jsonl", records)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     summary = summarise(records, labels)
-    io.write_json(ctx.output("metrics"), summary)
+    fileio.write_json(ctx.output("metrics"), summary)
     ctx.log.info("invert: %d targets; input-view PSNR %.2f -> %.2f dB", len(records),
                  summary.get("start_psnr", float("nan")), summary.get("input_view_psnr", float("nan")))
     _log_mlflow(ctx, summary, out_dir)

@@ -1,4 +1,4 @@
-"""label_clip: CLIP image features (seed 000 A.6.7). The subject's front feature is its condition,
+"""label_clip: CLIP image features (BalanceHead A.6.7). The subject's front feature is its condition,
 shared by all its views; per-view features are kept for the view-semantic ablation.
 
 Batches are fixed chunks of the global item list, so a feature never depends on sharding."""
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext, assemble_dir, run_items
 
 FRONTS, VIEWS = "fronts", "views"          # input names: see pipeline.py
@@ -47,7 +47,7 @@ def main(ctx: StageContext) -> None:
         if embedder is None:
             embedder = make_embedder(ctx)
             compute.provenance = model_provenance(ctx, embedder)   # weights hashed once, not per item
-        rgbs = np.stack([io.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
+        rgbs = np.stack([fileio.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
         feats = embedder.embed(rgbs, batch_size=len(chunk)).astype("<f4")
         out = []
         for item_id, f in zip(chunk, feats):

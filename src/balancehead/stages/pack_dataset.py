@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext
 
 def _read(ctx, name):
@@ -32,7 +32,7 @@ def main(ctx: StageContext) -> None:
     p = ctx.params.pack_dataset
     ingest, quality, fronts_pre = _read(ctx, "ingest"), _read(ctx, "quality"), _read(ctx, "fronts_pre")
     fronts, views_pre, views, clip = _read(ctx, "fronts"), _read(ctx, "views_pre"), _read(ctx, "views"), _read(ctx, "clip")
-    decisions = {d["id"]: d for d in io.read_jsonl(ctx.input("fronts") / "decisions.jsonl") if d["id"]}
+    decisions = {d["id"]: d for d in fileio.read_jsonl(ctx.input("fronts") / "decisions.jsonl") if d["id"]}
 
     rows: list[dict] = []
     for sid, r in sorted(ingest.items()):
@@ -71,23 +71,24 @@ def main(ctx: StageContext) -> None:
                     rows.append(_image_row(rec, role="view", rejected_by="filter_views", reasons=verdict.get("reason"),
                                            verdicts=verdict))
                     continue
-                rgb = io.read_png(ctx.item_file(dep, rec["id"], "png"))
-                mask = io.read_png(ctx.item_file(dep, rec["id"], "mask.png"))
+                rgb = fileio.read_png(ctx.item_file(dep, rec["id"], "png"))
+                mask = fileio.read_png(ctx.item_file(dep, rec["id"], "mask.png"))
                 label = {"camera": rec["camera"], "subject_index": subject_index[subject], "subject_id": subject,
                          "yaw": rec["yaw"], "pitch": rec["pitch"], "role": role}
                 shard, key = writer.add(rec["id"], rgb, label, mask)
                 rows.append(_image_row(rec, role=role, shard=shard, key=key, verdicts=verdict))
                 packed_ids.append(rec["id"])
 
-    clip_meta = next(iter(clip.values()), {})
-    meta = {"backend": clip_meta.get("backend", "none"), "model_id": ctx.params.label_clip.model,
+    clip_meta = next(iter(clip.values()), {})     # label_clip records its model and feature width
+    dim = int(clip_meta.get("dim", 0))
+    meta = {"backend": clip_meta.get("backend", "none"), "model_id": clip_meta.get("model"),
             "offline": bool(clip_meta.get("offline", True))}
-    front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, 512), np.float32)
+    front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "conditions.safetensors", subjects, front_feats, {**meta, "kind": "subject"})
-    view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, 512), np.float32)
+    view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "view_conditions.safetensors", packed_ids, view_feats, {**meta, "kind": "image"})
     write_manifest(rows, tmp / "manifest.parquet")
-    io.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
+    fileio.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
                                          "condition_backend": meta, "shard_size": p.shard_size})
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -100,12 +101,12 @@ def main(ctx: StageContext) -> None:
     bins = np.bincount([yaw_bin(r["yaw"]) for r in views_pre.values()], minlength=8)
     bins_after = np.bincount([yaw_bin(r["yaw"]) for r in rows if r.get("shard") and r.get("yaw") is not None], minlength=8)
     from ..data.manifest import YAW_BIN_LABELS
-    io.write_text(ctx.output("yaw_hist"), yaw_hist_tsv(YAW_BIN_LABELS, bins, bins_after))
+    fileio.write_text(ctx.output("yaw_hist"), yaw_hist_tsv(YAW_BIN_LABELS, bins, bins_after))
     metrics = {"subjects": len(subjects), "packed_images": len(packed_ids), "manifest_rows": len(rows),
                "packed_per_yaw_bin": {lab: int(a) for lab, a in zip(YAW_BIN_LABELS, bins_after)},
                "min_packed_per_yaw_bin": int(bins_after.min()) if len(bins_after) else 0,
                "condition_backend": meta["backend"], "conditions_offline": meta["offline"], **counts}
-    io.write_json(ctx.output("metrics"), metrics)
+    fileio.write_json(ctx.output("metrics"), metrics)
     ctx.log.info("pack_dataset: %d subjects, %d images packed in %d shard(s); per yaw bin %s",
                  len(subjects), len(packed_ids), len(list((out_dir / "shards").glob("*.tar"))), metrics["packed_per_yaw_bin"])
     if p.export_eg3d:

@@ -1,5 +1,5 @@
 """preprocess (for front candidates and for views): person mask, head-centred crop, head pose and the
-EG3D camera label derived from the estimated pose (seed 000 §3.1: VGGHeads pose + DAViD mask;
+EG3D camera label derived from the estimated pose (BalanceHead §3.1: VGGHeads pose + DAViD mask;
 offline: white-background segmenter + template pose estimator, both from pixels only)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..camera import camera_label, yaw_distance
 from ..runner import StageContext, finish, run_items
 
@@ -51,7 +51,7 @@ def main(ctx: StageContext) -> None:
         out = []
         for item_id in chunk:
             src = items[item_id]
-            rgb = io.read_png(ctx.item_file(dep, item_id, "png"))
+            rgb = fileio.read_png(ctx.item_file(dep, item_id, "png"))
             mask = segmenter.mask(rgb)
             crop, crop_mask, box = segmenter.crop(rgb, mask)
             est = pose.estimate(rgb, mask)          # pose from the whole frame; the crop follows the mask
@@ -64,7 +64,7 @@ def main(ctx: StageContext) -> None:
                           mask_fraction=round(float((crop_mask > 127).mean()), 4),
                           pose_detected=bool(est.get("detected", True)),
                           preprocess_backend=compute.provenance)
-            files = {"png": io.png_bytes(crop), "mask.png": io.png_bytes(crop_mask)}
+            files = {"png": fileio.png_bytes(crop), "mask.png": fileio.png_bytes(crop_mask)}
             truth = ctx.item_file(dep, item_id, "truth.json")
             if truth.exists():
                 files["truth.json"] = truth.read_bytes()

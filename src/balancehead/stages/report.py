@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from .. import io
+from .. import fileio
 
 STAGE_METRICS = ("dataset", "assess_quality", "select_front", "preprocess_views", "filter_views",
                  "sample_prior", "invert")
@@ -103,5 +103,5 @@ def main(ctx) -> None:
     out = ctx.output("report") / "index.html"
     inputs = {name: ctx.input(name) for name in ctx.stage.inputs}
     text = build_report(inputs, ctx.params.report, git_commit(ctx.root))
-    io.write_text(out, text)
+    fileio.write_text(out, text)
     ctx.log.info("report: %s (%.1f kB)", out, len(text) / 1024)

@@ -19,7 +19,7 @@ import numpy as np
 from safetensors.numpy import save as np_save
 from tqdm import tqdm
 
-from .. import io
+from .. import fileio
 
 
 
@@ -94,14 +94,14 @@ def main(ctx) -> None:
                     {"backend": "gan-prior", "model_id": str(ckpt.name),
                      "kind": "subject" if cond.mode in ("semantic", "view_semantic") else "w-latent"})
     write_manifest(rows, tmp / "manifest.parquet")
-    io.write_bytes(tmp / "latents.safetensors", _meta_bytes(
+    fileio.write_bytes(tmp / "latents.safetensors", _meta_bytes(
         {"z": np.stack(zs), "c": np.stack(cs).astype(np.float32), "ws": np.stack(wss)},
         {"ids": ids, "conditioning": cond.mode, "psi": p.psi}))
     depth = np.stack(depths) if depths else np.zeros((0, 1, 1), np.float16)
-    io.write_bytes(tmp / "depth.safetensors", _meta_bytes({"depth": depth}, {"ids": depth_ids}))
+    fileio.write_bytes(tmp / "depth.safetensors", _meta_bytes({"depth": depth}, {"ids": depth_ids}))
     splits = {"prior": [s for k, s in enumerate(ids) if k not in holdout],
               "holdout": [s for k, s in enumerate(ids) if k in holdout]}
-    io.write_json(tmp / "splits.json", splits)
+    fileio.write_json(tmp / "splits.json", splits)
     stats = {"identities": n, "images": len(depth_ids), "gate_drops": drops, "protocol": p.protocol,
              "conditioning": cond.mode, "holdout_identities": len(splits["holdout"]),
              "yaw_abs_max": float(np.max(np.abs(yaws))) if yaws else None,
@@ -110,9 +110,9 @@ def main(ctx) -> None:
              "radius_std": float(np.std(radii)) if radii else None,
              "fov_mean_deg": float(np.mean(fovs)) if fovs else None,
              "fov_std_deg": float(np.std(fovs)) if fovs else None}
-    io.write_json(tmp / "dataset.json", stats)
+    fileio.write_json(tmp / "dataset.json", stats)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
-    io.write_json(ctx.output("metrics"), stats)
+    fileio.write_json(ctx.output("metrics"), stats)
     ctx.log.info("sample_prior: %d images of %d identities (%d dropped by the gate)", len(depth_ids), n, drops)

@@ -1,4 +1,4 @@
-"""synth_front: n front-view candidates per kept source (seed 000 §3.1: FLUX.1 Kontext with the front
+"""synth_front: n front-view candidates per kept source (BalanceHead §3.1: FLUX.1 Kontext with the front
 prompt; offline: a procedural re-render of the subject with the paper's failure modes)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""synth_views: m views per selected front from the view prompts of seed 000 Fig. 7."""
+"""synth_views: m views per selected front from the view prompts of BalanceHead Fig. 7."""
 from __future__ import annotations
 
 from ..runner import StageContext, finish, run_items

@@ -1,4 +1,4 @@
-"""train: the semantic-conditional full-head 3D GAN on the packed dataset (seed 000 §4, A.6).
+"""train: the semantic-conditional full-head 3D GAN on the packed dataset (BalanceHead §4, A.6).
 
 The command is always `balancehead run train`:
 * under torchrun (RANK/WORLD_SIZE set) or srun with several tasks, it joins the process group;
@@ -29,7 +29,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import io
+from .. import fileio
 from ..hashing import sha256_file
 from ..runner import StageContext
 
@@ -93,7 +93,7 @@ def main(ctx: StageContext) -> None:
     fakes_dir = work / "fakes"
 
     def on_tick(event):
-        io.write_png(fakes_dir / f"fakes-kimg{event['kimg'] * 1000:09.0f}.png", event["grid"])
+        fileio.write_png(fakes_dir / f"fakes-kimg{event['kimg'] * 1000:09.0f}.png", event["grid"])
 
     stop = StopFlag()
     params_dict = {"train": tp.model_dump(mode="json"), "seed": ctx.params.seed}
@@ -148,18 +148,18 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
-                    {"conditioning": trainer.spec.mode, "semantic_dim": trainer.spec.semantic_dim,
+                    {"conditioning": trainer.spec.mode, "label_spec": trainer.spec.to_meta(),
                      "kimg": metrics["kimg"], "seed": ctx.params.seed})
     (tmp / "fakes").mkdir(parents=True)
     for png in sorted((work / "fakes").glob("*.png")):
         shutil.copyfile(png, tmp / "fakes" / png.name)
     tsv = stats_tsv_text(rows)
-    io.write_text(tmp / "stats.tsv", tsv)
+    fileio.write_text(tmp / "stats.tsv", tsv)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    io.write_text(ctx.output("stats"), tsv)
-    io.write_json(ctx.output("metrics"), metrics)
+    fileio.write_text(ctx.output("stats"), tsv)
+    fileio.write_json(ctx.output("metrics"), metrics)
     ctx.log.info("train: kimg %.3f, random-feature FD %.3f -> %.3f", metrics["kimg"],
                  metrics["fd_random_features_kimg0"] or float("nan"), metrics["fd_random_features_final"] or float("nan"))
 

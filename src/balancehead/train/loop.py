@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.data.reader import ShardDataset
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from balancehead.devices import pick_device as pick_device_named
@@ -72,9 +72,6 @@ def open_dataset(tp: TrainParams, root: Path, seed: int) -> tuple[ShardDataset, 
     mode = tp.conditioning.mode
     ds = ShardDataset(root, resolution=tp.data.resolution or tp.model.output_resolution, seed=seed,
                       yaw_bin_weights=tp.data.yaw_bin_weights)
-    if mode in ("identity", "view_identity"):
-        raise ValueError(f"train.conditioning.mode {mode!r} needs an identity feature per image, but the packed "
-                         f"dataset at {root} carries none (only CLIP conditions); pick semantic/view_semantic/view/none")
     if mode == "view_semantic" and ds.view_conditions is None:
         raise ValueError(f"train.conditioning.mode 'view_semantic' needs per-view CLIP features, but {root} has no "
                          "view_conditions.safetensors")
@@ -322,9 +319,9 @@ class Trainer:
         if self.info.rank != 0:
             return
         stats_file = self.work / "stats.jsonl"
-        rows = io.read_jsonl(stats_file) if stats_file.exists() else []
+        rows = fileio.read_jsonl(stats_file) if stats_file.exists() else []
         rows = [r for r in rows if r["kimg"] < row["kimg"]] + [row]   # drop rows from after a resumed checkpoint
-        io.write_jsonl(stats_file, rows)
+        fileio.write_jsonl(stats_file, rows)
         if self.log:
             self.log.info("tick %d kimg %.3f " + " ".join(f"{k}=%.4g" for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")),
                           row["tick"], row["kimg"], *[row.get(k, float("nan")) for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")])
@@ -335,7 +332,7 @@ class Trainer:
 
 def read_stats(work_dir: Path) -> list[dict]:
     f = Path(work_dir) / "stats.jsonl"
-    return io.read_jsonl(f) if f.exists() else []
+    return fileio.read_jsonl(f) if f.exists() else []
 
 
 def stats_tsv(rows: list[dict]) -> str:

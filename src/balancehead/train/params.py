@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 
 from balancehead.params_base import Section
 
-CONDITIONINGS = ("none", "view", "view_semantic", "semantic", "identity", "view_identity")
 
 
 class ModelParams(Section):
@@ -39,7 +38,9 @@ class ModelParams(Section):
 
 class ConditioningParams(Section):
     """What G's mapping network and D's projection head are conditioned on (seed 000 Table 1)."""
-    mode: Literal["none", "view", "view_semantic", "semantic", "identity", "view_identity"] = "semantic"
+    # the trainable modes of balancehead.train.conditioning.MODES (identity modes need identity features,
+    # which the data engine does not pack: they are refused here, before any work)
+    mode: Literal["none", "view", "view_semantic", "semantic"] = "semantic"
     swap_prob: float = Field(0.7, ge=0.0, le=1.0, description=(
         "view modes: probability that G's camera label is swapped for a random real one (EG3D c-swap; PanoHead 0.7)"))
 
