@@ -77,7 +77,7 @@ for s in pipeline.STAGES:
             log: s.shard_log("{i}", "{n}")
             threads: P.workflow.threads
             resources: **stage_resources(s)
-            shell: f"{PYTHON} -m balancehead " + s.shard_args("{wildcards.i}", "{wildcards.n}")
+            shell: f"{PYTHON} -m balancehead {s.shard_args('{wildcards.i}', '{wildcards.n}')}"
 
     # gather (or the whole stage): the very command DVC runs
     rule:
@@ -89,4 +89,4 @@ for s in pipeline.STAGES:
         log: s.log
         threads: P.workflow.threads
         resources: **stage_resources(s)
-        shell: f"{PYTHON} -m balancehead " + s.args()
+        shell: f"{PYTHON} -m balancehead {s.args()}"
