@@ -12,7 +12,7 @@ import os
 from .. import fileio
 from ..hashing import derive_seed
 from ..runner import StageContext, assemble_dir, run_items
-from .synth_common import SUBJECT_SEED_KEY
+from ..world.subject import SUBJECT_SEED_KEY
 
 
 def _procedural_ids(n: int) -> list[str]:

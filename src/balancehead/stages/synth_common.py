@@ -11,8 +11,7 @@ import json
 
 from .. import fileio
 from ..params import Params
-
-SUBJECT_SEED_KEY = "subject_seed"
+from ..world.subject import SUBJECT_SEED_KEY
 
 
 def is_offline(params: Params) -> bool:
