@@ -64,8 +64,8 @@ def main(ctx: StageContext) -> None:
         views_by_subject.setdefault(views[vid]["subject_id"], []).append(views[vid])
     with ShardWriter(tmp / "shards", p.shard_size, max_bytes=p.max_shard_bytes) as writer:
         for subject in subjects:
-            members = [(front_by_subject[subject], D["fronts"], "front", None)]
-            members += [(v, D["views"], "view", v) for v in views_by_subject.get(subject, [])]
+            members = [(front_by_subject[subject], "fronts", "front", None)]
+            members += [(v, "views", "view", v) for v in views_by_subject.get(subject, [])]
             for rec, dep, role, verdict in members:
                 if verdict is not None and verdict["status"] != "kept":
                     rows.append(_image_row(rec, role="view", rejected_by="filter_views", reasons=verdict.get("reason"),
