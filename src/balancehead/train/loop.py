@@ -112,12 +112,12 @@ class TrainResult:
     stats: list[dict]
     fd_start: Optional[float]
     fd_end: Optional[float]
-    losses: list[dict]        # per step, for tests (this process's statistics)
 
 
 class Trainer:
     def __init__(self, tp: TrainParams, dataset_dir: Path, work_dir: Path, seed: int, info: DistInfo = DistInfo(),
-                 log=None, tracker=None, on_tick: Optional[Callable[[dict], None]] = None):
+                 log=None, tracker=None, on_tick: Optional[Callable[[dict], None]] = None,
+                 on_step: Optional[Callable[[dict], None]] = None):
         self.tp, self.seed, self.info, self.log, self.tracker = tp, int(seed), info, log, tracker
         self.work = Path(work_dir)
         self.ckpt_dir = self.work / "checkpoints"
@@ -138,7 +138,7 @@ class Trainer:
             raise ValueError(f"train.batch {tp.batch} must be a multiple of world_size*batch_gpu "
                              f"({info.world_size}*{tp.batch_gpu})")
         self.rounds = tp.batch // (info.world_size * tp.batch_gpu)   # accumulation rounds per process
-        self.losses: list[dict] = []
+        self.on_step = on_step          # sees each step's statistics (nothing is kept per step)
         self._resume()
 
     # --- state -------------------------------------------------------------------------------------
@@ -282,7 +282,8 @@ class Trainer:
                     raise RuntimeError(f"data order broken: got batch {batch['batch_index']} at step {self.c.step}")
                 stats = self.step(batch)
                 steps_done += 1
-                self.losses.append(stats)
+                if self.on_step is not None:
+                    self.on_step(stats)
                 for k, v in stats.items():
                     tick_stats.setdefault(k, []).append(float(v))
                 bar.update(round(tp.batch / 1000, 3))
@@ -313,7 +314,7 @@ class Trainer:
             bar.close()
         self.checkpoint()
         fd_end = self.frechet() if evaluate and info.rank == 0 else None
-        return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end, self.losses)
+        return TrainResult(self.c, self.G, self.D, self.G_ema, stats_rows, self.c.fd_kimg0, fd_end)
 
     def _record_tick(self, row: dict) -> None:
         if self.info.rank != 0:
