@@ -124,3 +124,11 @@ def test_downstream_closure_follows_data_deps():
     assert "pack_dataset" in pipeline.downstream_closure({"ingest"})
     assert "build_ops" not in pipeline.downstream_closure({"ingest"})
     assert "evaluate" in pipeline.downstream_closure({"invert"})       # through results/invert.json
+
+
+def test_snakemake_config_overrides_are_refused_not_ignored():
+    """Issue 15: `--config` must never be silently ignored (the stages read params.yaml only)."""
+    proc = run([str(Path(sys.executable).parent / "snakemake"), "-n", "--cores", "1", "--config", "seed=3"],
+               cwd=REPO, check=False)
+    assert proc.returncode != 0
+    assert "--config" in proc.stdout + proc.stderr and "seed" in proc.stdout + proc.stderr
