@@ -29,7 +29,7 @@ def model_provenance(ctx: StageContext, embedder) -> dict | None:
     """The embedder's provenance; for production weights also the resolved path and their sha256."""
     prov = embedder.provenance() if hasattr(embedder, "provenance") else None
     if ctx.params.label_clip.backend != "offline" and prov is not None:
-        from ..backends.production.weights import sha256_file
+        from ..hashing import sha256_file
 
         path = Path(prov["weights"])
         prov = {**prov, "resolved_path": str(path.resolve()), "weights_sha256": sha256_file(path)}
