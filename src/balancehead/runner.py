@@ -59,7 +59,7 @@ class DeclaredParams:
             f"stage's params in src/balancehead/pipeline.py (declared: {', '.join(self._keys) or 'none'})")
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
+        if name.startswith("_"):          # private and dunder lookups (copy, pickle) are not params
             raise AttributeError(name)
         return self._view(name)
 
@@ -95,7 +95,7 @@ class _PartialSection:
         self._owner, self._prefix = owner, prefix
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
+        if name.startswith("_"):          # private and dunder lookups (copy, pickle) are not params
             raise AttributeError(name)
         return self._owner._view(f"{self._prefix}.{name}")
 
