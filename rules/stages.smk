@@ -65,28 +65,35 @@ def dvc_commit_command():
     return f"{PYTHON} -m dvc commit --force --quiet " + " ".join(shlex.quote(n) for n in done)
 
 
+# A rule's shell command is evaluated again when its job runs, after this loop has moved on: it must not
+# name the loop variable. The gather rule carries its stage name as a param (a constant, so it never
+# triggers a rerun); a shard rule takes it from its output's {stage} wildcard, pinned to that one name.
+RUN_STAGE = f"{PYTHON} -m balancehead run {{params.stage}}"
+RUN_SHARD = f"{PYTHON} -m balancehead run {{wildcards.stage}} --shard {{wildcards.i}}/{{wildcards.n}}"
+
 for s in pipeline.STAGES:
     if s.sharded:
         # scatter: shard i of n fills this stage's per-item cache and leaves a marker
         rule:
             name: f"{s.name}_shard"
             input: stage_input(s, scatter=False)
-            output: temp(s.shard_marker("{i}", "{n}"))
+            output: temp(s.shard_marker("{i}", "{n}", stage="{stage}"))
+            wildcard_constraints: stage=s.name
             params: **stage_params(s)
             conda: CONDA_ENV
-            log: s.shard_log("{i}", "{n}")
+            log: s.shard_log("{i}", "{n}", stage="{stage}")
             threads: P.workflow.threads
             resources: **stage_resources(s)
-            shell: f"{PYTHON} -m balancehead {s.shard_args('{wildcards.i}', '{wildcards.n}')}"
+            shell: RUN_SHARD
 
     # gather (or the whole stage): the very command DVC runs
     rule:
         name: s.name
         input: stage_input(s, scatter=s.sharded)
         output: stage_output(s)
-        params: **stage_params(s)
+        params: stage=s.name, **stage_params(s)
         conda: CONDA_ENV
         log: s.log
         threads: P.workflow.threads
         resources: **stage_resources(s)
-        shell: f"{PYTHON} -m balancehead {s.args()}"
+        shell: RUN_STAGE

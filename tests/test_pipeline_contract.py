@@ -66,7 +66,9 @@ def test_rule_and_dvc_stage_agree(name, smk_rules, dvc_stages):
     rule, stage = smk_rules[name], dvc_stages[name]
     # DVC runs `balancehead run X`; the rule runs the same arguments through Snakemake's own interpreter
     assert stage["cmd"] == f"balancehead run {name}"
-    assert shlex.split(rule["shell"]) == [sys.executable, "-m", "balancehead", "run", name]
+    assert shlex.split(rule["shell"].replace("{params.stage}", name)) == [sys.executable, "-m", "balancehead", "run", name]
+    assert "stage" in rule["params"]                 # the shell's stage name, a constant of the rule
+    rule = {**rule, "params": [p for p in rule["params"] if p != "stage"]}
     scatter = [f for f in rule["input"] if f.startswith(f"data/.items/{name}/shard-")]
     assert sorted(f for f in rule["input"] if f not in scatter) == stage["deps"]
     assert sorted(rule["output"]) == stage["outs"]
@@ -78,8 +80,11 @@ def test_rule_and_dvc_stage_agree(name, smk_rules, dvc_stages):
         assert len(scatter) >= 1
         assert sorted(shard["input"]) == stage["deps"]
         assert shard["params"] == rule["params"]
-        assert shlex.split(shard["shell"])[:5] == [sys.executable, "-m", "balancehead", "run", name]
-        assert shlex.split(shard["shell"])[5] == "--shard"
+        shell = shard["shell"].replace("{wildcards.stage}", name)
+        assert shlex.split(shell) == [sys.executable, "-m", "balancehead", "run", name,
+                                      "--shard", "{wildcards.i}/{wildcards.n}"]
+        assert shard["output"] == [pipeline.stage(name).shard_marker("{i}", "{n}", stage=f"{{stage,{name}}}")]
+        assert shard["wildcard_constraints"] == {"stage": name}
     else:
         assert scatter == []
 

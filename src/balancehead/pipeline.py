@@ -88,22 +88,16 @@ class Stage:
         """Per-item cache / resumable work of this stage (outside the outputs DVC deletes on rerun)."""
         return f"data/.items/{self.name}"
 
-    def args(self) -> str:
-        return f"run {self.name}"
-
-    def shard_args(self, i: int | str, n: int | str) -> str:
-        return f"run {self.name} --shard {i}/{n}"
-
     @property
     def cmd(self) -> str:
         """The command DVC runs (the rules run the same arguments through Snakemake's own interpreter)."""
-        return f"{PACKAGE} {self.args()}"
+        return f"{PACKAGE} run {self.name}"
 
-    def shard_marker(self, i: int | str, n: int | str) -> str:
-        return f"{self.scratch}/shard-{i}-of-{n}.done"
+    def shard_marker(self, i: int | str, n: int | str, stage: str | None = None) -> str:
+        return f"data/.items/{stage or self.name}/shard-{i}-of-{n}.done"
 
-    def shard_log(self, i: int | str, n: int | str) -> str:
-        return f"logs/{self.name}/shard-{i}-of-{n}.log"
+    def shard_log(self, i: int | str, n: int | str, stage: str | None = None) -> str:
+        return f"logs/{stage or self.name}/shard-{i}-of-{n}.log"
 
     def code_files(self) -> list[str]:
         return code_files(self.module_name)
