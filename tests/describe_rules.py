@@ -32,6 +32,10 @@ def main(root: str) -> None:
                 "log": [str(f) for f in rule.log],
                 "shell": rule.shellcmd,
                 "resources": static_resources(rule),
+                "threads": rule.resources.get("_cores") if isinstance(rule.resources.get("_cores"), int) else None,
+                "wildcard_constraints": {k: str(getattr(v, "pattern", v)) for k, v in
+                                         (rule.wildcard_constraints or {}).items()},
+                "report_outputs": [str(f) for f in rule.output if f.flags.get("report")],
             }
     print("@@RULES@@" + json.dumps(rules))
 

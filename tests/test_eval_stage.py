@@ -31,7 +31,7 @@ def _dataset(d, n_subjects=4, views=8):
 @pytest.mark.parametrize("mode,c_dim", [("view", 25), ("semantic", 16)])
 def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     from balancehead.data.manifest import YAW_BIN_LABELS
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import evaluate
 
@@ -40,7 +40,7 @@ def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     save_checkpoint(tmp_path / "data/train", {"G_ema": g}, {"conditioning": mode})
     p = EvaluateParams(num_fakes=8, fakes_per_yaw_bin=4, mknnd_samples=8, id_identities=2, kid_subsets=3,
                        turntable_samples=1, turntable_frames=4, grid_size=2)
-    evaluate.main(LocalContext(tmp_path, "evaluate", ("results/eval",), {"evaluate": p}))
+    evaluate.main(stage_context(tmp_path, "evaluate", {"evaluate": p}))
     m = json.loads((tmp_path / "results/metrics.json").read_text())
     for k in ("fid_random", "fid_front", "fid_back", "kid_random", "mknnd", "id_consistency"):
         assert m[k] is not None and np.isfinite(m[k]), k

@@ -10,16 +10,16 @@ from balancehead.evaluation.params import InvertParams, SamplePriorParams
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import invert, sample_prior
 
     root = tmp_path_factory.mktemp("invert")
     save_checkpoint(root / "data/train", {"G_ema": Generator(GeneratorConfig.tiny())}, {"conditioning": "view"})
     sp = SamplePriorParams(num_identities=2, holdout_identities=1, equator_views=4, random_views=0)
-    sample_prior.main(LocalContext(root, "sample_prior", ("data/prior",), {"sample_prior": sp}))
+    sample_prior.main(stage_context(root, "sample_prior", {"sample_prior": sp}))
     ip = InvertParams(max_targets=1, w_steps=25, g_steps=10, turntable_frames=6, w_lr=0.05)
-    invert.main(LocalContext(root, "invert", ("data/invert",), {"invert": ip}))
+    invert.main(stage_context(root, "invert", {"invert": ip}))
     return root, ip
 
 
@@ -53,8 +53,8 @@ def test_invert_outputs_and_delta_reproduce_the_render(run):
     with torch.no_grad():
         img = render_white(tuned, ws, cam)
     from balancehead.evaluation.generator_io import to_uint8
-    from balancehead import io
-    saved = io.read_png(d / "input_view.png")
+    from balancehead import fileio
+    saved = fileio.read_png(d / "input_view.png")
     assert np.abs(to_uint8(img)[0].astype(int) - saved.astype(int)).max() <= 1
     summary = json.loads((root / "results/invert.json").read_text())
     assert summary["targets"] == 1 and summary["lpips_is_offline"] is True

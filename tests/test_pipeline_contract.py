@@ -1,8 +1,10 @@
 """One stage list, two tools: Snakemake's parsed rules and DVC's parsed stages must agree on every
-stage's command, deps, outs and params (both read by the real tools, not by us)."""
+stage's command, deps, outs and params (both read by the real tools, not by us). The code dependencies
+themselves are pinned by tests/test_code_deps.py."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -62,29 +64,62 @@ def test_every_stage_is_both_a_rule_and_a_dvc_stage(smk_rules, dvc_stages):
 @pytest.mark.parametrize("name", [s.name for s in pipeline.STAGES])
 def test_rule_and_dvc_stage_agree(name, smk_rules, dvc_stages):
     rule, stage = smk_rules[name], dvc_stages[name]
-    assert rule["shell"].strip() == stage["cmd"].strip()
+    # DVC runs `balancehead run X`; the rule runs the same arguments through Snakemake's own interpreter
+    assert stage["cmd"] == f"balancehead run {name}"
+    assert shlex.split(rule["shell"].replace("{params.stage}", name)) == [sys.executable, "-m", "balancehead", "run", name]
+    assert "stage" in rule["params"]                 # the shell's stage name, a constant of the rule
+    rule = {**rule, "params": [p for p in rule["params"] if p != "stage"]}
     scatter = [f for f in rule["input"] if f.startswith(f"data/.items/{name}/shard-")]
     assert sorted(f for f in rule["input"] if f not in scatter) == stage["deps"]
     assert sorted(rule["output"]) == stage["outs"]
     assert sorted(p.replace("__", ".") for p in rule["params"]) == stage["params"]
     assert rule["log"] == [f"logs/{name}.log"]
-    assert {"mem_mb", "runtime"} <= set(rule["resources"])
+    assert {"mem_mb", "runtime", "gpu"} <= set(rule["resources"]) and "gpus" not in rule["resources"]
     if pipeline.stage(name).sharded:
         shard = smk_rules[f"{name}_shard"]
         assert len(scatter) >= 1
         assert sorted(shard["input"]) == stage["deps"]
         assert shard["params"] == rule["params"]
-        assert shard["shell"].startswith(stage["cmd"] + " --shard ")
+        shell = shard["shell"].replace("{wildcards.stage}", name)
+        assert shlex.split(shell) == [sys.executable, "-m", "balancehead", "run", name,
+                                      "--shard", "{wildcards.i}/{wildcards.n}"]
+        assert shard["output"] == [pipeline.stage(name).shard_marker("{i}", "{n}", stage=f"{{stage,{name}}}")]
+        assert shard["wildcard_constraints"] == {"stage": name}
     else:
         assert scatter == []
 
 
-def test_code_dependencies_exist_and_cover_the_stage_module():
+def test_metrics_plots_and_the_report_go_into_snakemake_report(smk_rules):
+    flagged = {f for r in smk_rules.values() for f in r["report_outputs"]}
     for s in pipeline.STAGES:
-        files = s.code_files()
-        assert files and all((REPO / f).is_file() for f in files)
-        module = {"preprocess_fronts": "preprocess", "preprocess_views": "preprocess"}.get(s.name, s.name)
-        assert f"src/balancehead/stages/{module}.py" in files
+        assert set(s.metric_files) | set(s.plot_files) <= flagged
+    assert {"results/report", "results/dataset_card", "results/eval"} <= flagged
+
+
+def test_dvc_plots_declare_their_columns(dvc_stages):
+    """Top-level `plots:` name x and y columns that exist in the TSV each stage writes (header read
+    from the code that writes it)."""
+    import yaml
+
+    plots = {k: v for d in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"] for k, v in d.items()}
+    assert set(plots) == {"results/fid_by_yaw.tsv", "results/train_stats.tsv", "results/yaw_hist.tsv"}
+    from balancehead.stages.evaluate import bias_curve_tsv
+    from balancehead.data.manifest import YAW_BIN_LABELS
+    from balancehead.train.loop import stats_tsv
+
+    from balancehead.stages.pack_dataset import yaw_hist_tsv
+
+    none = {"fid": None, "kid": None, "n_real": 0, "n_fake": 0}
+    written = {"results/fid_by_yaw.tsv": bias_curve_tsv({f"fid_yaw_{b}": none for b in YAW_BIN_LABELS}),
+               "results/train_stats.tsv": stats_tsv([{"tick": 0, "kimg": 0.0, "loss_g": 1.0, "loss_d": 1.0,
+                                                      "skipped_steps": 0}]),
+               "results/yaw_hist.tsv": yaw_hist_tsv(YAW_BIN_LABELS, [0] * 8, [0] * 8)}
+    for path, spec in plots.items():
+        assert spec["title"] and spec["x"]
+        ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]
+        columns = written[path].splitlines()[0].split("\t")
+        assert spec["x"] in columns and set(ys) <= set(columns), (path, columns)
+        assert not {"n_fake", "n_real", "skipped_steps", "tick"} & set(ys)
 
 
 def test_downstream_closure_follows_data_deps():
@@ -93,3 +128,12 @@ def test_downstream_closure_follows_data_deps():
     assert not {"ingest", "filter_views", "build_ops"} & closure
     assert "pack_dataset" in pipeline.downstream_closure({"ingest"})
     assert "build_ops" not in pipeline.downstream_closure({"ingest"})
+    assert "evaluate" in pipeline.downstream_closure({"invert"})       # through results/invert.json
+
+
+def test_snakemake_config_overrides_are_refused_not_ignored():
+    """Issue 15: `--config` must never be silently ignored (the stages read params.yaml only)."""
+    proc = run([str(Path(sys.executable).parent / "snakemake"), "-n", "--cores", "1", "--config", "seed=3"],
+               cwd=REPO, check=False)
+    assert proc.returncode != 0
+    assert "--config" in proc.stdout + proc.stderr and "seed" in proc.stdout + proc.stderr

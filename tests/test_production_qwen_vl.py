@@ -52,9 +52,14 @@ def test_tiny_model_runs_greedy_and_every_answer_reaches_a_policy(judge):
             assert isinstance(v, Verdict) and v.label in allowed[key]
             assert isinstance(v.reason, str) and v.score <= 0.0  # mean log-prob
         verdicts = {"class": cls.label, "artifact": art.label, "match": match.label}
+        parsed = art.label is not None and match.label is not None
         for policy in ("reject", "keep"):
-            status, _ = decide(verdicts, policy)
-            assert status in ("kept", "rejected")
+            status, reason = decide(verdicts, policy)
+            # the filter rule of BalanceHead A.2: keep only a parsed, artifact-free, identity-matching view;
+            # an unparseable answer follows the policy
+            expected = (art.label == "normal" and match.label == "YES") if parsed else policy == "keep"
+            assert status == ("kept" if expected else "rejected"), (verdicts, policy, reason)
+            assert (reason is None) == (status == "kept")
     # Greedy decoding is deterministic, and batching does not change a reply.
     again = judge.judge_views(fronts[:1], views[:1])[0]
     assert [v.reason for v in again] == [v.reason for v in results[0]]

@@ -3,30 +3,35 @@ import re
 
 import numpy as np
 
-from balancehead import io
+from balancehead import fileio
+from balancehead.pipeline import stage
 from balancehead.evaluation.params import ReportParams
 from balancehead.evaluation.turntable import gif_bytes
 
 
+def _inputs(root):
+    return {name: root / path for name, path in stage("report").inputs.items()}
+
+
 def _fill(root):
     img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    io.write_png(root / "results/dataset_card/yaw_hist.png", img)
-    io.write_json(root / "results/dataset.json", {"subjects": 3, "packed_images": 20})
-    io.write_text(root / "results/yaw_hist.tsv", "yaw_bin\tbefore_filter\tpacked\n0\t5\t4\n180\t2\t1\n")
-    io.write_png(root / "results/eval/fakes_fid_random.png", img)
-    io.write_bytes(root / "results/eval/turntable_00.gif", gif_bytes(np.stack([img, img[::-1]])))
-    io.write_json(root / "results/eval/labels.json", {"feature_extractor": "offline-random-conv",
+    fileio.write_png(root / "results/dataset_card/yaw_hist.png", img)
+    fileio.write_json(root / "results/dataset.json", {"subjects": 3, "packed_images": 20})
+    fileio.write_text(root / "results/yaw_hist.tsv", "yaw_bin\tbefore_filter\tpacked\n0\t5\t4\n180\t2\t1\n")
+    fileio.write_png(root / "results/eval/fakes_fid_random.png", img)
+    fileio.write_bytes(root / "results/eval/turntable_00.gif", gif_bytes(np.stack([img, img[::-1]])))
+    fileio.write_json(root / "results/eval/labels.json", {"feature_extractor": "offline-random-conv",
                                                       "warning": "not comparable to published numbers"})
-    io.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
+    fileio.write_json(root / "results/metrics.json", {"fid_random": 12.5, "fid_view": None, "mknnd": 0.4,
                                                   "inversion": {"input_view_psnr": 25.0}})
-    io.write_text(root / "results/fid_by_yaw.tsv",
-                  "yaw_bin\tfid\tfid_std\tkid\tn_real\tn_fake\n0\t10\t1.5\t0.1\t5\t8\n180\t\t\t\t1\t0\n")
-    io.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\timg_per_s\tsec_per_kimg\n"
-                  "0\t1.0\t0.5\t200\t5\n1\t0.8\t0.6\t210\t4.8\n")
+    fileio.write_text(root / "results/fid_by_yaw.tsv",
+                      "yaw_bin\tfid\tfid_std\tkid\tn_real\tn_fake\n0\t10\t1.5\t0.1\t5\t8\n180\t\t\t\t1\t0\n")
+    fileio.write_text(root / "results/train_stats.tsv", "kimg\tloss_G\tloss_D\timg_per_s\tsec_per_kimg\n"
+                      "0\t1.0\t0.5\t200\t5\n1\t0.8\t0.6\t210\t4.8\n")
     d = root / "data/invert/t1"
-    io.write_png(d / "target.png", img)
-    io.write_png(d / "input_view.png", img)
-    io.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
+    fileio.write_png(d / "target.png", img)
+    fileio.write_png(d / "input_view.png", img)
+    fileio.write_bytes(d / "turntable.gif", gif_bytes(np.stack([img, img[:, ::-1]])))
 
 
 def _packed(root):
@@ -73,7 +78,7 @@ def test_report_sections_and_inline_images(tmp_path):
     from balancehead.stages.report import build_report
 
     _fill(tmp_path)
-    html = build_report(tmp_path, ReportParams(), "abc123")
+    html = build_report(_inputs(tmp_path), ReportParams(), "abc123")
     for anchor in ("dataset", "training", "samples", "inversions", "metrics", "bias"):
         assert f'id="{anchor}"' in html
     srcs = re.findall(r'src="([^"]+)"', html)
@@ -81,20 +86,20 @@ def test_report_sections_and_inline_images(tmp_path):
     assert html.count("data:image/gif") == 2                             # sample + inversion turntables
     assert "fid_random" in html and "not comparable" in html and "abc123" in html
     assert "Training curves" in html and "no training statistics" not in html
-    assert build_report(tmp_path, ReportParams(), "abc123") == html      # deterministic
+    assert build_report(_inputs(tmp_path), ReportParams(), "abc123") == html      # deterministic
 
 
 def test_report_on_an_empty_run_has_notes(tmp_path):
     from balancehead.stages.report import build_report
 
-    html = build_report(tmp_path, ReportParams(), "c0ffee")
+    html = build_report(_inputs(tmp_path), ReportParams(), "c0ffee")
     assert "no training statistics" in html and "run evaluate" in html and "<img" not in html
 
 
 def test_report_stage_writes_index(tmp_path):
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.stages import report
 
     _fill(tmp_path)
-    report.main(LocalContext(tmp_path, "report", ("results/report",), {"report": ReportParams()}))
+    report.main(stage_context(tmp_path, "report", {"report": ReportParams()}))
     assert (tmp_path / "results/report/index.html").read_text().startswith("<!DOCTYPE html>")

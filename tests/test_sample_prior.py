@@ -54,14 +54,14 @@ def test_turntable_yaws():
 
 @pytest.fixture(scope="module")
 def prior_run(tmp_path_factory):
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import sample_prior
 
     root = tmp_path_factory.mktemp("prior")
     save_checkpoint(root / "data/train", {"G_ema": Generator(GeneratorConfig.tiny())}, {"conditioning": "view"})
     p = SamplePriorParams(num_identities=3, holdout_identities=1, equator_views=4, random_views=4, batch_size=8)
-    sample_prior.main(LocalContext(root, "sample_prior", ("data/prior",), {"sample_prior": p}))
+    sample_prior.main(stage_context(root, "sample_prior", {"sample_prior": p}))
     return root, p
 
 
@@ -88,26 +88,26 @@ def test_sample_prior_packed_output(prior_run):
 
 
 def test_sample_prior_is_deterministic(prior_run, tmp_path):
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import sample_prior
 
     root, p = prior_run
     save_checkpoint(tmp_path / "data/train", {"G_ema": Generator(GeneratorConfig.tiny())}, {"conditioning": "view"})
-    sample_prior.main(LocalContext(tmp_path, "sample_prior", ("data/prior",), {"sample_prior": p}))
+    sample_prior.main(stage_context(tmp_path, "sample_prior", {"sample_prior": p}))
     for name in ("manifest.parquet", "shards/shard-00000.tar", "latents.safetensors"):
         assert (tmp_path / "data/prior" / name).read_bytes() == (root / "data/prior" / name).read_bytes()
 
 
 def test_quality_gate_records_every_drop(tmp_path):
     from balancehead.data.manifest import read_manifest
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import sample_prior
 
     save_checkpoint(tmp_path / "data/train", {"G_ema": Generator(GeneratorConfig.tiny())}, {"conditioning": "view"})
     p = SamplePriorParams(num_identities=2, holdout_identities=0, equator_views=4, random_views=0, quality_gate=True)
-    sample_prior.main(LocalContext(tmp_path, "sample_prior", ("data/prior",), {"sample_prior": p}))
+    sample_prior.main(stage_context(tmp_path, "sample_prior", {"sample_prior": p}))
     rows = read_manifest(tmp_path / "data/prior/manifest.parquet")
     stats = json.loads((tmp_path / "results/sample_prior.json").read_text())
     dropped = [r for r in rows if r["rejected_by"] == "sample_prior_gate"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -58,9 +57,10 @@ def test_modes_step_with_finite_losses(dataset, tmp_path, mode, vicico):
     assert ("loss_vicico" in stats) == (vicico.get("enabled", True) and mode != "none")
 
 
-def test_identity_mode_fails_clearly(dataset, tmp_path):
-    with pytest.raises(ValueError, match="identity feature"):
-        Trainer(small(conditioning={"mode": "identity"}), dataset, tmp_path, seed=0)
+@pytest.mark.parametrize("mode", ["identity", "view_identity"])
+def test_modes_that_cannot_train_are_refused_by_params_validation(mode):
+    with pytest.raises(ValueError, match="conditioning.mode"):
+        small(conditioning={"mode": mode})
 
 
 def test_params_reject_bad_batch():
@@ -174,12 +174,12 @@ def test_stage_assembles_outputs(dataset, tmp_path):
 
     root = tmp_path / "repo"
     shutil.copytree(dataset, root / "data/dataset")
-    params = SimpleNamespace(train=small(), seed=0, mlflow=SimpleNamespace(enabled=False))
-    ctx = SimpleNamespace(params=params, root=root, path=lambda rel: root / rel, log=__import__("logging").getLogger("t"),
-                          stage=SimpleNamespace(name="train", outs=("data/train",)))
-    stage.main(ctx)
+    from stage_context import stage_context
+
+    stage.main(stage_context(root, "train", {"train": small()}))
     modules, meta = load_checkpoint(root / "data/train/G_ema")
     assert set(modules) == {"G_ema"} and meta["conditioning"] == "semantic"
+    assert meta["label_spec"]["mode"] == "semantic" and meta["label_spec"]["semantic_dim"] > 0
     assert list((root / "data/train/fakes").glob("*.png"))
     metrics = __import__("json").loads((root / "results/train.json").read_text())
     assert metrics["kimg"] == pytest.approx(0.008) and math.isfinite(metrics["fd_random_features_final"])

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+CAMERA_LABEL_SIZE = 25       # floats in a label: 16 (cam2world) + 9 (intrinsics)
 DEFAULT_RADIUS = 2.7
 DEFAULT_FOV_DEG = 18.837
 DEFAULT_PIVOT = (0.0, 0.0, 0.2)

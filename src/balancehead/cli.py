@@ -9,16 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from . import io
+from . import fileio
 from .locking import WorkflowLocked
 from .params import ParamsError, json_schema, load_params
 from .pipeline import STAGES, dvc_yaml, stage
 
 DVC_HEADER = ("# GENERATED from src/balancehead/pipeline.py by `balancehead dvc-yaml`; do not edit by hand.\n"
-              "# rules/*.smk build the Snakemake rules from the same stage list.\n")
-
-# stage name -> module under balancehead.stages (two preprocess stages share one module)
-STAGE_MODULES = {"preprocess_fronts": "preprocess", "preprocess_views": "preprocess"}
+              "# rules/stages.smk builds the Snakemake rules from the same stage list.\n")
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -50,8 +47,8 @@ def cmd_run(args) -> int:
         torch.set_num_threads(threads)
     except ImportError:
         pass
-    module = importlib.import_module(f"balancehead.stages.{STAGE_MODULES.get(st.name, st.name)}")
-    ctx = StageContext(params=params, stage=st, root=root, shard=args.shard, log=log,
+    module = importlib.import_module(st.module_name)
+    ctx = StageContext(all_params=params, stage=st, root=root, shard=args.shard, log=log,
                        params_path=Path(args.params).resolve())
     log.info("stage %s starts%s", st.name, f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else "")
     module.main(ctx)
@@ -86,20 +83,20 @@ def cmd_dvc_yaml(args) -> int:
             return 1
         print(f"{path}: in sync")
         return 0
-    io.write_text(path, text)
+    fileio.write_text(path, text)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_schema(args) -> int:
-    text = io.dumps_json(json_schema())
+    text = fileio.dumps_json(json_schema())
     path = Path(args.output)
     if args.check:
         if not path.exists() or path.read_text() != text:
             print(f"{path} is out of date; run `balancehead schema`", file=sys.stderr)
             return 1
         return 0
-    io.write_text(path, text)
+    fileio.write_text(path, text)
     print(f"wrote {path}")
     return 0
 

@@ -14,7 +14,7 @@ A mismatch raises `IntegrityError`, naming the file, the item where known, and t
 A directory without `digests.json` (written before this format) is not checked.
 
 Leftovers: temporary files of killed writers carry the writer's host and PID in their names
-(`io.atomic_path`, checkpoint/assembly temp dirs); `clean_leftovers` removes those whose process is
+(`fileio.atomic_path`, checkpoint/assembly temp dirs); `clean_leftovers` removes those whose process is
 gone, on the next run.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def verify_file(path, expected: str, *, item: Optional[str] = None, stage: Optio
 # ----------------------------------------------------------------------------------- digests.json
 def write_digests(directory, stage: str, exclude: Iterable[str] = ()) -> dict[str, str]:
     """Record every file under `directory` (except `exclude` and the record itself); returns the map."""
-    from . import io
+    from . import fileio
 
     directory = Path(directory)
     skip = {DIGESTS_FILE, *exclude}
@@ -94,7 +94,7 @@ def write_digests(directory, stage: str, exclude: Iterable[str] = ()) -> dict[st
         rel = p.relative_to(directory).as_posix()
         if p.is_file() and rel not in skip:
             files[rel] = file_digest(p)
-    io.write_json(directory / DIGESTS_FILE, {"format": FORMAT, "stage": stage, "files": files})
+    fileio.write_json(directory / DIGESTS_FILE, {"format": FORMAT, "stage": stage, "files": files})
     return files
 
 

@@ -28,14 +28,11 @@ class ParamsError(ValueError):
 _Section = Section
 
 
-Prob = Field(ge=0.0, le=1.0)
-
-
 class StageResources(_Section):
     """Cluster resources of one stage's jobs (Snakemake `resources:`, mapped to sbatch by the profile)."""
     mem_mb: Optional[int] = Field(None, ge=100, le=4_000_000)
     runtime: Optional[int] = Field(None, ge=1, le=100_000, description="minutes")
-    gpus: Optional[int] = Field(None, ge=0, le=64)
+    gpu: Optional[int] = Field(None, ge=0, le=64, description="GPUs per job (Snakemake `gpu`, sbatch --gpus)")
 
 
 class WorkflowParams(_Section):
@@ -150,7 +147,7 @@ class OfflineSynthParams(_Section):
 
 
 class SynthesizerParams(_Section):
-    """Shared by synth_front and synth_views: the image-to-image model and its prompts (seed 000, Fig. 7)."""
+    """Shared by synth_front and synth_views: the image-to-image model and its prompts (BalanceHead, Fig. 7)."""
     backend: Literal["offline", "flux_kontext"] = "offline"
     image_size: int = Field(128, ge=32, le=2048, description="offline synthesiser output size (flux_kontext: width/height)")
     positive_prompt: str = Field(min_length=1)

@@ -27,82 +27,161 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import integrity, io
+from . import fileio, integrity
 from .params import Params
-from .pipeline import SRC, STAGES, Stage, resolve_dep
+from .hashing import derive_seed, sha256_bytes, sha256_file
+from .pipeline import ROOT, STAGES, Stage, resolve_dep
 from .progress import Progress
 
 ItemResult = tuple[dict, dict[str, bytes]]   # (record, {file name: bytes})
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+class UndeclaredParamsError(LookupError):
+    """A stage read a params section it does not declare in pipeline.py."""
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+# Sections every stage may read: they never change an output byte (job spreading, experiment tracking),
+# so no stage declares them and changing them reruns nothing.
+BOOKKEEPING_SECTIONS = ("workflow", "mlflow")
 
 
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from (global seed, stage, item id, ...): independent of order and sharding."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+class DeclaredParams:
+    """The params a stage declared in `pipeline.py` and nothing else: reading another section raises,
+    naming the stage and where to declare it. A dotted declaration (`synth_front.prompt_id`) exposes
+    only that key of the section."""
+
+    def __init__(self, params: Params, stage: Stage):
+        self._params, self._stage = params, stage
+        self._keys = stage.params + BOOKKEEPING_SECTIONS
+
+    def _refuse(self, key: str):
+        raise UndeclaredParamsError(
+            f"stage {self._stage.name} reads params '{key}', which it does not declare; add it to the "
+            f"stage's params in src/balancehead/pipeline.py (declared: {', '.join(self._keys) or 'none'})")
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):          # private and dunder lookups (copy, pickle) are not params
+            raise AttributeError(name)
+        return self._view(name)
+
+    def _view(self, dotted: str):
+        if dotted in self._keys or any(dotted.startswith(k + ".") for k in self._keys):
+            return self._params.section(dotted)
+        inner = [k for k in self._keys if k.startswith(dotted + ".")]
+        if not inner:
+            self._refuse(dotted)
+        return _PartialSection(self, dotted)
+
+    def section(self, dotted: str):
+        return self._view(dotted)
+
+    def model_dump(self, **kw) -> dict:
+        """The declared values only (for provenance and experiment tracking)."""
+        out: dict = {}
+        for key in self._stage.params:
+            value = self._params.section(key)
+            value = value.model_dump(**kw) if hasattr(value, "model_dump") else value
+            *head, leaf = key.split(".")
+            node = out
+            for part in head:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return out
+
+
+class _PartialSection:
+    """A params section of which the stage declared only some keys."""
+
+    def __init__(self, owner: DeclaredParams, prefix: str):
+        self._owner, self._prefix = owner, prefix
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):          # private and dunder lookups (copy, pickle) are not params
+            raise AttributeError(name)
+        return self._owner._view(f"{self._prefix}.{name}")
 
 
 @dataclass
 class StageContext:
-    params: Params
+    """What a stage's `main(ctx)` sees: its declared params, inputs and outputs by name, seeds, a log."""
+    all_params: Params
     stage: Stage
     root: Path
     shard: Optional[tuple[int, int]] = None
     params_path: Path = Path("params.yaml")
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("balancehead"))
 
+    @property
+    def params(self) -> DeclaredParams:
+        return DeclaredParams(self.all_params, self.stage)
+
+    @property
+    def threads(self) -> int:
+        """Threads per job (`workflow.threads`: spreads work, never changes outputs)."""
+        return self.all_params.workflow.threads
+
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def rng(self, *parts) -> np.random.Generator:
-        return np.random.default_rng(derive_seed(self.params.seed, self.stage.name, *parts))
+    def input(self, name: str) -> Path:
+        """The path of the declared input `name` (a params-valued input, "${section.key}", resolved)."""
+        try:
+            return self.path(resolve_dep(self.stage.inputs[name], self.all_params))
+        except KeyError:
+            raise KeyError(f"stage {self.stage.name} has no input '{name}' (declared: "
+                           f"{', '.join(self.stage.inputs) or 'none'}; see src/balancehead/pipeline.py)") from None
+
+    def output(self, name: str) -> Path:
+        """The path of the declared output, metrics or plots file `name`."""
+        outs = self.stage.named_outputs()
+        try:
+            return self.path(outs[name])
+        except KeyError:
+            raise KeyError(f"stage {self.stage.name} has no output '{name}' (declared: "
+                           f"{', '.join(outs)}; see src/balancehead/pipeline.py)") from None
+
+    @property
+    def scratch(self) -> Path:
+        """This stage's work directory outside its outputs (per-item cache, resumable state)."""
+        return self.path(self.stage.scratch)
 
     def seed(self, *parts) -> int:
-        return derive_seed(self.params.seed, self.stage.name, *parts)
+        if "seed" not in self.stage.params:
+            raise UndeclaredParamsError(f"stage {self.stage.name} draws random numbers but does not declare "
+                                        "params 'seed' in src/balancehead/pipeline.py")
+        return derive_seed(self.all_params.seed, self.stage.name, *parts)
+
+    def rng(self, *parts) -> np.random.Generator:
+        return np.random.default_rng(self.seed(*parts))
 
     @property
     def out_dir(self) -> Path:
         return self.path(self.stage.outs[0])
 
-    def section(self, key: str):
-        return self.params.section(key)
-
     # ----- inputs ------------------------------------------------------------------------------
-    def read_items(self, dep: str) -> list[dict]:
-        path = self.path(dep) / "items.jsonl"
+    def read_items(self, name: str) -> list[dict]:
+        path = self.input(name) / "items.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"{self.stage.name}: input {path} is missing; run the upstream stage first")
-        integrity.verify_in(self.path(dep), "items.jsonl")
-        return io.read_jsonl(path)
+        integrity.verify_in(self.input(name), "items.jsonl")
+        return fileio.read_jsonl(path)
 
-    def item_file(self, dep: str, item_id: str, name: str) -> Path:
+    def item_file(self, name: str, item_id: str, file: str) -> Path:
         """Path of an upstream item's file, checked against its recorded digest (once per run)."""
-        integrity.verify_in(self.path(dep), f"files/{item_id}.{name}", item=item_id)
-        return self.path(dep) / "files" / f"{item_id}.{name}"
+        integrity.verify_in(self.input(name), f"files/{item_id}.{file}", item=item_id)
+        return self.input(name) / "files" / f"{item_id}.{file}"
 
     # ----- cache -------------------------------------------------------------------------------
     def cache_key(self) -> str:
         h = hashlib.sha256()
         h.update(self.stage.name.encode())
         for key in self.stage.params:
-            value = self.params.section(key)
+            value = self.all_params.section(key)
             dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
             h.update(json.dumps([key, dumped], sort_keys=True).encode())
-        code_root = SRC.parent.parent     # the source actually imported, wherever the run happens
-        for rel in self.stage.code_files():
-            h.update(rel.encode() + sha256_file(code_root / rel).encode())
-        for dep in (resolve_dep(d, self.params) for d in self.stage.deps):
+        for rel in self.stage.code_files():   # the source actually imported, wherever the run happens
+            h.update(rel.encode() + sha256_file(ROOT / rel).encode())
+        for dep in (resolve_dep(d, self.all_params) for d in self.stage.deps):
             p = self.path(dep)
             fp = p if not p.is_dir() else p / (integrity.DIGESTS_FILE if (p / integrity.DIGESTS_FILE).exists()
                                               else "items.jsonl")    # digests of every upstream file
@@ -112,10 +191,10 @@ class StageContext:
 
 class ItemCache:
     def __init__(self, ctx: StageContext):
-        self.stage, self.log = ctx.stage.name, ctx.log
-        self.base = ctx.path(f"data/.items/{ctx.stage.name}")
+        self.base = ctx.scratch
         self.dir = self.base / ctx.cache_key()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.stage, self.log = ctx.stage.name, ctx.log
         integrity.clean_leftovers(self.dir)
 
     def done(self, item_id: str) -> bool:
@@ -134,12 +213,12 @@ class ItemCache:
         record = dict(record)
         record["files"] = {}
         for name, data in sorted(files.items()):
-            io.write_bytes(self.dir / f"{item_id}.{name}", data)
+            fileio.write_bytes(self.dir / f"{item_id}.{name}", data)
             record["files"][name] = sha256_bytes(data)
-        io.write_bytes(self.dir / f"{item_id}.json", (json.dumps(record, sort_keys=True, default=io._json_default) + "\n").encode())
+        fileio.write_bytes(self.dir / f"{item_id}.json", (json.dumps(record, sort_keys=True, default=fileio._json_default) + "\n").encode())
 
     def get(self, item_id: str) -> dict:
-        return io.read_json(self.dir / f"{item_id}.json")
+        return fileio.read_json(self.dir / f"{item_id}.json")
 
     def file(self, item_id: str, name: str) -> Path:
         return self.dir / f"{item_id}.{name}"
@@ -181,7 +260,7 @@ def run_items(ctx: StageContext, item_ids: list[str],
     if n_todo:
         ctx.log.info("%s%s: computed %d items in %.1f s", ctx.stage.name, where, n_todo, time.time() - t0)
     if ctx.shard is not None:
-        io.write_text(ctx.path(ctx.stage.shard_marker(*ctx.shard)), f"{n_mine} items\n")
+        fileio.write_text(ctx.path(ctx.stage.shard_marker(*ctx.shard)), f"{n_mine} items\n")
         return None
     return [cache.get(i) for i in item_ids], cache
 
@@ -204,9 +283,9 @@ def assemble_dir(out_dir: Path, records: list[dict], cache: Optional[ItemCache],
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
-    io.write_jsonl(tmp / "items.jsonl", records)
+    fileio.write_jsonl(tmp / "items.jsonl", records)
     for name, data in (extra_files or {}).items():
-        io.write_bytes(tmp / name, data)
+        fileio.write_bytes(tmp / name, data)
     integrity.write_digests(tmp, _producer(out_dir))
     old = out_dir.parent / f".{out_dir.name}.tmp-{integrity.temp_tag()}.old"
     if out_dir.exists():
@@ -230,7 +309,7 @@ def finish(ctx: StageContext, done, metrics: Optional[Callable[[list[dict], Item
         return
     records, cache = done
     if metrics is not None:
-        io.write_json(ctx.path(ctx.stage.metrics[0]), metrics(records, cache))
+        fileio.write_json(ctx.output("metrics"), metrics(records, cache))
     assemble_dir(ctx.out_dir, records, cache)
 
 

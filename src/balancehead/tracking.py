@@ -39,15 +39,11 @@ KEY_TAG = "balancehead.pipeline_key"
 ROOT_TAG = "balancehead.root"
 log = logging.getLogger("balancehead")
 
+from . import fileio
 
-def flatten(d, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-    else:
-        out[prefix[:-1]] = str(d)
-    return out
+
+def flatten(d: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in fileio.flatten(d).items()}
 
 
 def _git(root: Path, *args: str) -> str | None:

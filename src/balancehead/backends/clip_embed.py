@@ -1,5 +1,5 @@
 """Image embedders for the label_clip stage: the CLIP feature of a subject's front view is the
-semantic condition shared by all of its views (seed 000, §3.1 and §4).
+semantic condition shared by all of its views (BalanceHead, §3.1 and §4).
 
 Two backends share one embedding routine:
 
@@ -25,8 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-
-EMBED_DIM_VIT_B_32 = 512
 
 
 @dataclass(frozen=True)

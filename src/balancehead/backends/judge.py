@@ -1,4 +1,4 @@
-"""The image-filtering agent's three decisions (seed 000, App. A.2, Figs. 8-10), offline.
+"""The image-filtering agent's three decisions (BalanceHead, App. A.2, Figs. 8-10), offline.
 
 The paper asks Qwen2.5-VL (1) whether a synthesised view is a 'Standard' or 'Non-standard' image,
 (2) whether it shows severe artifacts, and (3) whether it depicts the same person as the front

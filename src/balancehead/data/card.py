@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from balancehead.data.manifest import NUM_YAW_BINS, ROLES, YAW_BIN_LABELS, normalize_row, yaw_bins
-from balancehead.io import write_bytes, write_json
+from balancehead.fileio import write_bytes, write_json
 
 IQA_BINS = 10
 IQA_EDGES = [float(x) for x in np.linspace(0.0, 100.0, IQA_BINS + 1)]

@@ -18,7 +18,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save
 
-from balancehead.io import write_bytes
+from balancehead.fileio import write_bytes
 
 TENSOR = "features"
 META_KEY = "balancehead"

@@ -18,9 +18,10 @@ from typing import Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
+from balancehead.camera import CAMERA_LABEL_SIZE
 from balancehead.data.manifest import MANIFEST_FILE, SHARDS_DIR, packed_rows, read_manifest
 from balancehead.data.shards import iter_shard_raw
-from balancehead.io import atomic_path, write_bytes
+from balancehead.fileio import atomic_path, write_bytes
 
 LABELS_FILE = "dataset.json"
 MASKS_DIR = "masks"
@@ -41,7 +42,7 @@ def _members(packed_dir: Path, roles, include_masks: bool) -> Iterator[tuple[str
             found += 1
             name = f"{stem}/{raw.key}.png"
             camera = json.loads(raw.label)["camera"]
-            if len(camera) != 25:
+            if len(camera) != CAMERA_LABEL_SIZE:
                 raise ValueError(f"{shard}:{raw.key}: camera label has {len(camera)} floats, expected 25")
             yield name, raw.image, [float(v) for v in camera]
             if include_masks:

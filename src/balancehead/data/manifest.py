@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from balancehead.io import _json_default, atomic_path
+from balancehead.camera import CAMERA_LABEL_SIZE
+from balancehead.fileio import _json_default, atomic_path
 
 # --- packed dataset layout ----------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.parquet"
@@ -58,7 +59,7 @@ def yaw_bins(yaws) -> np.ndarray:
 
 
 # --- schema -------------------------------------------------------------------------------------------
-CAMERA_LEN = 25
+CAMERA_LEN = CAMERA_LABEL_SIZE
 
 SCHEMA = pa.schema([
     pa.field("image_id", pa.string(), nullable=False),

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from balancehead.io import _json_default, atomic_path, png_bytes
+from balancehead.fileio import _json_default, atomic_path, png_bytes
 
 IMAGE_SUFFIX = ".png"
 MASK_SUFFIX = ".mask.png"

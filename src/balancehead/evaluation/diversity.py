@@ -1,5 +1,5 @@
-"""Identity-space metrics: MKNND diversity (seed 000 A.6.11, eq. 2) and multi-view identity
-consistency (seed 001 §4.3: mean cosine similarity of identity embeddings of the same generated head
+"""Identity-space metrics: MKNND diversity (BalanceHead A.6.11, eq. 2) and multi-view identity
+consistency (PanoHead §4.3: mean cosine similarity of identity embeddings of the same generated head
 rendered from different cameras)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The FID family, each a (real subset, fake sampler) pair (seed 000 Table 1, seed 001 §4.3):
+"""The FID family, each a (real subset, fake sampler) pair (BalanceHead Table 1, PanoHead §4.3):
 
   fid_view    condition camera = render camera = a real image's camera (standard FID); only for
               modes with a camera in the label (the paper leaves it blank for semantic models)
@@ -29,7 +29,7 @@ from .fid import fid_from_features, kid
 from .generator_io import ConditionSource, render
 from .real_set import RealSet
 
-CAMERA_MODES = ("view", "view+semantic")
+CAMERA_MODES = ("view",)
 
 
 @dataclass

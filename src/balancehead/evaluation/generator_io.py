@@ -1,12 +1,12 @@
 """Loading a trained generator and drawing its conditioning labels, the one place that knows how each
 conditioning mode builds `c` for the mapping network.
 
-Modes (checkpoint meta "conditioning", else inferred from the label width):
+The mode comes from the label spec the checkpoint stores (balancehead.train.conditioning, the one
+vocabulary of modes); here each mode draws `c` for sampling:
   none           c has width 0
   view           c = the 25-float camera label of the conditioning camera
   semantic       c = a subject's front CLIP feature (row of conditions.safetensors)
   view_semantic  c = an image's own CLIP feature (row of view_conditions.safetensors)
-  view+semantic  c = camera label ++ subject feature (width 25 + D)
 """
 from __future__ import annotations
 
@@ -20,18 +20,7 @@ import torch
 
 from balancehead.camera import camera_label
 from balancehead.models import Generator, load_checkpoint
-
-CAMERA_DIM = 25
-MODES = ("none", "view", "semantic", "view_semantic", "view+semantic")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; set device: cpu or auto")
-    return torch.device(name)
-
+from balancehead.train.conditioning import LabelSpec
 
 def find_checkpoint(path) -> Path:
     """The checkpoint directory holding G_ema under `path`: `path` itself, else the newest-named
@@ -56,23 +45,6 @@ def load_generator(path, device: torch.device | str = "cpu") -> tuple[Generator,
     modules, meta = load_checkpoint(find_checkpoint(path), map_location=device)
     g = modules["G_ema"].eval().requires_grad_(False)
     return g, meta
-
-
-def infer_mode(meta: dict, c_dim: int, cond_dim: Optional[int]) -> str:
-    mode = meta.get("conditioning") or meta.get("conditioning_mode")
-    if mode:
-        mode = str(mode).replace("-", "_")
-        base = mode.split("+vicico")[0].replace("semantic_vicico", "semantic")
-        if base in MODES:
-            return base
-        raise ValueError(f"checkpoint meta conditioning {mode!r} not one of {MODES}")
-    if c_dim == 0:
-        return "none"
-    if c_dim == CAMERA_DIM:
-        return "view"
-    if cond_dim is not None and c_dim == cond_dim + CAMERA_DIM:
-        return "view+semantic"
-    return "semantic"
 
 
 @dataclass
@@ -119,9 +91,6 @@ class ConditionSource:
             if front and self.image_yaw is not None:
                 sel = np.flatnonzero(np.abs(self.image_yaw) <= self.front_max_abs_yaw)
             c, index = self._rows(self.image, rng, n, sel)
-        elif self.mode == "view+semantic":
-            sem, index = self._rows(self.subject, rng, n)
-            c = np.concatenate([np.asarray(cond_cameras, np.float32), sem], axis=1)
         else:
             raise ValueError(f"unknown conditioning mode {self.mode!r}")
         if c.shape[1] != self.c_dim:
@@ -135,11 +104,9 @@ def condition_source(g: Generator, meta: dict, dataset_dir=None, front_max_abs_y
     from balancehead.data.manifest import CONDITIONS_FILE, MANIFEST_FILE, VIEW_CONDITIONS_FILE, read_manifest
 
     subject = image = image_yaw = None
-    cond_dim = None
     if dataset_dir is not None and (Path(dataset_dir) / CONDITIONS_FILE).exists():
-        _, subject, m = load_conditions(Path(dataset_dir) / CONDITIONS_FILE)
-        cond_dim = int(m["dim"])
-    mode = infer_mode(meta, g.cfg.c_dim, cond_dim)
+        _, subject, _ = load_conditions(Path(dataset_dir) / CONDITIONS_FILE)
+    mode = LabelSpec.from_meta(meta, g.cfg.c_dim).mode
     if mode == "view_semantic" and dataset_dir is not None and (Path(dataset_dir) / VIEW_CONDITIONS_FILE).exists():
         ids, image, _ = load_conditions(Path(dataset_dir) / VIEW_CONDITIONS_FILE)
         yaw_of = {r["image_id"]: r["yaw"] for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw"])}

@@ -1,5 +1,5 @@
 """One inversion end to end: PTI on a target, renders at the input view and a turntable, and the
-per-target metrics (seed 000 A.6.12 input-view distance; seed 004 Table 2 novel views at front / back /
+per-target metrics (BalanceHead A.6.12 input-view distance; PanoLAM Table 2 novel views at front / back /
 left / right when the target is a prior sample whose latent gives ground truth)."""
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ class PerceptualTerm(Section):
 
 
 class InvertParams(Section):
-    """Pivotal Tuning Inversion (Roich et al.; seed 000 §5.2, A.6.2)."""
+    """Pivotal Tuning Inversion (Roich et al.; BalanceHead §5.2, A.6.2)."""
     targets: Literal["prior_holdout", "folder"] = "prior_holdout"
     folder: Optional[str] = Field(None, description="targets='folder': directory of PNG/JPEG images (white background)")
     max_targets: int = Field(2, ge=1, le=100_000)

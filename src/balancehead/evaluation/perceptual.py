@@ -4,7 +4,7 @@ in [-1, 1] (B, 3, H, W) to one distance per image and is differentiable in its f
 - `LPIPSVGG`: LPIPS (Zhang et al. 2018) on torchvision's VGG16 layers relu1_2 .. relu5_3: unit-normalised
   activations, squared differences weighted by the learned linear heads, spatially averaged, summed.
   VGG weights and LPIPS heads are read from local files.
-- `DinoFeatures`: PercHead-style (seed 003 §3.3): mean squared difference of DINOv2 hidden states
+- `DinoFeatures`: PercHead-style (PercHead §3.3): mean squared difference of DINOv2 hidden states
   (class + patch tokens) at mid-to-late layers; transformers Dinov2Model from a local directory.
 - `SamFeatures`: SAM 2.1 image-encoder embeddings (transformers Sam2VisionModel, local directory).
 - `OfflinePerceptual`: seeded random conv features + (1 - MS-SSIM). Needs no weights; a stand-in that

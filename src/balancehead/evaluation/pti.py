@@ -1,4 +1,4 @@
-"""Pivotal Tuning Inversion (Roich et al. 2022), as BalanceHead uses it (seed 000 §5.2, A.6.2):
+"""Pivotal Tuning Inversion (Roich et al. 2022), as BalanceHead uses it (BalanceHead §5.2, A.6.2):
 
 1. Pivot: optimise w (one code broadcast to every layer) or w+ (one per layer) from w_avg, with the
    camera fixed, against L2 + perceptual loss, plus the StyleGAN2 projector's noise regulariser on the

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fileio
+
 MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
@@ -42,15 +44,9 @@ def table(rows: list[tuple], header: tuple) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
-    out = []
-    for k in sorted(d):
-        v = d[k]
-        if isinstance(v, dict):
-            out += flatten(v, f"{prefix}{k}.")
-        else:
-            out.append((f"{prefix}{k}", v if not isinstance(v, list) else json.dumps(v)))
-    return out
+def flatten(d: dict) -> list[tuple[str, object]]:
+    """Table rows of a nested dict (lists shown as JSON)."""
+    return [(k, json.dumps(v) if isinstance(v, list) else v) for k, v in fileio.flatten(d).items()]
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.integrity import IntegrityError, verify_file
 
 from .config import DiscriminatorConfig, GeneratorConfig
@@ -60,9 +60,9 @@ def save_checkpoint(path, modules: dict[str, torch.nn.Module], meta: dict | None
         for key, value in module.state_dict().items():
             tensors[f"{name}.{key}"] = value.detach().cpu().contiguous().clone()
     data = st_save(tensors)
-    io.write_bytes(path / TENSORS, data)
-    io.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {},
-                                  "tensors_sha256": hashlib.sha256(data).hexdigest()})
+    fileio.write_bytes(path / TENSORS, data)
+    fileio.write_json(path / CONFIG, {"format": FORMAT, "modules": entries, "meta": meta or {},
+                                      "tensors_sha256": hashlib.sha256(data).hexdigest()})
     return path
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from balancehead import io
+from balancehead import fileio
 
 
 @torch.no_grad()
@@ -49,7 +49,7 @@ def write_mesh(path, vertices: np.ndarray, faces: np.ndarray) -> None:
         lines += [f"3 {a} {b} {c}" for a, b, c in faces]
     else:
         raise ValueError(f"mesh format must be .ply or .obj, got {path.suffix!r}")
-    io.write_text(path, "\n".join(lines) + "\n")
+    fileio.write_text(path, "\n".join(lines) + "\n")
 
 
 def extract_mesh(G, ws: torch.Tensor, path, resolution: int = 128, level: float = 10.0):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from balancehead import io
+from balancehead import fileio
 
 from .gaussians import Gaussians
 
@@ -58,7 +58,7 @@ def encode(g: Gaussians, sh_degree: int = 3) -> bytes:
 
 def write_ply(path, g: Gaussians, sh_degree: int = 3) -> None:
     """Atomic write of one head as a standard 3DGS .ply."""
-    io.write_bytes(Path(path), encode(g, sh_degree))
+    fileio.write_bytes(Path(path), encode(g, sh_degree))
 
 
 def read_table(data: bytes) -> np.ndarray:

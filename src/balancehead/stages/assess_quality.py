@@ -1,4 +1,4 @@
-"""assess_quality: the IQA gate of seed 000 §3.1 — keep (> keep_above), drop (< drop_below), and
+"""assess_quality: the IQA gate of BalanceHead §3.1 — keep (> keep_above), drop (< drop_below), and
 enhance in between with a super-resolution/restoration model, then re-score."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext, finish, run_items
 
-DEP = "data/ingest"
+DEP = "sources"          # input names: see pipeline.py
 
 
 def make_backend(ctx: StageContext):
@@ -35,7 +35,7 @@ def main(ctx: StageContext) -> None:
         out = []
         for item_id in chunk:
             src = sources[item_id]
-            rgb = io.read_png(ctx.item_file(DEP, item_id, "png"))
+            rgb = fileio.read_png(ctx.item_file(DEP, item_id, "png"))
             score = float(iqa.score(rgb))
             record = {"id": item_id, "subject_id": src["subject_id"], "role": "source",
                       "provenance": src["provenance"], "sha256": src.get("sha256"),
@@ -44,7 +44,7 @@ def main(ctx: StageContext) -> None:
                 record["iqa_model"] = model_prov
             if score > p.keep_above:
                 record.update(iqa_action="keep", status="kept", reason=None)
-                files = {"png": io.png_bytes(rgb)}
+                files = {"png": fileio.png_bytes(rgb)}
             elif score < p.drop_below:
                 record.update(iqa_action="drop", status="rejected", reason=f"IQA score below {p.drop_below:g}")
                 files = {}
@@ -53,7 +53,7 @@ def main(ctx: StageContext) -> None:
                 after = float(iqa.score(better))
                 record.update(iqa_action="enhance", status="kept", reason=None, sr_backend=sr_name,
                               iqa_score_after=round(after, 4))
-                files = {"png": io.png_bytes(better)}
+                files = {"png": fileio.png_bytes(better)}
             out.append((record, files))
         return out
 

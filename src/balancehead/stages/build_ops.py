@@ -9,7 +9,7 @@
   and fails without one; "auto" records the reason it was skipped.
 * Long compiles log a heartbeat line every 30 s (visible in SLURM / Snakemake logs).
 
-The stages that run the generator (train, sample_prior, invert, evaluate) declare `data/build_ops` as
+The stages that run the generator (train, sample_prior, invert, evaluate) declare this stage's output as
 an input and call `balancehead.ops.use_built(...)` on it: no environment variable to set. They use the
 compiled ops where a GPU runs them (on CPU the PyTorch references are as fast or faster).
 """
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import torch
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.ops import build as ops_build
 from balancehead.ops.check import compare_with_reference
 from balancehead.ops.loader import CPU_NAME, CUDA_NAME, find_shared_object
 from balancehead.progress import heartbeat
 
 TOLERANCE = 1e-6  # float64 max abs error allowed between compiled and reference
-USED_BY = ("train", "sample_prior", "invert", "evaluate")   # stages with data/build_ops as an input
+USED_BY = ("train", "sample_prior", "invert", "evaluate")   # stages with this output as their `ops` input
 log = logging.getLogger("balancehead")
 
 
@@ -156,19 +156,19 @@ def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
         "used_by": list(USED_BY),
     }
     report["ok"] = report["extensions"][0]["status"] == "ok" and report["extensions"][0]["check"]["passed"]
-    io.write_json(out_dir / "report.json", report)
+    fileio.write_json(out_dir / "report.json", report)
     return report
 
 
 def main(ctx) -> None:
-    """The `build_ops` stage: build into a fresh directory beside `data/build_ops`, then rename it into
+    """The `build_ops` stage: build into a fresh directory beside the `ops` output, then rename it into
     place, so a crash never leaves a half-built output behind."""
     import shutil
 
     p = ctx.params.build_ops
     cfg = BuildOpsConfig(build_cuda=p.build_cuda, cuda_arch_list=p.cuda_arch_list, cuda_home=p.cuda_home,
                          verbose=p.verbose, check_seed=p.check_seed)
-    out_dir = ctx.out_dir
+    out_dir = ctx.output("ops")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     report = build(cfg, tmp)

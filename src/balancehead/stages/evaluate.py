@@ -1,10 +1,10 @@
-"""evaluate: every number of the closing tables in results/metrics.json (DVC metrics), the per-yaw-bin
-FID curve in results/fid_by_yaw.tsv (DVC plot), fakes grids and random-sample turntables under
-results/eval/, and an MLflow run.
+"""evaluate: every number of the closing tables in the `metrics` output (DVC metrics), the per-yaw-bin
+FID curve in the `fid_by_yaw` output (DVC plot), fakes grids and random-sample turntables in the `eval`
+directory, and an MLflow run.
 
-metrics.json holds numbers only (null where a metric does not apply); what produced them (feature
+The metrics hold numbers only (null where a metric does not apply); what produced them (feature
 extractor, identity backend, whether the FIDs are comparable to published ones) is in
-results/eval/labels.json and in the report.
+`eval`/labels.json and in the report.
 """
 from __future__ import annotations
 
@@ -13,13 +13,8 @@ import json
 import numpy as np
 import torch
 
-from .. import io
+from .. import fileio
 
-DATASET = "data/dataset"
-PRIOR = "data/prior"
-INVERT_SUMMARY = "results/invert.json"
-METRICS = "results/metrics.json"
-BIAS_CURVE = "results/fid_by_yaw.tsv"
 
 
 def bias_curve_tsv(fids: dict) -> str:
@@ -38,21 +33,22 @@ def main(ctx) -> None:
     from ..backends.identity import OfflineIdentityEmbedder
     from ..evaluation.features import build_extractor
     from ..evaluation.fid_suite import run_fid_suite
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
     from ..ops import use_built
 
-    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
+    use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
     p = ctx.params.evaluate
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
-    cond = condition_source(g, meta, ctx.path(DATASET), p.front_max_abs_yaw_deg)
+    g, meta = load_generator(find_checkpoint(ctx.input("checkpoint")), device)
+    cond = condition_source(g, meta, ctx.input("dataset"), p.front_max_abs_yaw_deg)
     extractor = build_extractor(p, device)
-    reals = load_real_set(ctx.path(DATASET), extractor, p.max_reals, ctx.seed("reals"), p.batch_size)
+    reals = load_real_set(ctx.input("dataset"), extractor, p.max_reals, ctx.seed("reals"), p.batch_size)
     ctx.log.info("evaluate: conditioning %s, %d real images, extractor %s", cond.mode, len(reals), extractor.name)
-    out_dir = ctx.path(ctx.stage.outs[0])
+    out_dir = ctx.output("eval")
     kept = {}
 
     def keep(name, fakes):
@@ -69,7 +65,7 @@ def main(ctx) -> None:
     metrics.update({name.replace("fid", "kid", 1): r["kid"] for name, r in fids.items()})
     metrics["mknnd"] = diversity
     metrics.update(consistency)
-    inv_path = ctx.path(INVERT_SUMMARY)
+    inv_path = ctx.input("invert_metrics")
     if inv_path.exists():
         inv = json.loads(inv_path.read_text())
         metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -83,31 +79,25 @@ def main(ctx) -> None:
         labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
 
     for name, imgs in sorted(kept.items()):
-        io.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
+        fileio.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
     rng = np.random.default_rng(ctx.seed("turntables"))
     for i in range(p.turntable_samples):
         z = torch.from_numpy(rng.standard_normal((1, g.cfg.z_dim)).astype(np.float32)).to(device)
         c, _ = cond.draw(rng, 1, front=True)
         with torch.no_grad():
-            ws = g.map(z, torch.from_numpy(c).to(device), psi=0.7)
+            ws = g.map(z, torch.from_numpy(c).to(device), psi=p.psi)
         frames = turntable_frames(g, ws, p.turntable_frames, z=z, batch_size=p.batch_size)
-        io.write_bytes(out_dir / f"turntable_{i:02d}.gif", gif_bytes(frames, p.frame_ms))
-    io.write_json(out_dir / "labels.json", labels)
-    io.write_json(ctx.path(METRICS), metrics)
-    io.write_text(ctx.path(BIAS_CURVE), bias_curve_tsv(fids))
+        fileio.write_bytes(out_dir / f"turntable_{i:02d}.gif", gif_bytes(frames, p.frame_ms))
+    fileio.write_json(out_dir / "labels.json", labels)
+    fileio.write_json(ctx.output("metrics"), metrics)
+    fileio.write_text(ctx.output("fid_by_yaw"), bias_curve_tsv(fids))
     ctx.log.info("evaluate: FID-random %s, FID-front %s, FID-back %s, MKNND %.4f",
                  metrics["fid_random"], metrics["fid_front"], metrics["fid_back"], diversity)
     _log_mlflow(ctx, metrics, labels, out_dir)
 
 
-def _flat_numbers(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_numbers(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None:
-            out[f"{prefix}{k}"] = float(v)
-    return out
+def _flat_numbers(d: dict) -> dict:
+    return {k: float(v) for k, v in fileio.flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _log_mlflow(ctx, metrics: dict, labels: dict, out_dir) -> None:
@@ -120,4 +110,4 @@ def _log_mlflow(ctx, metrics: dict, labels: dict, out_dir) -> None:
         mlflow.set_tags({"feature_extractor": labels["feature_extractor"], "conditioning": labels["conditioning"],
                          "fid_comparable_to_published": str(labels["fid_comparable_to_published"])})
         mlflow.log_artifacts(str(out_dir), artifact_path="eval")
-        mlflow.log_artifact(str(ctx.path(BIAS_CURVE)))
+        mlflow.log_artifact(str(ctx.output("fid_by_yaw")))

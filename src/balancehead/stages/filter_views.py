@@ -1,10 +1,10 @@
-"""filter_views: the filtering agent of seed 000 A.2 (Figs. 8–10). For each view: classify it as a
+"""filter_views: the filtering agent of BalanceHead A.2 (Figs. 8–10). For each view: classify it as a
 standard or non-standard image, look for severe artifacts, and decide whether it shows the same person
 as its front (with the stricter standard-image criteria when it is standard). Kept views are those
 with no severe artifacts and a YES match. Every verdict keeps its reason text.
 
 The judge's precision/recall against the synthesiser's ground truth (evaluation only, never an input
-to a decision) is written to results/filter_views.json."""
+to a decision) is written to the `metrics` output."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext, finish, run_items
 
-FRONTS, VIEWS = "data/fronts", "data/views_pre"
+FRONTS, VIEWS = "fronts", "views"          # input names: see pipeline.py
 
 
 def make_judge(ctx: StageContext):
@@ -41,7 +41,7 @@ def main(ctx: StageContext) -> None:
     @lru_cache(maxsize=64)
     def front_images(subject_id):
         fid = fronts[subject_id]["id"]
-        return io.read_png(ctx.item_file(FRONTS, fid, "png")), io.read_png(ctx.item_file(FRONTS, fid, "mask.png"))
+        return fileio.read_png(ctx.item_file(FRONTS, fid, "png")), fileio.read_png(ctx.item_file(FRONTS, fid, "mask.png"))
 
     def compute(chunk):
         nonlocal judge
@@ -49,7 +49,7 @@ def main(ctx: StageContext) -> None:
             judge = make_judge(ctx)
             compute.provenance = judge.provenance() if hasattr(judge, "provenance") else {"backend": judge.name}
         judged = [i for i in chunk if views[i].get("pose_detected", True)]
-        images = {i: (io.read_png(ctx.item_file(VIEWS, i, "png")), io.read_png(ctx.item_file(VIEWS, i, "mask.png")))
+        images = {i: (fileio.read_png(ctx.item_file(VIEWS, i, "png")), fileio.read_png(ctx.item_file(VIEWS, i, "mask.png")))
                   for i in judged}
         verdicts_of = dict(zip(judged, judge_chunk(judge, [views[i] for i in judged], [images[i] for i in judged],
                                                    front_images)))

@@ -9,9 +9,10 @@ import hashlib
 import json
 import os
 
-from .. import io
-from ..runner import StageContext, assemble_dir, derive_seed, run_items
-from .synth_common import SUBJECT_SEED_KEY
+from .. import fileio
+from ..hashing import derive_seed
+from ..runner import StageContext, assemble_dir, run_items
+from ..world.subject import SUBJECT_SEED_KEY
 
 
 def _procedural_ids(n: int) -> list[str]:
@@ -48,7 +49,7 @@ def main(ctx: StageContext) -> None:
     _mark_duplicates(records)
     kept = sum(r["status"] == "kept" for r in records)
     ctx.log.info("ingest: %d inputs, %d kept, %d quarantined", len(records), kept, len(records) - kept)
-    assemble_dir(ctx.out_dir, records, cache)
+    assemble_dir(ctx.output("sources"), records, cache)
 
 
 def _procedural_compute(ctx: StageContext):
@@ -65,7 +66,7 @@ def _procedural_compute(ctx: StageContext):
             subject_seed = derive_seed(ctx.params.seed, "subject", k) % (2**31)
             subject = sample_subject(subject_seed, subject_id=f"subj-{k:06d}")
             rgb, truth = make_wild_source(subject, seed=ctx.seed(item_id) % (2**31), size=p.image_size, rates=rates)
-            png = io.png_bytes(rgb)
+            png = fileio.png_bytes(rgb)
             record = {
                 "id": item_id, "subject_id": subject.subject_id, "role": "source", "status": "kept",
                 "reason": None, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
@@ -74,7 +75,7 @@ def _procedural_compute(ctx: StageContext):
                                "backend": "procedural-world", "seed": ctx.seed(item_id) % (2**31)},
             }
             truth = {"subject": subject.to_dict(), **truth}
-            out.append((record, {"png": png, "truth.json": json.dumps(truth, sort_keys=True, default=io._json_default).encode()}))
+            out.append((record, {"png": png, "truth.json": json.dumps(truth, sort_keys=True, default=fileio._json_default).encode()}))
         return out
 
     return compute
@@ -116,7 +117,7 @@ def _folder_compute(ctx: StageContext, by_id, reader):
                                "orig_size": info["orig_size"], "orig_mode": info["orig_mode"],
                                "exif_transposed": info["exif_transposed"], "resized": info["resized"]},
             }
-            files = {"png": io.png_bytes(loaded.image)} if loaded.ok else {}
+            files = {"png": fileio.png_bytes(loaded.image)} if loaded.ok else {}
             out.append((record, files))
         return out
 

@@ -1,12 +1,12 @@
 """invert: PTI on each target (held-out prior identities, or a folder of photos).
 
-Outputs (ctx.stage.outs[0], default data/invert), per target <id>/:
+The `invert` output directory holds, per target <id>/:
   pivot.safetensors   the pivot ws (1, num_ws, w_dim)
   delta.safetensors   tuned generator weights minus the checkpoint's (changed entries only)
   target.png, input_view.png, start.png, novel_<view>.png / gt_<view>.png (prior targets)
   turntable.gif (and turntable.mp4 when requested and an ffmpeg writer exists)
   metrics.json
-and metrics.jsonl (one line per target); results/invert.json summarises them (DVC metrics).
+and metrics.jsonl (one line per target); the `metrics` output summarises them (DVC metrics).
 """
 from __future__ import annotations
 
@@ -15,12 +15,9 @@ import shutil
 import numpy as np
 from safetensors.torch import save as st_save
 
-from .. import io
+from .. import fileio
 from ..progress import track
 
-PRIOR = "data/prior"
-DATASET = "data/dataset"
-METRICS = "results/invert.json"
 
 
 def _mean(values):
@@ -44,7 +41,8 @@ def summarise(records: list[dict], labels: dict) -> dict:
 
 
 def main(ctx) -> None:
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.inversion import invert_target
     from ..evaluation.perceptual import PerceptualLoss
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
@@ -52,15 +50,15 @@ def main(ctx) -> None:
     from ..backends.identity import OfflineIdentityEmbedder
     from ..ops import use_built
 
-    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
+    use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
     p = ctx.params.invert
     device = pick_device(p.device)
-    g, meta = load_generator(find_checkpoint(ctx.path(ctx.params.generator.checkpoint)), device)
-    dataset = ctx.path(DATASET)
+    g, meta = load_generator(find_checkpoint(ctx.input("checkpoint")), device)
+    dataset = ctx.input("dataset")
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     res = g.cfg.output_resolution if p.resolution is None else p.resolution
     if p.targets == "prior_holdout":
-        targets = prior_targets(ctx.path(PRIOR), p.max_targets, p.input_yaw_deg)
+        targets = prior_targets(ctx.input("prior"), p.max_targets, p.input_yaw_deg)
     else:
         targets = folder_targets(ctx.path(p.folder), p.max_targets, res)
     estimator = None
@@ -73,34 +71,34 @@ def main(ctx) -> None:
     labels = {"perceptual_loss": "; ".join(perceptual.labels), "lpips_metric": metric.labels[0],
               "identity_backend": embedder.name, "lpips_is_offline": p.metric_lpips.kind == "offline"}
 
-    out_dir = ctx.path(ctx.stage.outs[0])
+    out_dir = ctx.output("invert")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     records = []
     for t in track(targets, ctx.log, "invert: targets", "target"):
-        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, getattr(ctx.params, "camera", None))
+        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, ctx.params.camera)
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id
-        io.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
-        io.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
+        fileio.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
+        fileio.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
         for name, img in sorted(out.images.items()):
-            io.write_png(d / f"{name}.png", img)
-        io.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))
+            fileio.write_png(d / f"{name}.png", img)
+        fileio.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))
         if p.mp4:
             data = mp4_bytes(out.turntable, fps=max(1, 1000 // p.frame_ms))
             if data is None:
                 ctx.log.warning("invert: no MP4 writer (imageio-ffmpeg) installed; wrote the GIF only")
             else:
-                io.write_bytes(d / "turntable.mp4", data)
+                fileio.write_bytes(d / "turntable.mp4", data)
         rec = {**out.metrics, "camera": [float(x) for x in camera]}
-        io.write_json(d / "metrics.json", rec)
+        fileio.write_json(d / "metrics.json", rec)
         records.append(rec)
-    io.write_jsonl(tmp / "metrics.jsonl", records)
+    fileio.write_jsonl(tmp / "metrics.jsonl", records)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     summary = summarise(records, labels)
-    io.write_json(ctx.path(METRICS), summary)
+    fileio.write_json(ctx.output("metrics"), summary)
     ctx.log.info("invert: %d targets; input-view PSNR %.2f -> %.2f dB", len(records),
                  summary.get("start_psnr", float("nan")), summary.get("input_view_psnr", float("nan")))
     _log_mlflow(ctx, summary, out_dir)

@@ -1,4 +1,4 @@
-"""label_clip: CLIP image features (seed 000 A.6.7). The subject's front feature is its condition,
+"""label_clip: CLIP image features (BalanceHead A.6.7). The subject's front feature is its condition,
 shared by all its views; per-view features are kept for the view-semantic ablation.
 
 Batches are fixed chunks of the global item list, so a feature never depends on sharding."""
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext, assemble_dir, run_items
 
-FRONTS, VIEWS = "data/fronts", "data/views"
+FRONTS, VIEWS = "fronts", "views"          # input names: see pipeline.py
 
 
 def make_embedder(ctx: StageContext):
@@ -20,16 +20,16 @@ def make_embedder(ctx: StageContext):
     p = ctx.params.label_clip
     if p.backend == "offline":
         return OfflineClipEmbedder(seed=p.seed, model_name=p.model, device=p.device,
-                                   threads=ctx.params.workflow.threads, progress=False)
+                                   threads=ctx.threads, progress=False)
     return OpenClipEmbedder(model_name=p.model, pretrained=p.pretrained, device=p.device,
-                            threads=ctx.params.workflow.threads, progress=False)
+                            threads=ctx.threads, progress=False)
 
 
 def model_provenance(ctx: StageContext, embedder) -> dict | None:
     """The embedder's provenance; for production weights also the resolved path and their sha256."""
     prov = embedder.provenance() if hasattr(embedder, "provenance") else None
     if ctx.params.label_clip.backend != "offline" and prov is not None:
-        from ..backends.production.weights import sha256_file
+        from ..hashing import sha256_file
 
         path = Path(prov["weights"])
         prov = {**prov, "resolved_path": str(path.resolve()), "weights_sha256": sha256_file(path)}
@@ -47,7 +47,7 @@ def main(ctx: StageContext) -> None:
         if embedder is None:
             embedder = make_embedder(ctx)
             compute.provenance = model_provenance(ctx, embedder)   # weights hashed once, not per item
-        rgbs = np.stack([io.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
+        rgbs = np.stack([fileio.read_png(ctx.item_file(items[i][0], i, "png")) for i in chunk])
         feats = embedder.embed(rgbs, batch_size=len(chunk)).astype("<f4")
         out = []
         for item_id, f in zip(chunk, feats):
@@ -65,4 +65,4 @@ def main(ctx: StageContext) -> None:
     records, cache = done
     ctx.log.info("label_clip: %d features (%s)%s", len(records), records[0]["backend"] if records else "-",
                  "  [OFFLINE: random-init weights, not semantic]" if p.backend == "offline" else "")
-    assemble_dir(ctx.out_dir, records, cache)
+    assemble_dir(ctx.output("clip"), records, cache)

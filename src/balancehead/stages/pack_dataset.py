@@ -12,19 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import integrity, io
+from .. import fileio, integrity
 from ..runner import StageContext
 
-D = {"ingest": "data/ingest", "quality": "data/quality", "fronts_pre": "data/fronts_pre",
-     "fronts": "data/fronts", "views_pre": "data/views_pre", "views": "data/views", "clip": "data/clip"}
-
-
-def _read(ctx, key):
-    return {r["id"]: r for r in ctx.read_items(D[key])}
+def _read(ctx, name):
+    return {r["id"]: r for r in ctx.read_items(name)}
 
 
 def _feature(ctx, item_id) -> np.ndarray:
-    return np.frombuffer(ctx.item_file(D["clip"], item_id, "f32").read_bytes(), dtype="<f4")
+    return np.frombuffer(ctx.item_file("clip", item_id, "f32").read_bytes(), dtype="<f4")
 
 
 def main(ctx: StageContext) -> None:
@@ -36,7 +32,7 @@ def main(ctx: StageContext) -> None:
     p = ctx.params.pack_dataset
     ingest, quality, fronts_pre = _read(ctx, "ingest"), _read(ctx, "quality"), _read(ctx, "fronts_pre")
     fronts, views_pre, views, clip = _read(ctx, "fronts"), _read(ctx, "views_pre"), _read(ctx, "views"), _read(ctx, "clip")
-    decisions = {d["id"]: d for d in io.read_jsonl(ctx.path(D["fronts"]) / "decisions.jsonl") if d["id"]}
+    decisions = {d["id"]: d for d in fileio.read_jsonl(ctx.input("fronts") / "decisions.jsonl") if d["id"]}
 
     rows: list[dict] = []
     for sid, r in sorted(ingest.items()):
@@ -59,7 +55,7 @@ def main(ctx: StageContext) -> None:
     subjects = sorted(f["subject_id"] for f in fronts.values())
     subject_index = {s: i for i, s in enumerate(subjects)}
     packed_ids: list[str] = []
-    out_dir = ctx.out_dir
+    out_dir = ctx.output("dataset")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     front_by_subject = {f["subject_id"]: f for f in fronts.values()}
@@ -68,30 +64,31 @@ def main(ctx: StageContext) -> None:
         views_by_subject.setdefault(views[vid]["subject_id"], []).append(views[vid])
     with ShardWriter(tmp / "shards", p.shard_size, max_bytes=p.max_shard_bytes) as writer:
         for subject in subjects:
-            members = [(front_by_subject[subject], D["fronts"], "front", None)]
-            members += [(v, D["views"], "view", v) for v in views_by_subject.get(subject, [])]
+            members = [(front_by_subject[subject], "fronts", "front", None)]
+            members += [(v, "views", "view", v) for v in views_by_subject.get(subject, [])]
             for rec, dep, role, verdict in members:
                 if verdict is not None and verdict["status"] != "kept":
                     rows.append(_image_row(rec, role="view", rejected_by="filter_views", reasons=verdict.get("reason"),
                                            verdicts=verdict))
                     continue
-                rgb = io.read_png(ctx.item_file(dep, rec["id"], "png"))
-                mask = io.read_png(ctx.item_file(dep, rec["id"], "mask.png"))
+                rgb = fileio.read_png(ctx.item_file(dep, rec["id"], "png"))
+                mask = fileio.read_png(ctx.item_file(dep, rec["id"], "mask.png"))
                 label = {"camera": rec["camera"], "subject_index": subject_index[subject], "subject_id": subject,
                          "yaw": rec["yaw"], "pitch": rec["pitch"], "role": role}
                 shard, key = writer.add(rec["id"], rgb, label, mask)
                 rows.append(_image_row(rec, role=role, shard=shard, key=key, verdicts=verdict))
                 packed_ids.append(rec["id"])
 
-    clip_meta = next(iter(clip.values()), {})
-    meta = {"backend": clip_meta.get("backend", "none"), "model_id": ctx.params.label_clip.model,
+    clip_meta = next(iter(clip.values()), {})     # label_clip records its model and feature width
+    dim = int(clip_meta.get("dim", 0))
+    meta = {"backend": clip_meta.get("backend", "none"), "model_id": clip_meta.get("model"),
             "offline": bool(clip_meta.get("offline", True))}
-    front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, 512), np.float32)
+    front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "conditions.safetensors", subjects, front_feats, {**meta, "kind": "subject"})
-    view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, 512), np.float32)
+    view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "view_conditions.safetensors", packed_ids, view_feats, {**meta, "kind": "image"})
     write_manifest(rows, tmp / "manifest.parquet")
-    io.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
+    fileio.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
                                          "condition_backend": meta, "shard_size": p.shard_size})
     integrity.write_digests(tmp, ctx.stage.name)     # shards, manifest, condition tables: checked on load
     if out_dir.exists():
@@ -100,24 +97,29 @@ def main(ctx: StageContext) -> None:
 
     counts = _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views)
     card = build_card(rows, counts)
-    card_dir = ctx.path("results/dataset_card")
+    card_dir = ctx.output("card")
     write_card(card, card_dir)
     bins = np.bincount([yaw_bin(r["yaw"]) for r in views_pre.values()], minlength=8)
     bins_after = np.bincount([yaw_bin(r["yaw"]) for r in rows if r.get("shard") and r.get("yaw") is not None], minlength=8)
     from ..data.manifest import YAW_BIN_LABELS
-    io.write_text(ctx.path("results/yaw_hist.tsv"), "yaw_bin\tgenerated_views\tpacked\n" + "".join(
-        f"{lab}\t{int(b)}\t{int(a)}\n" for lab, b, a in zip(YAW_BIN_LABELS, bins, bins_after)))
+    fileio.write_text(ctx.output("yaw_hist"), yaw_hist_tsv(YAW_BIN_LABELS, bins, bins_after))
     metrics = {"subjects": len(subjects), "packed_images": len(packed_ids), "manifest_rows": len(rows),
                "packed_per_yaw_bin": {lab: int(a) for lab, a in zip(YAW_BIN_LABELS, bins_after)},
                "min_packed_per_yaw_bin": int(bins_after.min()) if len(bins_after) else 0,
                "condition_backend": meta["backend"], "conditions_offline": meta["offline"], **counts}
-    io.write_json(ctx.path("results/dataset.json"), metrics)
+    fileio.write_json(ctx.output("metrics"), metrics)
     ctx.log.info("pack_dataset: %d subjects, %d images packed in %d shard(s); per yaw bin %s",
                  len(subjects), len(packed_ids), len(list((out_dir / "shards").glob("*.tar"))), metrics["packed_per_yaw_bin"])
     if p.export_eg3d:
         from ..data.export import export_eg3d
-        export_eg3d(out_dir, ctx.path("data/dataset/export_eg3d"))
+        export_eg3d(out_dir, out_dir / "export_eg3d")
     _log_mlflow(ctx, metrics, card_dir)
+
+
+def yaw_hist_tsv(labels, generated, packed) -> str:
+    """The `yaw_hist` plot: views per yaw bin before filtering and packed."""
+    return "yaw_bin\tgenerated_views\tpacked\n" + "".join(
+        f"{lab}\t{int(b)}\t{int(a)}\n" for lab, b, a in zip(labels, generated, packed))
 
 
 def _image_row(rec: dict, role: str, shard=None, key=None, rejected_by=None, reasons=None, verdicts=None) -> dict:
@@ -150,18 +152,19 @@ def _stage_counts(ingest, quality, fronts_pre, fronts, views_pre, views) -> dict
 def _log_mlflow(ctx: StageContext, metrics: dict, card_dir: Path) -> None:
     from ..tracking import log_dataset, mlflow_run
 
-    params = ctx.params.model_dump(mode="json")
+    # the run records every data-engine section (bookkeeping for MLflow, not an input of this stage)
+    params = ctx.all_params.model_dump(mode="json")
     data_params = {k: v for k, v in params.items() if k not in ("build_ops", "mlflow")}
     with mlflow_run(ctx, "data-engine", data_params) as mlflow:
         if mlflow is None:
             return
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         for name in ("assess_quality", "select_front", "preprocess_views", "filter_views"):
-            path = ctx.path(f"results/{name}.json")
+            path = ctx.input(f"{name}_metrics")
             if path.exists():
                 vals = json.loads(path.read_text())
                 mlflow.log_metrics({f"{name}.{k}": float(v) for k, v in vals.items()
                                     if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        log_dataset(mlflow, ctx.path("data/dataset"), ctx.root, context="packed")
+        log_dataset(mlflow, ctx.output("dataset"), ctx.root, context="packed")
         mlflow.log_artifacts(str(card_dir), artifact_path="dataset_card")
-        mlflow.log_artifact(str(ctx.path("results/yaw_hist.tsv")))
+        mlflow.log_artifact(str(ctx.output("yaw_hist")))

@@ -1,5 +1,5 @@
 """preprocess (for front candidates and for views): person mask, head-centred crop, head pose and the
-EG3D camera label derived from the estimated pose (seed 000 §3.1: VGGHeads pose + DAViD mask;
+EG3D camera label derived from the estimated pose (BalanceHead §3.1: VGGHeads pose + DAViD mask;
 offline: white-background segmenter + template pose estimator, both from pixels only)."""
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..camera import camera_label, yaw_distance
 from ..runner import StageContext, finish, run_items
 
-DEPS = {"preprocess_fronts": "data/front_candidates", "preprocess_views": "data/views_raw"}
 PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "prompt", "negative_prompt",
                 "nominal_yaw", "requested_yaw", "provenance")
 
@@ -39,7 +38,7 @@ def backend_provenance(segmenter, pose) -> dict:
 
 
 def main(ctx: StageContext) -> None:
-    dep = DEPS[ctx.stage.name]
+    dep = "raw"                      # input name (both preprocess stages): see pipeline.py
     items = {r["id"]: r for r in ctx.read_items(dep)}
     segmenter, pose = None, None
     cam = ctx.params.camera
@@ -52,7 +51,7 @@ def main(ctx: StageContext) -> None:
         out = []
         for item_id in chunk:
             src = items[item_id]
-            rgb = io.read_png(ctx.item_file(dep, item_id, "png"))
+            rgb = fileio.read_png(ctx.item_file(dep, item_id, "png"))
             mask = segmenter.mask(rgb)
             crop, crop_mask, box = segmenter.crop(rgb, mask)
             est = pose.estimate(rgb, mask)          # pose from the whole frame; the crop follows the mask
@@ -65,7 +64,7 @@ def main(ctx: StageContext) -> None:
                           mask_fraction=round(float((crop_mask > 127).mean()), 4),
                           pose_detected=bool(est.get("detected", True)),
                           preprocess_backend=compute.provenance)
-            files = {"png": io.png_bytes(crop), "mask.png": io.png_bytes(crop_mask)}
+            files = {"png": fileio.png_bytes(crop), "mask.png": fileio.png_bytes(crop_mask)}
             truth = ctx.item_file(dep, item_id, "truth.json")
             if truth.exists():
                 files["truth.json"] = truth.read_bytes()

@@ -1,4 +1,4 @@
-"""report: one self-contained HTML page, results/report/index.html (images inlined), gathering the
+"""report: one self-contained HTML page, `report`/index.html (images inlined), gathering the
 dataset card (with real packed images per yaw bin), fakes grids, turntables of random samples and
 inversions, training curves, the metric tables and the directional-bias curve with its error bars.
 Figures carry captions in words; every count says what it counts. Missing inputs become a visible
@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
-from .. import io
+from .. import fileio
 
-CARD = "results/dataset_card"
-DATASET = "data/dataset"
-EVAL = "results/eval"
-INVERT = "data/invert"
-TRAIN_STATS = "results/train_stats.tsv"
-METRICS = "results/metrics.json"
-BIAS = "results/fid_by_yaw.tsv"
-YAW_HIST = "results/yaw_hist.tsv"
 STAGE_METRICS = ("dataset", "assess_quality", "select_front", "preprocess_views", "filter_views",
                  "sample_prior", "invert")
 
@@ -88,10 +81,10 @@ def packed_samples_by_yaw(dataset_dir: Path, per_bin: int) -> dict[str, list[tup
             for label, rs in chosen.items()}
 
 
-def _dataset_section(R, root: Path, p) -> str:
+def _dataset_section(R, inputs, p) -> str:
     w = p.thumbnail_px
     body = ""
-    samples = packed_samples_by_yaw(root / DATASET, p.samples_per_yaw_bin)
+    samples = packed_samples_by_yaw(inputs["dataset"], p.samples_per_yaw_bin)
     if samples:
         rows = "".join(
             f'<tr class="yawrow"><th>{label}°<br><small>{YAW_WORDS.get(label, "")}</small></th><td>'
@@ -104,7 +97,7 @@ def _dataset_section(R, root: Path, p) -> str:
     else:
         body += R.note("no packed images to show (run pack_dataset)")
 
-    card_dir = root / CARD
+    card_dir = inputs["card"]
     card_json = card_dir / "card.json"
     card = json.loads(card_json.read_text()) if card_json.exists() else None
     for stem, words in CARD_FIGURES.items():
@@ -133,25 +126,25 @@ def _dataset_section(R, root: Path, p) -> str:
                  + R.table(items, ("stage", "reason", "images")))
     elif not (card_dir / "yaw_histogram.png").exists():
         body += R.note("no dataset card (run pack_dataset)")
-    if (root / YAW_HIST).exists():
-        h, rows = R.read_tsv(root / YAW_HIST)
-        body += ("<h3>Yaw histogram of the DVC plot (results/yaw_hist.tsv)</h3>"
+    if (inputs["yaw_hist"]).exists():
+        h, rows = R.read_tsv(inputs["yaw_hist"])
+        body += ("<h3>Yaw histogram of the DVC plot (yaw_hist.tsv)</h3>"
                  + R.caption("Counts differently from the card: generated_views = views made by synth_views "
                              "(fronts not included) before filtering; packed = every packed image (fronts and views).")
                  + R.table([tuple(r) for r in rows], tuple(h)))
     rows = []
     for name in STAGE_METRICS:
-        f = root / f"results/{name}.json"
+        f = inputs[f"{name}_metrics"]
         if f.exists():
             rows += [(name, k, v) for k, v in R.flatten(json.loads(f.read_text()))]
     body += "<h3>Stage metrics</h3>" + (R.table(rows, ("stage", "metric", "value")) if rows else R.note("no stage metrics yet"))
     return body
 
 
-def _training_section(R, root: Path) -> str:
-    if not (root / TRAIN_STATS).exists():
-        return R.note("no training statistics (results/train_stats.tsv absent)")
-    h, rows = R.read_tsv(root / TRAIN_STATS)
+def _training_section(R, inputs) -> str:
+    if not (inputs["train_stats"]).exists():
+        return R.note("no training statistics (train_stats.tsv absent)")
+    h, rows = R.read_tsv(inputs["train_stats"])
     if not rows:
         return R.note("train_stats.tsv is empty")
     losses = [c for c in h if c.lower().startswith("loss_") or c == "r1_penalty"]
@@ -164,9 +157,9 @@ def _training_section(R, root: Path) -> str:
     return body + "<h3>Per-tick statistics</h3>" + R.table([tuple(r) for r in rows], tuple(h))
 
 
-def _samples_section(R, root: Path, p) -> str:
+def _samples_section(R, inputs, p) -> str:
     w = p.thumbnail_px
-    ev = root / EVAL
+    ev = inputs["eval"]
     grids = sorted(ev.glob("fakes_*.png")) if ev.exists() else []
     body = "".join(R.figure(R.file_img(f, 4 * w), FAKES_WORDS.get(f.stem[len("fakes_"):], f.stem)) for f in grids) \
         or R.note("no fakes grids (run evaluate)")
@@ -177,9 +170,9 @@ def _samples_section(R, root: Path, p) -> str:
     return body
 
 
-def _inversions_section(R, root: Path, p) -> str:
+def _inversions_section(R, inputs, p) -> str:
     w = p.thumbnail_px
-    inv = root / INVERT
+    inv = inputs["invert"]
     body = ""
     targets = sorted(d for d in inv.iterdir() if d.is_dir()) if inv.exists() else []
     for i, d in enumerate(targets[: p.max_turntables]):
@@ -195,14 +188,14 @@ def _inversions_section(R, root: Path, p) -> str:
     return body or R.note("no inversions (run invert)")
 
 
-def _metrics_section(R, root: Path) -> str:
+def _metrics_section(R, inputs) -> str:
     body = ""
-    if (root / METRICS).exists():
-        m = json.loads((root / METRICS).read_text())
+    if (inputs["metrics"]).exists():
+        m = json.loads((inputs["metrics"]).read_text())
         body += R.table([(k, _metric_words(k), v) for k, v in R.flatten(m)], ("metric", "meaning", "value"))
     else:
-        body += R.note("no results/metrics.json (run evaluate)")
-    labels = root / EVAL / "labels.json"
+        body += R.note("no metrics.json (run evaluate)")
+    labels = inputs["eval"] / "labels.json"
     if labels.exists():
         lab = json.loads(labels.read_text())
         if lab.get("warning"):
@@ -211,10 +204,10 @@ def _metrics_section(R, root: Path) -> str:
     return body
 
 
-def _bias_section(R, root: Path) -> str:
-    if not (root / BIAS).exists():
+def _bias_section(R, inputs) -> str:
+    if not (inputs["fid_by_yaw"]).exists():
         return R.note("no bias curve (run evaluate)")
-    h, rows = R.read_tsv(root / BIAS)
+    h, rows = R.read_tsv(inputs["fid_by_yaw"])
     words = ("FID of random samples rendered from real cameras of each 45° yaw bin against the real images "
              "of that bin. A flat curve means no directional bias. ")
     if "fid_std" in h:
@@ -224,24 +217,26 @@ def _bias_section(R, root: Path) -> str:
             + R.table([tuple(r) for r in rows], tuple(h)))
 
 
-def build_report(root: Path, p, commit: str) -> str:
+def build_report(inputs: Mapping[str, Path], p, commit: str) -> str:
+    """The page from the stage's inputs by name (see pipeline.py); a missing one becomes a note."""
     from ..evaluation import report_html as R
 
-    root = Path(root)
+    inputs = {k: Path(v) for k, v in inputs.items()}
     rep = R.Report(p.title)
-    rep.add("dataset", "Dataset card", _dataset_section(R, root, p))
-    rep.add("training", "Training curves", _training_section(R, root))
-    rep.add("samples", "Random samples", _samples_section(R, root, p))
-    rep.add("inversions", "PTI inversions", _inversions_section(R, root, p))
-    rep.add("metrics", "Metrics", _metrics_section(R, root))
-    rep.add("bias", "Directional bias curve", _bias_section(R, root))
+    rep.add("dataset", "Dataset card", _dataset_section(R, inputs, p))
+    rep.add("training", "Training curves", _training_section(R, inputs))
+    rep.add("samples", "Random samples", _samples_section(R, inputs, p))
+    rep.add("inversions", "PTI inversions", _inversions_section(R, inputs, p))
+    rep.add("metrics", "Metrics", _metrics_section(R, inputs))
+    rep.add("bias", "Directional bias curve", _bias_section(R, inputs))
     return rep.html(f"Generated by balancehead from git commit {commit}.")
 
 
 def main(ctx) -> None:
     from ..tracking import git_commit
 
-    out = ctx.path(ctx.stage.outs[0]) / "index.html"
-    text = build_report(ctx.path("."), ctx.params.report, git_commit(ctx.path(".")))
-    io.write_text(out, text)
+    out = ctx.output("report") / "index.html"
+    inputs = {name: ctx.input(name) for name in ctx.stage.inputs}
+    text = build_report(inputs, ctx.params.report, git_commit(ctx.root))
+    fileio.write_text(out, text)
     ctx.log.info("report: %s (%.1f kB)", out, len(text) / 1024)

@@ -3,13 +3,13 @@ PanoHead / SphereHead / EG3D one (params `generator.checkpoint`; PanoLAM protoco
 in the packed dataset format (shards + manifest with role "prior" + condition table), plus the
 latents, depth maps and the prior/holdout split used by the invert stage.
 
-Outputs (ctx.stage.outs[0], default data/prior):
+The `prior` output directory:
   shards/, manifest.parquet, conditions.safetensors   packed dataset (role "prior")
   latents.safetensors    z, c, ws per identity (ids in the metadata)
   depth.safetensors      depth per packed image (float16)
   splits.json            identities in "prior" and "holdout"
   dataset.json           counts, protocol, gate drops
-results/sample_prior.json: counts and camera statistics (DVC metrics).
+The `metrics` output: counts and camera statistics (DVC metrics).
 """
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ import shutil
 import numpy as np
 from safetensors.numpy import save as np_save
 
-from .. import integrity, io
+from .. import fileio, integrity
 from ..progress import track
 
-DATASET = "data/dataset"
-METRICS = "results/sample_prior.json"
 
 
 def _meta_bytes(tensors: dict, meta: dict) -> bytes:
@@ -34,16 +32,17 @@ def main(ctx) -> None:
     from ..data.conditions import save_conditions
     from ..data.manifest import write_manifest
     from ..data.shards import ShardWriter
-    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator, pick_device
+    from ..devices import pick_device
+    from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.prior import GATE, gate_verdicts, image_id, sample_identity
     from ..ops import use_built
 
-    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
+    use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
     p = ctx.params.sample_prior
     device = pick_device(p.device)
-    ckpt = find_checkpoint(ctx.path(ctx.params.generator.checkpoint))
+    ckpt = find_checkpoint(ctx.input("checkpoint"))
     g, meta = load_generator(ckpt, device)
-    dataset = ctx.path(DATASET)
+    dataset = ctx.input("dataset")
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     ctx.log.info("sample_prior: %s, conditioning %s, protocol %s, %d identities", ckpt, cond.mode, p.protocol,
                  p.num_identities)
@@ -54,7 +53,7 @@ def main(ctx) -> None:
 
     n = p.num_identities
     holdout = set(range(n - p.holdout_identities, n))
-    out_dir = ctx.path(ctx.stage.outs[0])
+    out_dir = ctx.output("prior")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     rows, ids, zs, cs, wss, cond_rows = [], [], [], [], [], []
@@ -99,14 +98,14 @@ def main(ctx) -> None:
                     {"backend": "gan-prior", "model_id": str(ckpt.name),
                      "kind": "subject" if cond.mode in ("semantic", "view_semantic") else "w-latent"})
     write_manifest(rows, tmp / "manifest.parquet")
-    io.write_bytes(tmp / "latents.safetensors", _meta_bytes(
+    fileio.write_bytes(tmp / "latents.safetensors", _meta_bytes(
         {"z": np.stack(zs), "c": np.stack(cs).astype(np.float32), "ws": np.stack(wss)},
         {"ids": ids, "conditioning": cond.mode, "psi": p.psi}))
     depth = np.stack(depths) if depths else np.zeros((0, 1, 1), np.float16)
-    io.write_bytes(tmp / "depth.safetensors", _meta_bytes({"depth": depth}, {"ids": depth_ids}))
+    fileio.write_bytes(tmp / "depth.safetensors", _meta_bytes({"depth": depth}, {"ids": depth_ids}))
     splits = {"prior": [s for k, s in enumerate(ids) if k not in holdout],
               "holdout": [s for k, s in enumerate(ids) if k in holdout]}
-    io.write_json(tmp / "splits.json", splits)
+    fileio.write_json(tmp / "splits.json", splits)
     stats = {"identities": n, "images": len(depth_ids), "gate_drops": drops, "protocol": p.protocol,
              "conditioning": cond.mode, "holdout_identities": len(splits["holdout"]),
              "yaw_abs_max": float(np.max(np.abs(yaws))) if yaws else None,
@@ -115,10 +114,10 @@ def main(ctx) -> None:
              "radius_std": float(np.std(radii)) if radii else None,
              "fov_mean_deg": float(np.mean(fovs)) if fovs else None,
              "fov_std_deg": float(np.std(fovs)) if fovs else None}
-    io.write_json(tmp / "dataset.json", stats)
+    fileio.write_json(tmp / "dataset.json", stats)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     integrity.write_digests(tmp, ctx.stage.name)          # checked on load like the packed dataset
     tmp.rename(out_dir)
-    io.write_json(ctx.path(METRICS), stats)
+    fileio.write_json(ctx.output("metrics"), stats)
     ctx.log.info("sample_prior: %d images of %d identities (%d dropped by the gate)", len(depth_ids), n, drops)

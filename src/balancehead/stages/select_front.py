@@ -1,5 +1,5 @@
 """select_front: one front per source — candidates with |yaw| <= max_abs_yaw, then the one whose
-identity embedding is most similar to the original photo (seed 000 §3.1; the paper's wording says
+identity embedding is most similar to the original photo (BalanceHead §3.1; the paper's wording says
 "smallest cosine similarity", the intent per A.6.7 is the best identity match, which we implement)."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
-from .. import io
+from .. import fileio
 from ..runner import StageContext, assemble_dir
 
-SOURCES, CANDIDATES = "data/quality", "data/fronts_pre"
+SOURCES, CANDIDATES = "sources", "candidates"          # input names: see pipeline.py
 
 
 def make_embedder(ctx: StageContext):
@@ -45,9 +45,9 @@ def main(ctx: StageContext) -> None:
             decisions.append({"id": None, "source_id": src_id, "status": "rejected",
                               "reason": f"no candidate with |yaw| <= {p.max_abs_yaw}"})
             continue
-        original = io.read_png(ctx.item_file(SOURCES, src_id, "png"))
-        imgs = [io.read_png(ctx.item_file(CANDIDATES, c["id"], "png")) for c in ok]
-        masks = [io.read_png(ctx.item_file(CANDIDATES, c["id"], "mask.png")) for c in ok]
+        original = fileio.read_png(ctx.item_file(SOURCES, src_id, "png"))
+        imgs = [fileio.read_png(ctx.item_file(CANDIDATES, c["id"], "png")) for c in ok]
+        masks = [fileio.read_png(ctx.item_file(CANDIDATES, c["id"], "mask.png")) for c in ok]
         ref = embedder.embed([original])[0]
         emb = embedder.embed(imgs, masks)
         sims = emb @ ref
@@ -61,7 +61,7 @@ def main(ctx: StageContext) -> None:
                       identity_backend=embedder.provenance() if hasattr(embedder, "provenance") else {"backend": embedder.name})
         selected.append(chosen)
     ctx.log.info("select_front: %d sources, %d fronts selected", len(sources), len(selected))
-    io.write_json(ctx.path("results/select_front.json"), _metrics(ctx, sources, selected))
+    fileio.write_json(ctx.output("metrics"), _metrics(ctx, sources, selected))
     _assemble(ctx, selected, decisions)
 
 
@@ -75,7 +75,7 @@ def _assemble(ctx: StageContext, selected, decisions) -> None:
             pass
 
     extra = {"decisions.jsonl": "".join(json.dumps(d, sort_keys=True) + "\n" for d in decisions).encode()}
-    assemble_dir(ctx.out_dir, selected, _FromCandidates(), extra_files=extra)
+    assemble_dir(ctx.output("fronts"), selected, _FromCandidates(), extra_files=extra)
 
 
 def _metrics(ctx: StageContext, sources, selected) -> dict:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .. import io
+from .. import fileio
 from ..params import Params
-
-SUBJECT_SEED_KEY = "subject_seed"
+from ..world.subject import SUBJECT_SEED_KEY
 
 
 def is_offline(params: Params) -> bool:
@@ -52,7 +51,7 @@ def chunk_size(params: Params) -> int:
 
 
 def prompt_for(params: Params, prompt_id: str) -> dict:
-    """The full positive/negative prompt of one view keyword (seed 000 Fig. 7)."""
+    """The full positive/negative prompt of one view keyword (BalanceHead Fig. 7)."""
     view = next(v for v in params.synthesizer.views if v.id == prompt_id)
     return {
         "prompt_id": view.id,
@@ -79,10 +78,10 @@ def synthesize(params: Params, synth, jobs: list[dict]) -> list[dict[str, bytes]
         for j in jobs:
             subject = sample_subject(j["subject_seed"], subject_id=j["subject_id"])
             res = synth.front(subject, j["seed"]) if j["target_yaw"] is None else synth.view(subject, j["target_yaw"], j["seed"])
-            truth = json.dumps(res.truth, sort_keys=True, default=io._json_default).encode()
-            out.append({"png": io.png_bytes(res.rgb), "truth.json": truth})
+            truth = json.dumps(res.truth, sort_keys=True, default=fileio._json_default).encode()
+            out.append({"png": fileio.png_bytes(res.rgb), "truth.json": truth})
         return out
-    images = [io.read_png(j["image_path"]) for j in jobs]
+    images = [fileio.read_png(j["image_path"]) for j in jobs]
     rgbs = synth.edit(images, [j["prompt"] for j in jobs], [j["seed"] for j in jobs],
                       negative_prompts=[params.synthesizer.negative_prompt] * len(jobs))
-    return [{"png": io.png_bytes(rgb)} for rgb in rgbs]
+    return [{"png": fileio.png_bytes(rgb)} for rgb in rgbs]

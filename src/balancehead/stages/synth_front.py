@@ -1,4 +1,4 @@
-"""synth_front: n front-view candidates per kept source (seed 000 §3.1: FLUX.1 Kontext with the front
+"""synth_front: n front-view candidates per kept source (BalanceHead §3.1: FLUX.1 Kontext with the front
 prompt; offline: a procedural re-render of the subject with the paper's failure modes)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from ..runner import StageContext, finish, run_items
 from .synth_common import (SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance,
                            subject_seed_for_source, synthesize)
 
-DEP = "data/quality"
+DEP = "sources"          # input name: see pipeline.py
 
 
 def main(ctx: StageContext) -> None:

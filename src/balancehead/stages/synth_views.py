@@ -1,10 +1,10 @@
-"""synth_views: m views per selected front from the view prompts of seed 000 Fig. 7."""
+"""synth_views: m views per selected front from the view prompts of BalanceHead Fig. 7."""
 from __future__ import annotations
 
 from ..runner import StageContext, finish, run_items
 from .synth_common import SUBJECT_SEED_KEY, chunk_size, make_synthesizer, prompt_for, provenance, synthesize
 
-DEP = "data/fronts"
+DEP = "fronts"          # input name: see pipeline.py
 
 
 def view_prompt_ids(params) -> list[str]:

@@ -1,4 +1,4 @@
-"""train: the semantic-conditional full-head 3D GAN on the packed dataset (seed 000 §4, A.6).
+"""train: the semantic-conditional full-head 3D GAN on the packed dataset (BalanceHead §4, A.6).
 
 The command is always `balancehead run train`:
 * under torchrun (RANK/WORLD_SIZE set) or srun with several tasks, it joins the process group;
@@ -7,7 +7,7 @@ The command is always `balancehead run train`:
   workers' exit code;
 * otherwise it trains in this process (CPU or one GPU).
 
-Resumable state lives in `data/.items/train/<run key>/` (outside the declared outputs, which DVC deletes
+Resumable state lives in the stage's scratch directory, `<scratch>/<run key>/` (outside the declared outputs, which DVC deletes
 before rerunning a stage): checkpoints every `checkpoint_ticks` ticks, stats.jsonl, fakes. The run key
 hashes everything that changes the numbers (train params except loader/launch/bookkeeping settings,
 the global seed, the packed manifest and condition tables), so a rerun with the same key resumes from
@@ -15,9 +15,9 @@ the latest checkpoint and a changed recipe starts afresh.
 
 SIGTERM / SIGUSR1 -> checkpoint, then exit with `train.requeue_exit_code` (default 3).
 
-Outputs, assembled at the end: `data/train/` (G_ema/ checkpoint dir, fakes/*.png, stats.tsv),
-`results/train.json` (DVC metrics incl. random-feature FD at kimg 0 and at the end),
-`results/train_stats.tsv` (DVC plots: one row per tick).
+Outputs, assembled at the end: `checkpoint` (G_ema/ checkpoint dir, fakes/*.png, stats.tsv),
+`metrics` (DVC metrics incl. random-feature FD at kimg 0 and at the end), `stats` (DVC plots: one row
+per tick).
 """
 from __future__ import annotations
 
@@ -29,13 +29,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from .. import integrity, io
-from ..runner import StageContext, sha256_file
+from .. import fileio, integrity
+from ..hashing import sha256_file
+from ..runner import StageContext
 
-DATASET = "data/dataset"
-OUT_DIR = "data/train"
-METRICS = "results/train.json"
-PLOTS = "results/train_stats.tsv"
 # Keys that never change the numbers (launch, loader, bookkeeping): excluded from the run key.
 NEUTRAL = {"distributed": {"nproc_per_node", "backend"}, "data": {"num_workers"},
            "": {"checkpoint_ticks", "keep_checkpoints", "fakes_ticks", "requeue_exit_code", "kimg_per_tick"}}
@@ -49,7 +46,7 @@ def run_key(ctx: StageContext) -> str:
             target.pop(k, None)
     h = hashlib.sha256(json.dumps({"train": tp, "seed": ctx.params.seed}, sort_keys=True).encode())
     for name in ("manifest.parquet", "conditions.safetensors", "view_conditions.safetensors"):
-        f = ctx.path(DATASET) / name
+        f = ctx.input("dataset") / name
         h.update(name.encode() + (sha256_file(f).encode() if f.exists() else b"-"))
     return h.hexdigest()[:16]
 
@@ -83,7 +80,7 @@ def main(ctx: StageContext) -> None:
     from ..train.preemption import Preempted, StopFlag
     from ..tracking import log_dataset, mlflow_run
 
-    use_built(ctx.path("data/build_ops"))      # the declared input: compiled ops where usable
+    use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
     tp = ctx.params.train
     info = from_env()
     if not info.distributed and tp.distributed.nproc_per_node > 1:
@@ -93,20 +90,20 @@ def main(ctx: StageContext) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     init_process_group(info, tp.distributed.backend, device)
-    work = ctx.path(f"data/.items/train/{run_key(ctx)}")
+    work = ctx.scratch / run_key(ctx)
     work.mkdir(parents=True, exist_ok=True)
     fakes_dir = work / "fakes"
 
     def on_tick(event):
-        io.write_png(fakes_dir / f"fakes-kimg{event['kimg'] * 1000:09.0f}.png", event["grid"])
+        fileio.write_png(fakes_dir / f"fakes-kimg{event['kimg'] * 1000:09.0f}.png", event["grid"])
 
     stop = StopFlag()
     params_dict = {"train": tp.model_dump(mode="json"), "seed": ctx.params.seed}
     try:
         with (mlflow_run(ctx, "train", params_dict) if info.rank == 0 else _nothing()) as mlflow:
             if mlflow is not None:
-                log_dataset(mlflow, ctx.path(DATASET), ctx.root, context="training")
-            trainer = Trainer(tp, ctx.path(DATASET), work, ctx.params.seed, info, ctx.log, tracker=mlflow,
+                log_dataset(mlflow, ctx.input("dataset"), ctx.root, context="training")
+            trainer = Trainer(tp, ctx.input("dataset"), work, ctx.params.seed, info, ctx.log, tracker=mlflow,
                               on_tick=on_tick)
             try:
                 result = trainer.run(stop=stop)
@@ -120,10 +117,10 @@ def main(ctx: StageContext) -> None:
             _assemble(ctx, trainer, work, rows, metrics)
             if mlflow is not None:
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
-                mlflow.log_artifacts(str(ctx.path(OUT_DIR) / "fakes"), artifact_path="fakes")
-                mlflow.log_artifact(str(ctx.path(PLOTS)))
+                mlflow.log_artifacts(str(ctx.output("checkpoint") / "fakes"), artifact_path="fakes")
+                mlflow.log_artifact(str(ctx.output("stats")))
                 # loads back with Generator.from_pretrained(<downloaded G_ema dir>)
-                mlflow.log_artifacts(str(ctx.path(OUT_DIR) / "G_ema"), artifact_path="G_ema")
+                mlflow.log_artifacts(str(ctx.output("checkpoint") / "G_ema"), artifact_path="G_ema")
     finally:
         stop.close()
         if info.distributed and torch.distributed.is_initialized():
@@ -153,23 +150,23 @@ def _metrics(tp, result, rows) -> dict:
 def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics: dict) -> None:
     from ..models import save_checkpoint
 
-    out = ctx.path(OUT_DIR)
+    out = ctx.output("checkpoint")
     tmp = out.parent / f".{out.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
-                    {"conditioning": trainer.spec.mode, "semantic_dim": trainer.spec.semantic_dim,
+                    {"conditioning": trainer.spec.mode, "label_spec": trainer.spec.to_meta(),
                      "kimg": metrics["kimg"], "seed": ctx.params.seed})
     (tmp / "fakes").mkdir(parents=True)
     for png in sorted((work / "fakes").glob("*.png")):
         shutil.copyfile(png, tmp / "fakes" / png.name)
     tsv = stats_tsv_text(rows)
-    io.write_text(tmp / "stats.tsv", tsv)
+    fileio.write_text(tmp / "stats.tsv", tsv)
     integrity.write_digests(tmp, ctx.stage.name)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
-    io.write_text(ctx.path(PLOTS), tsv)
-    io.write_json(ctx.path(METRICS), metrics)
+    fileio.write_text(ctx.output("stats"), tsv)
+    fileio.write_json(ctx.output("metrics"), metrics)
     ctx.log.info("train: kimg %.3f, random-feature FD %.3f -> %.3f", metrics["kimg"],
                  metrics["fd_random_features_kimg0"] or float("nan"), metrics["fd_random_features_final"] or float("nan"))
 

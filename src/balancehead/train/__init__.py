@@ -1,4 +1,4 @@
-"""Training of the semantic-conditional full-head 3D GAN (seed 000 §4, seed 001 §3).
+"""Training of the semantic-conditional full-head 3D GAN (BalanceHead §4, PanoHead §3).
 
 One concern per module: params (the params.yaml section), conditioning (labels of G and D per mode),
 vicico (negatives), augment (ADA subset), schedule (neural resolution + blur), ema, loss (the phases

@@ -1,9 +1,10 @@
-"""Labels of the generator and the discriminator for each conditioning mode (seed 000 Table 1, A.6.10).
+"""The conditioning vocabulary, in one place: the modes, the label spec a checkpoint stores, and the
+labels of the generator and the discriminator for each mode (BalanceHead Table 1, A.6.10). Training
+builds labels here; evaluation reads the spec back from the checkpoint (`LabelSpec.from_meta`).
 
 A real batch carries a camera (25 floats), the subject's front CLIP feature (`condition`, shared by
-all views — BalanceHead's semantic label), the per-view CLIP feature (`view_condition`) and, when
-packed, an identity feature. The mode decides what G's mapping network sees and what D's projection
-head sees:
+all views — BalanceHead's semantic label) and the per-view CLIP feature (`view_condition`). The mode
+decides what G's mapping network sees and what D's projection head sees:
 
 | mode          | G label                    | D label                          |
 |---------------|----------------------------|----------------------------------|
@@ -11,8 +12,6 @@ head sees:
 | view          | camera (c-swap with p)     | camera                           |
 | view_semantic | per-view CLIP              | camera + per-view CLIP           |
 | semantic      | front CLIP (subject)       | camera + front CLIP              |
-| identity      | identity                   | camera + identity                |
-| view_identity | camera + identity          | camera + identity                |
 
 D's label always starts with the 25 camera floats when it has one, so ViCiCo can shuffle the camera
 part (columns 0:25) and the semantic part (25:) independently.
@@ -23,9 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-CAMERA_DIM = 25
-SEMANTIC_KEY = {"view_semantic": "view_condition", "semantic": "condition", "identity": "identity",
-                "view_identity": "identity"}
+from ..camera import CAMERA_LABEL_SIZE as CAMERA_DIM
+
+# The modes a packed dataset can train (train.conditioning.mode lists the same names).
+MODES = ("none", "view", "view_semantic", "semantic")
+SEMANTIC_KEY = {"view_semantic": "view_condition", "semantic": "condition"}
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,16 @@ class LabelSpec:
     mode: str
     semantic_dim: int           # width of the semantic part (0 for none/view)
 
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"conditioning mode {self.mode!r} is not one of {MODES}")
+
     @property
     def g_dim(self) -> int:
         if self.mode == "none":
             return 0
         if self.mode == "view":
             return CAMERA_DIM
-        if self.mode == "view_identity":
-            return CAMERA_DIM + self.semantic_dim
         return self.semantic_dim
 
     @property
@@ -53,6 +56,27 @@ class LabelSpec:
     def has_semantic(self) -> bool:
         return self.mode in SEMANTIC_KEY
 
+    def to_meta(self) -> dict:
+        """What a checkpoint stores (model.json meta `label_spec`)."""
+        return {"mode": self.mode, "semantic_dim": self.semantic_dim, "camera_dim": CAMERA_DIM}
+
+    @classmethod
+    def from_meta(cls, meta: dict, c_dim: int) -> "LabelSpec":
+        """The spec of a checkpoint: its stored `label_spec`, else (a checkpoint imported from elsewhere)
+        its `conditioning` mode with the semantic width taken from G's label width `c_dim`."""
+        stored = meta.get("label_spec")
+        if stored is not None:
+            spec = cls(stored["mode"], int(stored["semantic_dim"]))
+        elif "conditioning" in meta:
+            mode = meta["conditioning"]
+            spec = cls(mode, 0 if mode in ("none", "view") else int(c_dim))
+        else:
+            raise ValueError("checkpoint meta has neither 'label_spec' nor 'conditioning'")
+        if spec.g_dim != c_dim:
+            raise ValueError(f"checkpoint label spec {spec} gives G labels of width {spec.g_dim}, "
+                             f"but the generator expects {c_dim}")
+        return spec
+
 
 def semantic_of(batch: dict, mode: str) -> torch.Tensor | None:
     """The semantic part of a real batch for this mode, with a clear error when it was not packed."""
@@ -60,8 +84,7 @@ def semantic_of(batch: dict, mode: str) -> torch.Tensor | None:
     if key is None:
         return None
     if key not in batch:
-        what = {"view_condition": "per-view CLIP features (view_conditions.safetensors)",
-                "identity": "an identity feature"}.get(key, key)
+        what = {"view_condition": "per-view CLIP features (view_conditions.safetensors)"}.get(key, key)
         raise ValueError(f"conditioning.mode {mode!r} needs {what}, but the packed dataset has none; "
                          "pick another train.conditioning.mode")
     return batch[key]
@@ -75,13 +98,11 @@ def g_label(spec: LabelSpec, camera: torch.Tensor, semantic: torch.Tensor | None
     if spec.mode == "none":
         return camera.new_zeros(b, 0)
     cam = camera
-    if spec.mode in ("view", "view_identity") and swap_prob > 0:
+    if spec.mode == "view" and swap_prob > 0:
         swap = torch.rand(b, generator=generator, device=generator.device) < swap_prob
         cam = torch.where(swap[:, None].to(camera.device), swap_camera, camera)
     if spec.mode == "view":
         return cam
-    if spec.mode == "view_identity":
-        return torch.cat([cam, semantic], dim=1)
     return semantic
 
 

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from balancehead import io
+from balancehead import fileio
 from balancehead.data.reader import ShardDataset
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from balancehead.devices import pick_device as pick_device_named
+from balancehead.hashing import derive_seed
 from balancehead.progress import duration_text
-from balancehead.runner import derive_seed
 
 from .augment import adjust_p
 from .conditioning import LabelSpec
@@ -52,10 +53,7 @@ PHASES = ("G_main", "G_reg", "D_main", "D_reg")
 
 
 def pick_device(tp: TrainParams, info: DistInfo) -> torch.device:
-    want = tp.distributed.device
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", info.local_rank)
-    return torch.device("cpu")
+    return pick_device_named(tp.distributed.device, info.local_rank)
 
 
 def pick_precision(tp: TrainParams, device: torch.device) -> str:
@@ -89,9 +87,6 @@ def open_dataset(tp: TrainParams, root: Path, seed: int) -> tuple[ShardDataset, 
     mode = tp.conditioning.mode
     ds = ShardDataset(root, resolution=tp.data.resolution or tp.model.output_resolution, seed=seed,
                       yaw_bin_weights=tp.data.yaw_bin_weights)
-    if mode in ("identity", "view_identity"):
-        raise ValueError(f"train.conditioning.mode {mode!r} needs an identity feature per image, but the packed "
-                         f"dataset at {root} carries none (only CLIP conditions); pick semantic/view_semantic/view/none")
     if mode == "view_semantic" and ds.view_conditions is None:
         raise ValueError(f"train.conditioning.mode 'view_semantic' needs per-view CLIP features, but {root} has no "
                          "view_conditions.safetensors")
@@ -381,9 +376,9 @@ class Trainer:
         if self.info.rank != 0:
             return
         stats_file = self.work / "stats.jsonl"
-        rows = io.read_jsonl(stats_file) if stats_file.exists() else []
+        rows = fileio.read_jsonl(stats_file) if stats_file.exists() else []
         rows = [r for r in rows if r["kimg"] < row["kimg"]] + [row]   # drop rows from after a resumed checkpoint
-        io.write_jsonl(stats_file, rows)
+        fileio.write_jsonl(stats_file, rows)
         if self.log:
             eta = duration_text(row["sec_per_kimg"] * max(self.tp.total_kimg - row["kimg"], 0.0))
             self.log.info("tick %d kimg %.3f/%g " + " ".join(f"{k}=%.4g" for k in ("loss_g", "loss_d", "r1_penalty", "sec_per_kimg")) + " ETA %s",
@@ -395,7 +390,7 @@ class Trainer:
 
 def read_stats(work_dir: Path) -> list[dict]:
     f = Path(work_dir) / "stats.jsonl"
-    return io.read_jsonl(f) if f.exists() else []
+    return fileio.read_jsonl(f) if f.exists() else []
 
 
 def stats_tsv(rows: list[dict]) -> str:

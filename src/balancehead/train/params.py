@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 
 from balancehead.params_base import Section
 
-CONDITIONINGS = ("none", "view", "view_semantic", "semantic", "identity", "view_identity")
 
 
 class ModelParams(Section):
@@ -52,8 +51,10 @@ class ModelParams(Section):
 
 
 class ConditioningParams(Section):
-    """What G's mapping network and D's projection head are conditioned on (seed 000 Table 1)."""
-    mode: Literal["none", "view", "view_semantic", "semantic", "identity", "view_identity"] = "semantic"
+    """What G's mapping network and D's projection head are conditioned on (BalanceHead Table 1)."""
+    # the trainable modes of balancehead.train.conditioning.MODES (identity modes need identity features,
+    # which the data engine does not pack: they are refused here, before any work)
+    mode: Literal["none", "view", "view_semantic", "semantic"] = "semantic"
     swap_prob: float = Field(0.7, ge=0.0, le=1.0, description=(
         "view modes: final probability that G's camera label is swapped for another real one (EG3D c-swap; PanoHead 0.7)"))
     swap_fade_kimg: float = Field(1000.0, ge=0.0, le=1e6, description=(
@@ -63,7 +64,7 @@ class ConditioningParams(Section):
 
 
 class VicicoParams(Section):
-    """ViCiCo (seed 000 eq. 1): real images paired with shuffled (camera, condition) labels are
+    """ViCiCo (BalanceHead eq. 1): real images paired with shuffled (camera, condition) labels are
     negatives for D. `variant: vico` shuffles the camera only (SphereHead's ViCo)."""
     enabled: bool = True
     variant: Literal["vicico", "vico"] = "vicico"

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as st_save
 
-from balancehead import integrity, io
+from balancehead import fileio, integrity
 from balancehead.models import load_checkpoint, save_checkpoint
 from balancehead.models.checkpoint import read_safetensors
 
@@ -50,13 +50,13 @@ def save_state(ckpt_dir: Path, modules: dict, optims: dict, meta: dict, keep: in
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp, modules, meta)
     tensors, spec = _optim_payload(optims)
-    io.write_bytes(tmp / "optim.safetensors", st_save(tensors))
-    io.write_json(tmp / "optim.json", spec)
+    fileio.write_bytes(tmp / "optim.safetensors", st_save(tensors))
+    fileio.write_json(tmp / "optim.json", spec)
     integrity.write_digests(tmp, "train")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    io.write_json(ckpt_dir / LATEST, {"name": name})
+    fileio.write_json(ckpt_dir / LATEST, {"name": name})
     old = sorted(p for p in ckpt_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
     for p in old[:max(len(old) - (keep - 1), 0)]:
         shutil.rmtree(p, ignore_errors=True)

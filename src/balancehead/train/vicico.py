@@ -1,4 +1,4 @@
-"""ViCiCo negatives (seed 000 eq. 1): real images paired with mismatched (camera, semantic) labels.
+"""ViCiCo negatives (BalanceHead eq. 1): real images paired with mismatched (camera, semantic) labels.
 
 For a real batch with D labels [camera | semantic], every row becomes a negative of one kind, drawn
 with probabilities (p_camera, p_semantic, p_both): its camera part, its semantic part or both are

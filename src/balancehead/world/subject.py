@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+# The provenance key under which a record carries the seed of its procedural subject.
+SUBJECT_SEED_KEY = "subject_seed"
+
 HAIR_STYLES = ("bald", "short", "bob", "long", "ponytail", "afro", "braids")
 # Sampling weights for the styles above (bald and afro rarer, as in portrait collections).
 HAIR_STYLE_WEIGHTS = (0.08, 0.22, 0.16, 0.18, 0.13, 0.10, 0.13)

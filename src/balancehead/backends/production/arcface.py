@@ -6,7 +6,7 @@ scale, translation; Umeyama's least-squares estimate) maps the detected landmark
 template. When `embed` is given landmarks for an image, that is what happens.
 
 Fallback. Our synthesised heads come without landmarks, and side/back views have no visible face
-at all (seed 000 A.6.10 discusses why identity metrics on such views are weak). Without landmarks we
+at all (BalanceHead A.6.10 discusses why identity metrics on such views are weak). Without landmarks we
 crop a square centred on the head found in the person mask (`segment.head_box`; the image centre
 when there is no mask) whose side is `fallback_crop` times the head-box side, shifted down by 10% of
 the head side because the face sits in the lower part of the head box (hair above it). It is an

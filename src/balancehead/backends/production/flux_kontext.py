@@ -1,4 +1,4 @@
-"""FLUX.1 Kontext synthesiser for synth_front and synth_views (seed 000 §3.1, A.2, Fig. 7).
+"""FLUX.1 Kontext synthesiser for synth_front and synth_views (BalanceHead §3.1, A.2, Fig. 7).
 
 Unlike the procedural synthesiser, which re-renders a `Subject`, this backend edits an IMAGE: the
 kept source photo for front candidates, the selected front for views. The prompt is Fig. 7's

@@ -1,4 +1,4 @@
-"""Head pose + crop + person mask from ONNX models (VGGHeads- and DAViD-class; seed 000 §3.1),
+"""Head pose + crop + person mask from ONNX models (VGGHeads- and DAViD-class; BalanceHead §3.1),
 with the interfaces of OfflinePoseEstimator (`.estimate`) and OfflineSegmenter (`.mask`, `.crop`).
 
 Both models see the whole frame letterboxed into their square input (aspect kept, white borders:

@@ -1,4 +1,4 @@
-"""Quality gate for assess_quality (seed 000 §3.1): a Hyper-IQA-class scorer exported to ONNX and a
+"""Quality gate for assess_quality (BalanceHead §3.1): a Hyper-IQA-class scorer exported to ONNX and a
 transformers Swin2SR super-resolution model for the enhance band, behind ClassicalIQA's interface
 (`.score(rgb) -> 0..100`, `.enhance(rgb) -> rgb`, `.name`, `.enhancer_name`).
 

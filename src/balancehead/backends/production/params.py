@@ -53,7 +53,7 @@ class OnnxModelParams(Section):
 # ------------------------------------------------------------------------------------------------
 
 class FluxKontextParams(HFModelParams):
-    """FLUX.1 Kontext [dev] image editing (seed 000 §3.1, A.2: 20 steps, CFG 1.0, 512x512).
+    """FLUX.1 Kontext [dev] image editing (BalanceHead §3.1, A.2: 20 steps, CFG 1.0, 512x512).
 
     How the paper's "CFG scale 1.0" maps onto diffusers' two knobs:
 
@@ -103,7 +103,7 @@ DEFAULT_ATTRIBUTE_PROMPT = (
 
 
 class QwenVLJudgeParams(HFModelParams):
-    """Qwen2.5-VL filtering agent (seed 000 A.2, Figs. 8-10); prompts stay in filter_views.prompts.
+    """Qwen2.5-VL filtering agent (BalanceHead A.2, Figs. 8-10); prompts stay in filter_views.prompts.
 
     Attribute query for the matching prompt's {attrs1}/{attrs2} (`attributes`):
 

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL filtering agent (seed 000 A.2, Figs. 8-10) with the HeuristicJudge interface.
+"""Qwen2.5-VL filtering agent (BalanceHead A.2, Figs. 8-10) with the HeuristicJudge interface.
 
 Each decision is one greedy generation on a chat message holding the image(s) then the prompt
 from `filter_views.prompts`:

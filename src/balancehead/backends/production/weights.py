@@ -20,9 +20,10 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from ...hashing import sha256_file
+
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx.data", ".onnx_data")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_CHUNK = 1 << 22
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -79,14 +80,6 @@ def refuse_pickle_only(path: Path, param: str, offline: str, what: str) -> None:
     pickles = [p.name for p in Path(path).rglob("*") if p.name.endswith(PICKLE_SUFFIXES)] if Path(path).is_dir() else []
     extra = f" (found only pickle weights {pickles[:3]}; convert them to safetensors)" if pickles else ""
     raise MissingWeightsError(missing_message(what, str(path), param, offline) + extra)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checksum(path: Path) -> dict:

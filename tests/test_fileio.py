@@ -6,25 +6,25 @@ import stat
 
 import pytest
 
-from balancehead import io
+from balancehead import fileio
 
 
 def test_write_is_atomic_and_leaves_no_temp_on_failure(tmp_path):
     target = tmp_path / "out.json"
-    io.write_json(target, {"a": 1})
-    assert io.read_json(target) == {"a": 1}
+    fileio.write_json(target, {"a": 1})
+    assert fileio.read_json(target) == {"a": 1}
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with fileio.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
-    assert io.read_json(target) == {"a": 1}                       # the old file is intact
+    assert fileio.read_json(target) == {"a": 1}                       # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]    # no temp file left behind
 
 
 def test_outputs_get_umask_permissions_not_0600(tmp_path):
     old = os.umask(0o022)
     try:
-        io.write_text(tmp_path / "x.txt", "hi")
+        fileio.write_text(tmp_path / "x.txt", "hi")
     finally:
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "x.txt").stat().st_mode)

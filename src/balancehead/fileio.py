@@ -81,6 +81,18 @@ def read_jsonl(path) -> list[dict]:
     return rows
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts as one level of dotted keys ('train.loss.r1_gamma'), keys sorted at every level."""
+    out: dict[str, object] = {}
+    for k in sorted(d):
+        v = d[k]
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """Encode an HxW (L) or HxWx3 (RGB) uint8 array as PNG; deterministic bytes for equal input."""
     from PIL import Image
