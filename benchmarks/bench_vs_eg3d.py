@@ -171,7 +171,23 @@ def eg3d_step(G, D, batch: dict, neural: int) -> None:
 
 def build_eg3d_plugins(eg3d) -> None:
     """Build EG3D's CUDA plugins now (its own custom_ops, cached under $TORCH_EXTENSIONS_DIR). A plugin
-    that fails to build is switched to EG3D's reference op, and the failure is printed."""
+    that fails to build is switched to EG3D's reference op, and the failure is printed.
+
+    EG3D's custom_ops imports the built module by name after `cpp_extension.load`; current torch loads
+    it from its file without registering that name, so the import fails although the build succeeded.
+    The harness registers what `load` returns (EG3D's code stays untouched)."""
+    from torch.utils import cpp_extension
+
+    if not getattr(cpp_extension.load, "_registers_module", False):
+        plain_load = cpp_extension.load
+
+        def load_and_register(*args, **kwargs):
+            module = plain_load(*args, **kwargs)
+            sys.modules.setdefault(kwargs.get("name") or args[0], module)
+            return module
+
+        load_and_register._registers_module = True
+        cpp_extension.load = load_and_register
     for name in ("bias_act", "upfirdn2d"):
         mod = getattr(eg3d, name)
         try:

@@ -89,14 +89,12 @@ EG3D=""
 
 PLUGIN_PIDS=""
 if [ "$HAVE_GPU" = 1 ] && [ -n "$EG3D" ]; then   # EG3D's plugins compile while our ops build
-  for plugin in bias_act upfirdn2d; do
-    timeout 300 $PY -c "
+  timeout 300 $PY -c "
 import sys; sys.path.insert(0, 'benchmarks')
 import bench_vs_eg3d as b
-e = b.import_eg3d('$EG3D'); getattr(e, '$plugin')._init(); print('EG3D $plugin plugin built')
-" >"$WORK/eg3d_$plugin.log" 2>&1 &
-    PLUGIN_PIDS="$PLUGIN_PIDS $!"
-  done
+e = b.import_eg3d('$EG3D'); b.build_eg3d_plugins(e); print('EG3D plugins:', b.eg3d_plugins(e))
+" >"$WORK/eg3d_plugins.log" 2>&1 &
+  PLUGIN_PIDS="$!"
 fi
 
 # ---- 1. build our ops (CPU twin + CUDA) and check them against the references
@@ -119,7 +117,7 @@ else
   say "our compiled ops are not loadable: everything below uses the reference ops"
 fi
 for pid in $PLUGIN_PIDS; do wait "$pid"; done
-for plugin in bias_act upfirdn2d; do [ -f "$WORK/eg3d_$plugin.log" ] && tail -n 5 "$WORK/eg3d_$plugin.log" | tee -a "$LOG"; done
+[ -f "$WORK/eg3d_plugins.log" ] && tail -n 5 "$WORK/eg3d_plugins.log" | tee -a "$LOG"
 
 BENCH_ARGS=()
 [ -n "$EG3D" ] && BENCH_ARGS+=(--eg3d "$EG3D")

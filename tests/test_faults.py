@@ -313,7 +313,7 @@ def test_unreadable_archive_names_ingest_source(tmp_path, name, content):
 
     (tmp_path / name).write_bytes(content)
     params = validate(mutated("ingest.source", str(tmp_path / name)))
-    ctx = StageContext(params=params, stage=BY_NAME["ingest"], root=tmp_path)
+    ctx = StageContext(all_params=params, stage=BY_NAME["ingest"], root=tmp_path)
     with hard_timeout(20), pytest.raises(ValueError, match=rf"ingest.source: .*{name}: not a readable"):
         ingest.main(ctx)
 
@@ -336,7 +336,7 @@ def test_ingest_stage_survives_hostile_archive(tmp_path):
         zf.writestr("notes.txt", b"hello")
     raw = mutated("ingest.source", str(archive))
     raw["ingest"].update(min_side=8)
-    ctx = StageContext(params=validate(raw), stage=BY_NAME["ingest"], root=tmp_path)
+    ctx = StageContext(all_params=validate(raw), stage=BY_NAME["ingest"], root=tmp_path)
     with hard_timeout(60):
         ingest.main(ctx)
     rows = [json.loads(line) for line in (tmp_path / "data/ingest/items.jsonl").read_text().splitlines()]
@@ -374,7 +374,7 @@ def ingested(tmp_path):
     params = validate(raw)
 
     def run():
-        ingest.main(StageContext(params=params, stage=BY_NAME["ingest"], root=tmp_path))
+        ingest.main(StageContext(all_params=params, stage=BY_NAME["ingest"], root=tmp_path))
         return _tree(tmp_path / "data/ingest")
 
     return tmp_path, params, run
@@ -408,9 +408,9 @@ def test_corrupt_upstream_file_names_file_item_and_stage(ingested):
     rec = __import__("json").loads((root / "data/ingest/items.jsonl").read_text().splitlines()[0])
     victim = root / "data/ingest/files" / f"{rec['id']}.png"
     flip(victim)
-    ctx = StageContext(params=params, stage=BY_NAME["assess_quality"], root=root)
+    ctx = StageContext(all_params=params, stage=BY_NAME["assess_quality"], root=root)
     with pytest.raises(IntegrityError) as err:
-        ctx.item_file("data/ingest", rec["id"], "png")
+        ctx.item_file("sources", rec["id"], "png")
     msg = str(err.value)
     assert str(victim) in msg and f"(item {rec['id']})" in msg and "rerun stage 'ingest'" in msg
 
@@ -421,7 +421,7 @@ def test_cache_key_follows_upstream_digests(ingested):
 
     root, params, run = ingested
     run()
-    ctx = StageContext(params=params, stage=BY_NAME["assess_quality"], root=root)
+    ctx = StageContext(all_params=params, stage=BY_NAME["assess_quality"], root=root)
     key = ctx.cache_key()
     digests = root / "data/ingest/digests.json"
     digests.write_text(digests.read_text().replace('"files": {', '"files": {"x": "0", ', 1))

@@ -93,7 +93,7 @@ def _stub_convert(calls: list):
 def test_import_checkpoint_then_sample_prior_from_it(tmp_path, monkeypatch):
     from balancehead.cli import main as cli_main
     from balancehead.data.manifest import read_manifest
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import load_checkpoint
     from balancehead.stages import sample_prior
 
@@ -118,8 +118,8 @@ def test_import_checkpoint_then_sample_prior_from_it(tmp_path, monkeypatch):
 
     # sample_prior draws 360° data from it; there is no data/train at all
     p = SamplePriorParams(num_identities=2, holdout_identities=1, equator_views=2, random_views=1, batch_size=4)
-    ctx = LocalContext(tmp_path, "sample_prior", ("data/prior",),
-                       {"sample_prior": p, "generator": GeneratorParams(checkpoint="models/panohead")})
+    ctx = stage_context(tmp_path, "sample_prior",
+                        {"sample_prior": p, "generator": GeneratorParams(checkpoint="models/panohead")})
     sample_prior.main(ctx)
     assert not (tmp_path / "data/train").exists()
     rows = read_manifest(tmp_path / "data/prior/manifest.parquet")
@@ -130,7 +130,7 @@ def test_import_checkpoint_then_sample_prior_from_it(tmp_path, monkeypatch):
 
 def test_invert_and_evaluate_take_the_imported_generator(tmp_path):
     """The official model goes through the same inversion, metrics and FID-by-yaw bias curve (no data/train)."""
-    from balancehead.evaluation.local_context import LocalContext
+    from stage_context import stage_context
     from balancehead.models import Generator, GeneratorConfig, save_checkpoint
     from balancehead.stages import evaluate, invert, sample_prior
     from test_eval_stage import _dataset
@@ -142,7 +142,7 @@ def test_invert_and_evaluate_take_the_imported_generator(tmp_path):
     gen = {"generator": GeneratorParams(checkpoint="models/eg3d")}
 
     def run(stage, outs, section, params):
-        stage.main(LocalContext(tmp_path, section, outs, {section: params, **gen}))
+        stage.main(stage_context(tmp_path, section, {section: params, **gen}))
     run(sample_prior, ("data/prior",), "sample_prior",
         SamplePriorParams(num_identities=2, holdout_identities=1, equator_views=4, random_views=0))
     run(invert, ("data/invert",), "invert", InvertParams(max_targets=1, w_steps=2, g_steps=2, turntable_frames=4))

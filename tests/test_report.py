@@ -63,7 +63,7 @@ def test_report_content_is_readable(tmp_path):
     _fill(tmp_path)
     _packed(tmp_path)
     p = ReportParams(samples_per_yaw_bin=2)
-    html = build_report(tmp_path, p, "abc123")
+    html = build_report(_inputs(tmp_path), p, "abc123")
     assert "Real packed images per yaw bin" in html
     assert html.count('alt="packed image ') == 3                      # 2 of the 3 front images + the back one
     assert "the hair colour changes between the front and this view" in html and "view filter" in html

@@ -234,7 +234,7 @@ def source_files() -> list[str]:
 _CHECKPOINT = "data/train"
 _DATASET = "data/dataset"
 _OPS = "data/build_ops"                  # compiled ops: used by the model stages where they pay (ops.use_built)
-_GENERATOR = "${generator.checkpoint}"   # the generator sample_prior/invert/evaluate use (data/train or imported)
+GENERATOR = "${generator.checkpoint}"   # the generator sample_prior/invert/evaluate use (data/train or imported)
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "data", outputs={"sources": "data/ingest"},
@@ -274,15 +274,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "train", inputs={"dataset": _DATASET, "ops": _OPS}, outputs={"checkpoint": _CHECKPOINT},
           params=("seed", "train"), metrics={"metrics": "results/train.json"},
           plots={"stats": "results/train_stats.tsv"}, mem_mb=8000, runtime=240),
-    Stage("sample_prior", "evaluation", inputs={"checkpoint": _GENERATOR, "dataset": _DATASET, "ops": _OPS},
+    Stage("sample_prior", "evaluation", inputs={"checkpoint": GENERATOR, "dataset": _DATASET, "ops": _OPS},
           outputs={"prior": "data/prior"}, params=("seed", "generator", "sample_prior"),
           metrics={"metrics": "results/sample_prior.json"}, mem_mb=8000, runtime=120),
     Stage("invert", "evaluation",
-          inputs={"checkpoint": _GENERATOR, "prior": "data/prior", "dataset": _DATASET, "ops": _OPS},
+          inputs={"checkpoint": GENERATOR, "prior": "data/prior", "dataset": _DATASET, "ops": _OPS},
           outputs={"invert": "data/invert"}, params=("seed", "camera", "generator", "invert"),
           metrics={"metrics": "results/invert.json"}, mem_mb=8000, runtime=240),
     Stage("evaluate", "evaluation",
-          inputs={"checkpoint": _GENERATOR, "dataset": _DATASET, "invert_metrics": "results/invert.json",
+          inputs={"checkpoint": GENERATOR, "dataset": _DATASET, "invert_metrics": "results/invert.json",
                   "ops": _OPS},
           outputs={"eval": "results/eval"}, params=("seed", "generator", "evaluate"),
           metrics={"metrics": "results/metrics.json"}, plots={"fid_by_yaw": "results/fid_by_yaw.tsv"},

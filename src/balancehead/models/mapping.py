@@ -50,9 +50,9 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_w_avg:  # running mean of w, the centre of truncation
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         ws = x[:, None, :].repeat(1, self.num_ws, 1)
         if psi != 1.0:
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+            ws[:, :cutoff] = self.w_avg.to(ws.dtype).lerp(ws[:, :cutoff], psi)
         return ws

@@ -31,6 +31,7 @@ class _Conv2d(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         stride, padding, groups, has_bias = ctx.args
+        dy = dy.to(x.dtype)        # under autocast the incoming gradient may be 16-bit while x is float32
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = torch.nn.grad.conv2d_input(x.shape, weight, dy, stride=stride, padding=padding, groups=groups)

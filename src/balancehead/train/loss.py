@@ -43,7 +43,7 @@ from .schedule import blur, blur_eg3d, resize
 from .vicico import make_negatives
 
 # Translation entries of the flattened 4x4 cam2world matrix in the 25-float camera label.
-TRANSLATION = (3, 7, 11)
+TRANSLATION = slice(3, 12, 4)   # entries 3, 7, 11: a slice, so indexing copies no index tensor to the device
 
 
 @dataclass
