@@ -6,7 +6,6 @@ regression shows up as a failure, not as a stuck CI job.
 """
 from __future__ import annotations
 
-import copy
 import faulthandler
 import signal
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import yaml
 
 from balancehead.params import ParamsError, load_params, validate
 from conftest import REPO
+from test_params import mutated
 
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -39,14 +39,6 @@ def hard_timeout(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
-def mutated(path: str, value):
-    raw = copy.deepcopy(RAW)
-    node = raw
-    *parents, last = path.split(".")
-    for p in parents:
-        node = node[p]
-    node[last] = value
-    return raw
 
 
 # ----------------------------------------------------------------------------------------- params

@@ -20,7 +20,6 @@ gone, on the next run.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,8 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Iterable, Optional
+
+from .hashing import sha256_file
 
 DIGESTS_FILE = "digests.json"
 FORMAT = "balancehead-digests/1"
@@ -45,15 +46,6 @@ def rerun_hint(stage: Optional[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ hashing
-def sha256_file(path) -> str:
-    """sha256 of a file, read in 1 MiB blocks (never the whole file in memory)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _MEMO: dict[tuple[int, int, int, int], str] = {}     # (device, inode, size, mtime) -> sha256, this process
 
 
