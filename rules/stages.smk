@@ -2,13 +2,23 @@
 # (dvc.yaml is generated from the same list), so a rule cannot drift from its DVC stage.
 #
 # Jobs run `<the interpreter running Snakemake> -m balancehead run STAGE`: no activated venv or
-# `balancehead` on PATH is needed. Resources are Snakemake's standard ones (`threads`, `mem_mb`,
-# `runtime` in minutes, `gpu`), which the SLURM executor plugin turns into sbatch arguments
-# (`gpu=N` -> `--gpus=N`); per-stage overrides come from params.yaml `workflow.resources`.
+# `balancehead` on PATH is needed. Under `--sdm conda` they run in the environment of
+# envs/balancehead.yaml and call its `python`; the package gets into that environment through its
+# post-deploy script (envs/balancehead.post-deploy.sh: editable install of BALANCEHEAD_ROOT, this
+# workflow's directory), because Snakemake copies an env file to .snakemake/conda/ (or --conda-prefix)
+# before `conda env create`, where a relative pip path would no longer point at the repository.
+# Resources are Snakemake's standard ones (`threads`, `mem_mb`, `runtime` in minutes, `gpu`), which the
+# SLURM executor plugin turns into sbatch arguments (`gpu=N` -> `--gpus=N`); per-stage overrides come
+# from params.yaml `workflow.resources`.
 import shlex
+
+from snakemake.settings.types import DeploymentMethod
 
 PYTHON = shlex.quote(sys.executable)
 CONDA_ENV = "../envs/balancehead.yaml"
+IN_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+JOB_PYTHON = "python" if IN_CONDA else PYTHON
+os.environ["BALANCEHEAD_ROOT"] = str(Path(workflow.basedir).resolve())   # read by the post-deploy script
 
 # Which outputs `snakemake --report` carries, and how it files them.
 REPORT = {
@@ -68,8 +78,8 @@ def dvc_commit_command():
 # A rule's shell command is evaluated again when its job runs, after this loop has moved on: it must not
 # name the loop variable. The gather rule carries its stage name as a param (a constant, so it never
 # triggers a rerun); a shard rule takes it from its output's {stage} wildcard, pinned to that one name.
-RUN_STAGE = f"{PYTHON} -m balancehead run {{params.stage}}"
-RUN_SHARD = f"{PYTHON} -m balancehead run {{wildcards.stage}} --shard {{wildcards.i}}/{{wildcards.n}}"
+RUN_STAGE = f"{JOB_PYTHON} -m balancehead run {{params.stage}}"
+RUN_SHARD = f"{JOB_PYTHON} -m balancehead run {{wildcards.stage}} --shard {{wildcards.i}}/{{wildcards.n}}"
 
 for s in pipeline.STAGES:
     if s.sharded:
