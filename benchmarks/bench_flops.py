@@ -9,6 +9,19 @@ them) on the meta device, so nothing is computed. Two EG3D configs, noise 'const
 * ffhq-512: 512 px output (SuperresolutionHybrid8XDC), neural 64 (EG3D's FFHQ-512 model).
 Both: z/w 512, c 25, tri-plane 256 x 32 ch, channel_base 32768, channel_max 512, 2 mapping layers.
 Without --eg3d only our figures are printed; with it the ratio must be within +-2 %.
+
+    python benchmarks/bench_flops.py --step [--eg3d PATH] [--config 128,512,tiny] [--batch 4] [--device meta|cpu]
+
+--step counts one G+D training step exactly as benchmarks/bench_vs_eg3d.py runs it (its models, its
+`our_step` / `eg3d_step`, fp32, G and D in training mode) on both sides, in parts: G forward, D forward of
+the fakes, the G-main backward (through D into G), D forward of detached fakes + reals, the D backward.
+Each part is split into network FLOPs (matmuls, convolutions and their backward) and the resampling FIR
+(depthwise 4x4 convolutions of the reference upfirdn2d, which on a GPU both sides run as uncounted
+plugins/kernels). The network FLOPs per step must agree within +-2 %. Issue 10's gap (ours 11.5 vs EG3D
+8.1 TFLOP/step at 512) was our modulated convs running grouped (groups=batch) in training too: the
+counter books a grouped conv's weight gradient as if every group saw all channels (x batch), and the
+grouped weight gradient is the slower kernel; EG3D trains with plain convs (fused_modconv
+'inference_only'), which the project's layers now do too.
 """
 from __future__ import annotations
 
@@ -82,11 +95,102 @@ def official(path: str, res: int, sr_module: str, batch: int) -> int:
     return flops, n_params(G, ""), n_params(G, "superresolution.")
 
 
+class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """FLOPs by torch.utils.flop_counter's formulas, booked as 'net' or 'fir' (depthwise k x k with one
+    input channel per group: the reference upfirdn2d's FIR) under the current part name."""
+
+    def __init__(self):
+        super().__init__()
+        self.part, self.flops = "", {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.utils.flop_counter import flop_registry
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            kind = "net"
+            if func._overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+                w = args[1] if func._overloadpacket is torch.ops.aten.convolution else args[2]
+                groups = args[8] if func._overloadpacket is torch.ops.aten.convolution else args[9]
+                if w.shape[1] == 1 and groups == w.shape[0] and groups > 1:
+                    kind = "fir"
+            key = (self.part, kind)
+            self.flops[key] = self.flops.get(key, 0) + formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: str | None) -> dict:
+    """{(part, kind): flops} of one training step of `side` ('ours' | 'eg3d') at bench_vs_eg3d's config."""
+    import torch.nn.functional as F
+
+    import bench_vs_eg3d as bv
+
+    spec = dict(bv.CONFIGS[name], **({"batch": batch} if batch else {}))
+    data = bv.make_batch(spec, torch.device(device))
+    c, counter = data["c"], PartCounter()
+    torch.manual_seed(0)
+    if side == "ours":
+        G, D, _ = bv.our_models(spec, "fp32", "cpu")
+        G, D = G.to(device), D.to(device)
+        forward = lambda: G(data["z"], c, c).as_discriminator_input()  # noqa: E731
+    else:
+        G, D, _ = bv.eg3d_models(bv.import_eg3d(Path(eg3d_path)), spec, "fp32", "cpu")
+        G, D = G.to(device), D.to(device)
+        forward = lambda: {k: v for k, v in G(data["z"], c, neural_rendering_resolution=spec["neural"]).items()  # noqa: E731
+                           if k in ("image", "image_raw")}
+    with counter:
+        counter.part = "G fwd"
+        fake = forward()
+        counter.part = "D fwd (fake)"
+        loss = F.softplus(-D(fake, c)).mean()
+        counter.part = "G-main bwd"
+        loss.backward()
+        fake = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in fake.items()}
+        real = {k: data["real"][k] for k in fake}
+        counter.part = "D fwd (fake+real)"
+        loss = F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()
+        counter.part = "D bwd"
+        loss.backward()
+    return counter.flops
+
+
+def step_main(args) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    ok = True
+    for name in args.config.split(","):
+        sides = {"ours": step_parts("ours", name, args.batch, args.device, None)}
+        if args.eg3d:
+            sides["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d)
+        print(f"== step {name} (batch {args.batch or 'config'}, fp32, training mode), GFLOP net / fir:")
+        parts = dict.fromkeys(part for flops in sides.values() for part, _ in flops)
+        for part in parts:
+            print(f"  {part:18s} " + " | ".join(
+                f"{k} {f.get((part, 'net'), 0) / 1e9:10.3f} / {f.get((part, 'fir'), 0) / 1e9:8.3f}" for k, f in sides.items()))
+        totals = {k: (sum(v for (_, kind), v in f.items() if kind == "net"), sum(f.values())) for k, f in sides.items()}
+        line = "  total              " + " | ".join(f"{k} {n / 1e12:.4f} TFLOP net, {a / 1e12:.4f} with FIR"
+                                                   for k, (n, a) in totals.items())
+        if "eg3d" in totals:
+            ratio = totals["ours"][0] / totals["eg3d"][0]
+            ok &= math.isclose(ratio, 1.0, abs_tol=0.02)
+            line += f"; net ratio ours/EG3D {ratio:.4f}"
+        print(line, flush=True)
+    if not ok:
+        raise SystemExit("step FLOP parity outside +-2 %")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eg3d", help="path of NVlabs/eg3d's inner eg3d/ directory")
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=None, help="batch (default 4; --step: the config's)")
+    ap.add_argument("--step", action="store_true", help="count one G+D training step in parts (bench_vs_eg3d's)")
+    ap.add_argument("--config", default="128,512", help="--step: bench_vs_eg3d configs (128, 512, tiny)")
+    ap.add_argument("--device", default="meta", help="--step: meta (nothing computed) or cpu")
     args = ap.parse_args()
+    if args.step:
+        return step_main(args)
+    args.batch = args.batch or 4
     ok = True
     for name, (res, sr_module) in CONFIGS.items():
         a, pa, sa = ours(res, sr_module, args.batch)

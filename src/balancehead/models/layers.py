@@ -125,16 +125,29 @@ class Conv2dLayer(nn.Module):
         return ops.bias_act(x, bias, act=self.activation, gain=act_gain, clamp=clamp)
 
 
-def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None):
+def modulated_conv2d(x, weight, styles, demodulate=True, up=1, resample_filter=None, fused=True):
     """Per-sample conv: weight scaled by the style of each input channel, then (optionally)
-    normalised so every output channel has unit expected variance. Runs as one grouped conv.
-    A float16 input first rescales weight and styles by their max (EG3D: avoids fp16 overflow; the
-    demodulation cancels the scale)."""
+    normalised so every output channel has unit expected variance.
+
+    fused=True runs it as one grouped conv (`groups=batch`, per-sample weights); fused=False (EG3D's
+    `fused_modconv_default="inference_only"` in training) scales the activations by the styles before
+    and by the demodulation coefficients after one plain conv with the shared weight: the same
+    product, the same multiply-adds, but plain convolutions whose weight gradient is one
+    (out, in, k, k) tensor rather than `batch` of them. The layers pick fused = not self.training,
+    as EG3D does. A float16 input first rescales weight and styles by their max (EG3D: avoids fp16
+    overflow; the demodulation cancels the scale)."""
     batch = x.shape[0]
     out_c, in_c, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
         weight = weight * (1 / math.sqrt(in_c * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(batch, in_c, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up)
+        if demodulate:
+            dcoefs = ((weight[None] * styles[:, None, :, None, None]).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+            x = x * dcoefs.to(x.dtype).reshape(batch, out_c, 1, 1)
+        return x
     w = weight[None] * styles[:, None, :, None, None]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
@@ -160,7 +173,8 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x, w, noise_mode="const", generator: torch.Generator | None = None, gain: float = 1.0):
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, resample_filter=self.resample_filter)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, resample_filter=self.resample_filter,
+                             fused=not self.training)
         if self.use_noise and noise_mode == "random":
             if generator is None:
                 raise ValueError("noise_mode='random' needs an explicit torch.Generator")
@@ -192,5 +206,5 @@ class ToRGB(nn.Module):
 
     def forward(self, x, w):
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
