@@ -80,11 +80,23 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+class PlainDumper(yaml.SafeDumper):
+    """Writes every value out: params.yaml refuses YAML anchors/aliases, which safe_dump emits for a
+    dict that appears twice."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump_params(params: dict) -> str:
+    return yaml.dump(params, Dumper=PlainDumper, sort_keys=False, width=1000)
+
+
 def set_params(root: Path, updates: dict) -> None:
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     deep_update(params, updates)
-    path.write_text(yaml.safe_dump(params, sort_keys=False, width=1000))
+    path.write_text(dump_params(params))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from balancehead.backends.production import weights as W
-from conftest import BIN, SMALL, copy_repo, deep_update, run, set_params
+from conftest import BIN, SMALL, copy_repo, deep_update, dump_params, run, set_params
 from production_models import (CentredHeadPose, NonWhiteSeg, build_random_open_clip, build_tiny_flux,
                                build_tiny_qwen, build_tiny_swin2sr, export, export_iqa, tiny_arcface)
 
@@ -151,7 +151,7 @@ def test_missing_weights_fail_before_any_item_naming_the_param(prod_run, tmp_pat
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["filter_views"]["qwen_vl"]["model"] = str(tmp_path / "no-such-qwen")
     wrong = root / "params.wrong.yaml"
-    wrong.write_text(yaml.safe_dump(params, sort_keys=False, width=1000))
+    wrong.write_text(dump_params(params))
     cache = root / "data/.items/filter_views"
     item_files = lambda: sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())  # noqa: E731
     before = item_files()
@@ -163,6 +163,6 @@ def test_missing_weights_fail_before_any_item_naming_the_param(prod_run, tmp_pat
     assert (root / "data/views/items.jsonl").read_bytes() == views_before
     # No model path at all is caught earlier still, by params validation, naming the key.
     params["filter_views"]["qwen_vl"]["model"] = None
-    wrong.write_text(yaml.safe_dump(params, sort_keys=False, width=1000))
+    wrong.write_text(dump_params(params))
     proc = run([str(BIN / "balancehead"), "--params", wrong.name, "run", "filter_views"], cwd=root, check=False)
     assert proc.returncode != 0 and "filter_views.qwen_vl.model" in proc.stderr
