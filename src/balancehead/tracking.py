@@ -128,9 +128,15 @@ def pipeline_key(ctx, exp_name: str | None) -> str:
     if not params_path.is_absolute():
         params_path = ctx.root / params_path
     h.update(params_path.read_bytes() if params_path.exists() else json.dumps(
-        ctx.params.model_dump(mode="json"), sort_keys=True).encode())
+        _all_params(ctx).model_dump(mode="json"), sort_keys=True).encode())
     h.update((exp_name or "").encode())
     return h.hexdigest()[:16]
+
+
+def _all_params(ctx):
+    """Every section: the parent run is bookkeeping for the whole pipeline, not an input of the stage that
+    happens to create it (a stage's `ctx.params` refuses sections it does not declare)."""
+    return getattr(ctx, "all_params", None) or ctx.params
 
 
 def parent_summary(params) -> tuple[dict, dict]:
@@ -169,7 +175,7 @@ def _parent(client, experiment_id: str, ctx, root: Path, start_ms: int) -> str:
         if found:
             return found[0].info.run_id
         commit = git_commit(ctx.root)
-        tags, values = parent_summary(ctx.params)
+        tags, values = parent_summary(_all_params(ctx))
         tags.update({KEY_TAG: key, "git_commit": commit, MLFLOW_GIT_COMMIT: commit, ROOT_TAG: str(root)})
         if exp_name:
             tags["dvc_exp_name"] = exp_name
