@@ -180,6 +180,7 @@ def test_kill_minus_nine_at_a_seeded_point_then_rerun_is_byte_identical(referenc
         killed = True
     assert killed or proc.returncode == 0, f"{name} failed before the kill point ({proc.returncode})"
 
+    print(f"{name}: {'killed' if killed else 'finished before the kill'} at {delay:.2f}s of {seconds[name]:.2f}s")
     run_stage(root, name)
     got = output_digests(root, stage)
     differ = sorted(k for k in digests[name].keys() | got.keys() if digests[name].get(k) != got.get(k))
