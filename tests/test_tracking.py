@@ -24,7 +24,8 @@ STAGE_SCRIPT = textwrap.dedent("""
     from balancehead.tracking import log_dataset, mlflow_run
 
     stage, root = sys.argv[1], Path.cwd()
-    ctx = SimpleNamespace(params=load_params("params.yaml"), stage=SimpleNamespace(name=stage), root=root,
+    params = load_params("params.yaml")
+    ctx = SimpleNamespace(params=params, all_params=params, stage=SimpleNamespace(name=stage), root=root,
                           params_path=Path("params.yaml"))
     (root / "out.txt").write_text(stage)
     with mlflow_run(ctx, stage, {"x": {"y": 1}}) as mlflow:
@@ -133,7 +134,8 @@ def test_generator_logged_as_artifact_loads_back_in_three_lines(tmp_path, params
     ckpt = save_checkpoint(tmp_path / "train" / "G_ema", {"G_ema": G}, {"kimg": 1.0})
     repo = _git_repo(tmp_path / "repo", params)
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    ctx = SimpleNamespace(params=validate(params, "params.yaml"), stage=SimpleNamespace(name="train"), root=repo,
+    valid = validate(params, "params.yaml")
+    ctx = SimpleNamespace(params=valid, all_params=valid, stage=SimpleNamespace(name="train"), root=repo,
                           params_path=repo / "params.yaml")
     with mlflow_run(ctx, "train", {}) as mlflow:
         mlflow.log_artifacts(str(ckpt), artifact_path="G_ema")
@@ -145,7 +147,7 @@ def test_generator_logged_as_artifact_loads_back_in_three_lines(tmp_path, params
     G2 = Generator.from_pretrained(local)                      # the documented three lines
     z, cam = torch.randn(1, G2.cfg.z_dim, generator=torch.Generator().manual_seed(0)), torch.as_tensor(np.asarray(camera_label(30.0, 0.0)))[None]
     assert G2.meta == {"kimg": 1.0} and not G2.training
-    assert torch.equal(G(z, torch.zeros(1, 0), cam).image, G2(z, torch.zeros(1, 0), cam).image)
+    assert torch.equal(G.eval()(z, torch.zeros(1, 0), cam).image, G2(z, torch.zeros(1, 0), cam).image)   # both in eval mode
     assert torch.equal(Generator.from_pretrained(tmp_path / "train").mapping.w_avg, G.mapping.w_avg)
 
 
