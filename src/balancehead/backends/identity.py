@@ -63,7 +63,8 @@ def lab_histogram(lab: np.ndarray, cfg: IdentityConfig) -> np.ndarray:
     wl = _soft_weights(lab[:, 0], L_CENTRES, cfg.l_sigma)
     wa = _soft_weights(lab[:, 1], A_CENTRES, cfg.ab_sigma)
     wb = _soft_weights(lab[:, 2], B_CENTRES, cfg.ab_sigma)
-    hist = np.einsum("nl,na,nb->lab", wl, wa, wb).ravel()
+    # sum_n wl[n, l] wa[n, a] wb[n, b] as one matrix product (a plain 3-operand einsum is ~9x slower)
+    hist = ((wl[:, :, None] * wa[:, None, :]).reshape(len(lab), -1).T @ wb).ravel()
     hist = np.sqrt(hist / hist.sum())
     return hist / max(np.linalg.norm(hist), 1e-12)
 

@@ -20,6 +20,7 @@ attribute text that fills the matching prompt's {attrs1}/{attrs2}.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -96,6 +97,13 @@ def hat_brim_ratio(mask: np.ndarray) -> float:
     return float(best)
 
 
+def _box_sums(a: np.ndarray, p: int) -> np.ndarray:
+    """Sums over every p x p window of a 2-D array (shape (h-p+1, w-p+1)), from an integral image."""
+    c = np.zeros((a.shape[0] + 1, a.shape[1] + 1), dtype=a.dtype)
+    c[1:, 1:] = a.cumsum(axis=0).cumsum(axis=1)
+    return c[p:, p:] - c[:-p, p:] - c[p:, :-p] + c[:-p, :-p]
+
+
 def duplicate_blocks(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> int:
     """Number of textured pixel blocks that occur twice, exactly, at least `duplicate_min_shift`
     apart: a copy-paste inside the head (duplicated eyes or mouth) and nothing a renderer or a
@@ -106,18 +114,27 @@ def duplicate_blocks(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> int
     if h < p or w < p:
         return 0
     win = np.lib.stride_tricks.sliding_window_view(grey, (p, p))  # (h-p+1, w-p+1, p, p)
-    inside = np.lib.stride_tricks.sliding_window_view(np.asarray(mask) > 127, (p, p)).mean(axis=(2, 3)) >= 0.5
+    inside = 2 * _box_sums((np.asarray(mask) > 127).astype(np.int64), p) >= p * p
     lum = rgb.mean(axis=2)
-    std = np.lib.stride_tricks.sliding_window_view(lum, (p, p)).std(axis=(2, 3))
+    mean = _box_sums(lum, p) / (p * p)
+    std = np.sqrt(np.maximum(_box_sums(lum * lum, p) / (p * p) - mean * mean, 0.0))
     ys, xs = np.nonzero(inside & (std >= cfg.duplicate_min_std))
-    seen: dict[bytes, tuple[int, int]] = {}
-    count = 0
-    for y, x in zip(ys, xs):
-        key = win[y, x].tobytes()
-        first = seen.setdefault(key, (y, x))
-        if first != (y, x) and max(abs(first[0] - y), abs(first[1] - x)) >= cfg.duplicate_min_shift:
-            count += 1
-    return count
+    if ys.size == 0:
+        return 0
+    # Each candidate block against the first block (in row-major scan order) with the same pixels.
+    # Grouped by a 64-bit hash of the block (wrapping integer arithmetic), then checked pixel by pixel:
+    # a hash collision (never seen) falls back to exact byte keys.
+    blocks = win[ys, xs].reshape(ys.size, -1).astype(np.int64)
+    weights = np.random.default_rng(0).integers(1, 2**62, size=blocks.shape[1], dtype=np.int64) | 1
+    with np.errstate(over="ignore"):
+        hashes = blocks @ weights
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    first = first[inverse.ravel()]
+    if not np.array_equal(blocks[first], blocks):
+        seen: dict[bytes, int] = {}
+        first = np.array([seen.setdefault(row.tobytes(), k) for k, row in enumerate(blocks)])
+    shift = np.maximum(np.abs(ys[first] - ys), np.abs(xs[first] - xs))
+    return int(((first != np.arange(ys.size)) & (shift >= cfg.duplicate_min_shift)).sum())
 
 
 def smear_score(rgb: np.ndarray, mask: np.ndarray, cfg: JudgeConfig) -> float:
@@ -308,6 +325,17 @@ class HeuristicJudge:
     def __init__(self, cfg: JudgeConfig = JudgeConfig(), identity_cfg: IdentityConfig = IdentityConfig()):
         self.cfg = cfg
         self.embedder = OfflineIdentityEmbedder(identity_cfg)
+        self._fronts: dict[bytes, np.ndarray] = {}
+
+    def _front_embedding(self, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The front view is compared with each of its subject's views: embed it once (keyed by content)."""
+        key = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes() + np.ascontiguousarray(mask).tobytes(),
+                              digest_size=16).digest()
+        if key not in self._fronts:
+            if len(self._fronts) >= 64:
+                self._fronts.clear()
+            self._fronts[key] = self.embedder.embed_one(rgb, mask)
+        return self._fronts[key]
 
     @staticmethod
     def _mask(rgb, mask):
@@ -350,7 +378,7 @@ class HeuristicJudge:
         cfg = self.cfg
         front_mask = self._mask(front_rgb, front_mask)
         view_mask = self._mask(view_rgb, view_mask)
-        a = self.embedder.embed_one(front_rgb, front_mask)
+        a = self._front_embedding(front_rgb, front_mask)
         b = self.embedder.embed_one(view_rgb, view_mask)
         sims = block_similarities(a, b, self.embedder.cfg)
         turn = min(abs(float(est_yaw)), 180.0) / 180.0
