@@ -84,6 +84,7 @@ class OfflinePoseEstimator:
                     yaws.append(wrap_yaw(sign * yaw))
                     pitches.append(pitch)
         self._feats = np.stack(feats)
+        self._sq_norms = (self._feats * self._feats).sum(1)   # per bank row, reused by every query
         self._yaw = np.radians(np.asarray(yaws, dtype=np.float64))
         self._pitch = np.asarray(pitches, dtype=np.float64)
 
@@ -101,7 +102,7 @@ class OfflinePoseEstimator:
             q.append(_features(rgb, c.feature_size))
         q = np.stack(q)
         # Squared euclidean distance via dot products (features of equal block norms).
-        d2 = (q * q).sum(1)[:, None] - 2 * q @ self._feats.T + (self._feats * self._feats).sum(1)[None, :]
+        d2 = (q * q).sum(1)[:, None] - 2 * q @ self._feats.T + self._sq_norms[None, :]
         nn = np.argpartition(d2, c.k, axis=1)[:, :c.k]
         out = []
         for row, idx in zip(d2, nn):
