@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
-from .evaluation.params import EvaluateParams, GeneratorParams, InvertParams, ReportParams, SamplePriorParams
+from .evaluation.params import (EvalReconParams, EvaluateParams, GeneratorParams, InvertParams, ReportParams,
+                                SamplePriorParams)
 from .train.params import TrainParams
 
 
@@ -344,6 +345,7 @@ class Params(_Section):
     generator: GeneratorParams = GeneratorParams()
     sample_prior: SamplePriorParams = SamplePriorParams()
     invert: InvertParams = InvertParams()
+    eval_recon: EvalReconParams = EvalReconParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
 
