@@ -104,3 +104,18 @@ def test_pose_distance_wraps_yaw():
     assert d == pytest.approx(math.radians(2.0))
     assert pose_distance({"yaw": 0.0, "pitch": 3.0, "roll": 4.0}, {"yaw": 0.0, "pitch": 0.0}) == pytest.approx(
         math.radians(5.0))
+
+
+def test_report_shows_the_table_and_both_turntables(run):
+    from balancehead.evaluation.params import ReportParams
+    from balancehead.pipeline import stage
+    from balancehead.stages.report import build_report
+
+    root, _ = run
+    html = build_report({n: root / p for n, p in stage("report").inputs.items()}, ReportParams(), "abc")
+    section = html.split('id="reconstruction"', 1)[1].split("</section>", 1)[0]
+    assert "PanoLAM Table 2 protocol" in section and "PTI on the generator" in section
+    assert "panolam_tiny (feed-forward)" in section and "Recon. (s)" in section
+    assert "not comparable to published numbers" in section.lower() and "offline" in section
+    assert section.count("3D Gaussian head, 360°") == 2 and section.count("PTI on the generator, 360°") == 2
+    assert section.count("input photo") == 2
