@@ -33,7 +33,7 @@ def run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("eval_recon")
     save_checkpoint(root / "data/train", {"G_ema": Generator(GeneratorConfig.tiny())}, {"conditioning": "view"})
-    sp = SamplePriorParams(num_identities=3, holdout_identities=2, equator_views=4, random_views=0)
+    sp = SamplePriorParams(num_identities=4, holdout_identities=2, equator_views=8, random_views=0)
     sample_prior.main(stage_context(root, "sample_prior", {"sample_prior": sp}))
     ip = InvertParams(max_targets=2, w_steps=4, g_steps=2, turntable_frames=4)
     invert.main(stage_context(root, "invert", {"invert": ip}))
@@ -57,6 +57,9 @@ def test_metrics_have_the_table_shape_and_are_finite(run):
             assert all(math.isfinite(r[f"{v}_{k}"]) for k in ("psnr", "ssim", "lpips", "apd"))
         assert "back_csim" not in r and "front_csim" in r      # CSIM on the front view only (PanoLAM §4.2)
         assert 0.0 <= r["ssim"] <= 1.0 and r["apd"] >= 0.0 and r["seconds_per_reconstruction"] > 0.0
+    m = summary["mean_head"]
+    assert m["targets"] == 2 and m["seconds_per_reconstruction"] is None
+    assert all(math.isfinite(m[f"{v}_psnr"]) for v in VIEWS)     # 8 equator views: every view has a neighbour
     labels = json.loads((root / "data/eval_recon/labels.json").read_text())
     assert labels["lpips_is_offline"] and labels["encoder_offline"] and labels["pose_backend"]
 
@@ -119,3 +122,70 @@ def test_report_shows_the_table_and_both_turntables(run):
     assert "not comparable to published numbers" in section.lower() and "offline" in section
     assert section.count("3D Gaussian head, 360°") == 2 and section.count("PTI on the generator, 360°") == 2
     assert section.count("input photo") == 2
+
+
+def test_a_trained_reconstructor_beats_the_mean_head_on_held_out_identities():
+    """A tiny synthetic prior set: one head shape (the template's Gaussians) whose identities differ in colour
+    (each RGB channel dark or light). After a few seconds of training on 8 identities, the reconstructions of 4
+    held-out identities (front photo in; front / back / left / right scored) beat the mean-head baseline (the
+    mean training image per view) by more than 3 dB PSNR on average. Measured on one core: 18.5 vs 11.2 dB
+    after 40 steps (7 s); the untrained model does not beat it."""
+    import dataclasses
+
+    from balancehead.evaluation.image_metrics import psnr
+    from balancehead.evaluation.reconstruction import (mean_images, reconstruct, render_head, to_unit,
+                                                       view_cameras)
+    from balancehead.recon.config import TemplateConfig, preset
+    from balancehead.recon.gaussians import Gaussians
+    from balancehead.recon.losses import reconstruction_loss
+    from balancehead.recon.model import build_model
+
+    size, steps = 12, 40
+    cfg = preset("perchead_tiny", render_size=size, template=TemplateConfig(subdivisions=2))
+    cfg = dataclasses.replace(cfg, patches=dataclasses.replace(cfg.patches, patches=16), sharpen=None)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    cams = view_cameras(VIEWS)
+    with torch.no_grad():
+        shape = model(torch.ones(1, 3, size, size)).gaussians.select(0)
+
+    def identity(seed):               # -> views (V, S, S, 3) uint8, front first
+        colour = torch.tensor(np.array([0.1, 0.9])[np.random.default_rng(seed).integers(0, 2, 3)], dtype=torch.float32)
+        head = Gaussians(shape.means, shape.quats, shape.scales, shape.opacities, colour.expand_as(shape.means))
+        return render_head(head, cams, size, "torch")
+
+    def tensors(views):
+        rgb = torch.cat([to_unit(v) for v in views])
+        return rgb, (rgb.min(1, keepdim=True).values < 0.99).float()
+
+    train_views = [identity(s) for s in range(8)]
+    train = [tensors(v) for v in train_views]
+    held_out = [identity(100 + s) for s in range(4)]
+    mean = np.stack([mean_images([t[v] for t in train_views]) for v in range(len(VIEWS))])
+
+    def scores():
+        ours, base = [], []
+        for views in held_out:
+            rgb, mask = tensors(views)
+            head, _ = reconstruct(model.eval(), views[0], (mask[0, 0] * 255).to(torch.uint8).numpy())
+            ours.append(psnr(to_unit_batch(render_head(head, cams, size, "torch")), rgb).mean().item())
+            base.append(psnr(to_unit_batch(mean), rgb).mean().item())
+        return float(np.mean(ours)), float(np.mean(base))
+
+    to_unit_batch = lambda imgs: torch.cat([to_unit(i) for i in imgs])  # noqa: E731
+    untrained, baseline = scores()
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=5e-3)
+    rng = np.random.default_rng(0)
+    model.train()
+    for _ in range(steps):
+        pick = rng.choice(len(train), 2, replace=False)
+        rgb = torch.stack([train[i][0] for i in pick])
+        mask = torch.stack([train[i][1] for i in pick])
+        camera = torch.from_numpy(cams)[None].expand(2, -1, -1)
+        loss, _ = reconstruction_loss(cfg.loss, model(rgb[:, 0], mask[:, 0]), rgb, mask, camera, size, backend="torch")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    trained, baseline_again = scores()
+    assert baseline_again == baseline
+    assert untrained < baseline + 3.0 and trained > baseline + 3.0, (untrained, trained, baseline)

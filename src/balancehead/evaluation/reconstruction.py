@@ -101,6 +101,41 @@ def target_mask(prior_dir, target) -> np.ndarray | None:
     return None if sample is None else sample.mask
 
 
+def mean_images(images: list[np.ndarray]) -> np.ndarray:
+    """Pixel-wise mean of uint8 images of one size (the mean head at one view)."""
+    return np.mean(np.stack(images).astype(np.float64), axis=0).round().astype(np.uint8)
+
+
+def mean_head_views(prior_dir, views, size: int, max_angle_deg: float = 22.5) -> dict:
+    """The mean-head baseline at each named view: the mean of the prior's *training* identities' packed images
+    nearest that view (yaw gap and pitch combined, within `max_angle_deg`; one per identity), resized to `size`.
+    The best guess that ignores the input photo -- a reconstructor must beat it on held-out identities (the
+    baseline train_recon's held-out check also reports)."""
+    import json
+
+    from balancehead.camera import yaw_distance
+    from balancehead.data.manifest import MANIFEST_FILE, SHARDS_DIR, packed_rows, read_manifest
+    from balancehead.data.shards import iter_shard
+
+    prior_dir = Path(prior_dir)
+    train = set(json.loads((prior_dir / "splits.json").read_text())["prior"])
+    rows = [r for r in packed_rows(read_manifest(prior_dir / MANIFEST_FILE)) if r["subject_id"] in train]
+    chosen: dict[str, list[dict]] = {}
+    for v in views:
+        for sid in sorted({r["subject_id"] for r in rows}):
+            gap = lambda r: float(np.hypot(yaw_distance(r["yaw"], NOVEL_VIEWS[v]), r["pitch"]))  # noqa: E731
+            best = min((r for r in rows if r["subject_id"] == sid), key=lambda r: (gap(r), r["image_id"]))
+            if gap(best) <= max_angle_deg:
+                chosen.setdefault(v, []).append(best)
+    wanted: dict[str, set] = {}
+    for rs in chosen.values():
+        for r in rs:
+            wanted.setdefault(r["shard"], set()).add(r["key"])
+    pixels = {(shard, s.key): resize(s.image, size) for shard, keys in sorted(wanted.items())
+              for s in iter_shard(prior_dir / SHARDS_DIR / shard, keys=keys)}
+    return {v: mean_images([pixels[(r["shard"], r["key"])] for r in rs]) for v, rs in chosen.items()}
+
+
 def view_cameras(views, pitch_deg: float = 0.0) -> np.ndarray:
     """(V, 25) labels of the named views (NOVEL_VIEWS yaws; the default camera, as invert renders its ground
     truth -- without self-adaptation the label is the rendering camera)."""

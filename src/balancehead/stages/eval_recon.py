@@ -7,13 +7,15 @@ from the invert stage run on the same targets (`invert.targets: prior_holdout`):
 identity's true latent and its tuned generator at exactly these cameras (gt_<view>.png, novel_<view>.png),
 so both rows of the table are scored against the same pixels by the same functions
 (evaluation/reconstruction.py). PTI is not run again; its seconds per reconstruction are those invert timed.
+A third row, the mean-head baseline (the mean training image of the prior nearest each view), is what any
+reconstructor must beat on held-out identities.
 
 The `eval_recon` output directory holds, per target <id>/:
   input.png            the input photo (white background) given to the reconstructor
   head.ply             the reconstructed head, standard 3DGS .ply (any splat viewer opens it)
   turntable.gif        its 360-degree turntable (turntable.mp4 too with `mp4: true` and imageio-ffmpeg)
   recon_<view>.png     its renders at the evaluation views
-  metrics.json         per-view metrics of both methods and the seconds each took
+  metrics.json         per-view metrics of the reconstructor, PTI and the mean head, and the seconds taken
 plus metrics.jsonl (the same without the machine-dependent seconds) and labels.json (what measured what).
 The `metrics` output (DVC metrics) holds the two table rows; the evaluate stage merges it into its own
 `metrics` output under "reconstruction".
@@ -52,8 +54,8 @@ def main(ctx) -> None:
     from ..backends.identity import OfflineIdentityEmbedder
     from ..devices import pick_device
     from ..evaluation.perceptual import PerceptualLoss
-    from ..evaluation.reconstruction import (Scorers, export_head, reconstruct, render_head, score_views, summarise,
-                                             target_mask, view_cameras)
+    from ..evaluation.reconstruction import (Scorers, export_head, mean_head_views, reconstruct, render_head,
+                                             score_views, summarise, target_mask, view_cameras)
     from ..evaluation.targets import prior_targets
     from ..recon.checkpoint import load_reconstructor
 
@@ -75,7 +77,8 @@ def main(ctx) -> None:
     out_dir = ctx.output("eval_recon")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    records, recon_scores, pti_scores, recon_secs, pti_secs, missing = [], [], [], [], [], []
+    records, recon_scores, pti_scores, mean_scores, recon_secs, pti_secs, missing = [], [], [], [], [], [], []
+    mean_heads = {}                                         # metric size -> the mean-head baseline's views
     for t in track(targets, ctx.log, "eval_recon: targets", "target"):
         gts, ptis, pti_seconds = _read_gt_and_pti(inv_root / t.target_id, p.views, p.resolution)
         target_size = p.resolution or (next(iter(gts.values())).shape[0] if gts else t.image.shape[0])
@@ -89,12 +92,16 @@ def main(ctx) -> None:
             fileio.write_png(d / f"recon_{v}.png", img)
         export_head(head, d, p.turntable_frames, p.turntable_size or target_size, p.frame_ms, p.mp4,
                     p.turntable_pitch_deg, backend, ctx.log)
+        if target_size not in mean_heads:
+            mean_heads[target_size] = mean_head_views(prior_dir, p.views, target_size)
         rec = {"target_id": t.target_id, "input_yaw": t.yaw, "gaussians": len(head),
-               "reconstructor": score_views(scorers, renders, gts), "pti": score_views(scorers, ptis, gts)}
+               "reconstructor": score_views(scorers, renders, gts), "pti": score_views(scorers, ptis, gts),
+               "mean_head": score_views(scorers, mean_heads[target_size], gts)}
         if not gts:
             missing.append(t.target_id)
         else:
             recon_scores.append(rec["reconstructor"])
+            mean_scores.append(rec["mean_head"])
             recon_secs.append(seconds)
             if rec["pti"]:
                 pti_scores.append(rec["pti"])
@@ -110,6 +117,7 @@ def main(ctx) -> None:
               "lpips_metric": scorers.lpips.labels[0], "lpips_is_offline": p.metric_lpips.kind == "offline",
               "identity_backend": scorers.embedder.name, "pose_backend": pose.name if pose is not None else None,
               "apd": "mean L2 of (yaw, pitch, roll) estimates, radians" if pose is not None else None,
+              "mean_head": "pixel mean of the prior's training images nearest each view (within 22.5 degrees)",
               "views": list(p.views), "input_yaw_deg": p.input_yaw_deg, "rasterizer": backend,
               "device": str(device), "targets": len(records), "targets_without_ground_truth": missing,
               "train_meta": meta}
@@ -119,7 +127,7 @@ def main(ctx) -> None:
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     summary = {"targets": len(recon_scores), "reconstructor": summarise(recon_scores, recon_secs),
-               "pti": summarise(pti_scores, pti_secs)}
+               "pti": summarise(pti_scores, pti_secs), "mean_head": summarise(mean_scores, [])}
     fileio.write_json(ctx.output("metrics"), summary)
     r, q = summary["reconstructor"], summary["pti"]
     ctx.log.info("eval_recon: %d targets; PSNR recon %s / PTI %s dB; %.3g s per reconstruction",

@@ -202,7 +202,8 @@ def _reconstruction_section(R, inputs, p) -> str:
     lab_file = out / "labels.json"
     lab = json.loads(lab_file.read_text()) if lab_file.exists() else {}
     rows = [(f"{lab.get('reconstructor', 'reconstructor')} (feed-forward)", *[m["reconstructor"].get(k) for k, _ in TABLE2]),
-            ("PTI on the generator", *[m["pti"].get(k) for k, _ in TABLE2])]
+            ("PTI on the generator", *[m["pti"].get(k) for k, _ in TABLE2]),
+            ("mean head (ignores the input; baseline)", *[m.get("mean_head", {}).get(k) for k, _ in TABLE2])]
     offline = [what for what, flag in (("the encoder is a random-initialised stand-in for DINOv2", lab.get("encoder_offline")),
                                        ("LPIPS is the offline stand-in distance", lab.get("lpips_is_offline"))) if flag]
     body = ("<h3>PanoLAM Table 2 protocol</h3>"
