@@ -90,6 +90,13 @@ def test_exports_per_target(run):
             assert (d / f"recon_{v}.png").exists()
         rec = json.loads((d / "metrics.json").read_text())
         assert rec["seconds"]["reconstructor"] > 0 and rec["seconds"]["pti"] > 0
+    # the .ply is the head that was scored: rendered again from the file, it gives the scored render
+    from balancehead import fileio
+    from balancehead.evaluation.reconstruction import render_head, view_cameras
+
+    saved = fileio.read_png(dirs[0] / "recon_back.png")
+    again = render_head(read_ply(dirs[0] / "head.ply"), view_cameras(["back"]), saved.shape[0], "torch")[0]
+    assert np.abs(again.astype(int) - saved.astype(int)).max() <= 2
 
 
 def test_evaluate_merges_the_table_into_metrics_json(run, monkeypatch):
@@ -189,3 +196,39 @@ def test_a_trained_reconstructor_beats_the_mean_head_on_held_out_identities():
     trained, baseline_again = scores()
     assert baseline_again == baseline
     assert untrained < baseline + 3.0 and trained > baseline + 3.0, (untrained, trained, baseline)
+
+
+def _plain_ply(data: bytes) -> tuple[list[str], list[tuple]]:
+    """A reader independent of recon/ply.py: the header by lines, records by `struct` (float32 properties only)."""
+    import struct
+
+    head, _, body = data.partition(b"end_header\n")
+    lines = head.decode("ascii").splitlines()
+    assert lines[0] == "ply" and lines[1] == "format binary_little_endian 1.0"
+    count = int(next(l for l in lines if l.startswith("element vertex")).split()[2])
+    names = [l.split()[2] for l in lines if l.startswith("property float ")]
+    assert len(names) == sum(l.startswith("property") for l in lines)
+    fmt = "<" + "f" * len(names)
+    assert len(body) == count * struct.calcsize(fmt)
+    return names, list(struct.iter_unpack(fmt, body))
+
+
+def test_exported_ply_reads_back_as_a_standard_3dgs_file(run):
+    """The head.ply of a target, read by a plain struct reader: the 3DGS property names in order, and values that
+    give back the Gaussians our reader decodes (logit opacity, log scale, SH DC colour, w-first unit quaternion)."""
+    from balancehead.recon.ply import SH_C0, property_names, read_ply
+
+    root, _ = run
+    path = next(d for d in sorted((root / "data/eval_recon").iterdir()) if d.is_dir()) / "head.ply"
+    names, rows = _plain_ply(path.read_bytes())
+    assert names == property_names(3)
+    g = read_ply(path)
+    assert len(rows) == len(g)
+    col = {n: np.array([r[i] for r in rows]) for i, n in enumerate(names)}
+    np.testing.assert_allclose(np.stack([col["x"], col["y"], col["z"]], 1), g.means.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-col["opacity"])), g.opacities.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(col["scale_0"]), g.scales[:, 0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(0.5 + SH_C0 * col["f_dc_1"], g.colors[:, 1].numpy(), rtol=1e-5, atol=1e-6)
+    quats = np.stack([col[f"rot_{i}"] for i in range(4)], 1)
+    np.testing.assert_allclose(np.linalg.norm(quats, axis=1), 1.0, rtol=1e-5)
+    assert (g.opacities > 0).all() and (g.opacities < 1).all() and (g.scales > 0).all()
