@@ -18,6 +18,7 @@ from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadP
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
 from .evaluation.params import EvaluateParams, GeneratorParams, InvertParams, ReportParams, SamplePriorParams
+from .recon.params import TrainReconParams
 from .train.params import TrainParams
 
 
@@ -343,6 +344,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     generator: GeneratorParams = GeneratorParams()
     sample_prior: SamplePriorParams = SamplePriorParams()
+    train_recon: TrainReconParams = TrainReconParams()
     invert: InvertParams = InvertParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
