@@ -19,6 +19,7 @@ from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadP
 from .params_base import Section
 from .evaluation.params import (EvalReconParams, EvaluateParams, GeneratorParams, InvertParams, ReportParams,
                                 SamplePriorParams)
+from .recon.params import TrainReconParams
 from .train.params import TrainParams
 
 
@@ -344,6 +345,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     generator: GeneratorParams = GeneratorParams()
     sample_prior: SamplePriorParams = SamplePriorParams()
+    train_recon: TrainReconParams = TrainReconParams()
     invert: InvertParams = InvertParams()
     eval_recon: EvalReconParams = EvalReconParams()
     evaluate: EvaluateParams = EvaluateParams()
