@@ -232,3 +232,24 @@ def test_exported_ply_reads_back_as_a_standard_3dgs_file(run):
     quats = np.stack([col[f"rot_{i}"] for i in range(4)], 1)
     np.testing.assert_allclose(np.linalg.norm(quats, axis=1), 1.0, rtol=1e-5)
     assert (g.opacities > 0).all() and (g.opacities < 1).all() and (g.scales > 0).all()
+
+
+def test_export_writes_mp4_only_when_a_writer_exists(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from balancehead.evaluation import reconstruction
+    from balancehead.recon.gaussians import Gaussians
+
+    n = 20
+    g = Gaussians(torch.randn(n, 3) * 0.1, torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), 0.05),
+                  torch.full((n,), 0.8), torch.rand(n, 3))
+    log = logging.getLogger("test_export")
+    monkeypatch.setattr(reconstruction, "mp4_bytes", lambda frames, fps: None)        # no imageio-ffmpeg
+    with caplog.at_level(logging.WARNING, logger="test_export"):
+        assert reconstruction.export_head(g, tmp_path / "a", 3, 16, mp4=True, log=log) == ["head.ply", "turntable.gif"]
+    assert "imageio-ffmpeg" in caplog.text and not (tmp_path / "a/turntable.mp4").exists()
+    seen = {}
+    monkeypatch.setattr(reconstruction, "mp4_bytes", lambda frames, fps: seen.setdefault("shape", frames.shape) and b"mp4")
+    assert reconstruction.export_head(g, tmp_path / "b", 3, 16, mp4=True)[-1] == "turntable.mp4"
+    assert (tmp_path / "b/turntable.mp4").read_bytes() == b"mp4" and seen["shape"] == (3, 16, 16, 3)
+    assert reconstruction.export_head(g, tmp_path / "c", 3, 16) == ["head.ply", "turntable.gif"]   # mp4 off
