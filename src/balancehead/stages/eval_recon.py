@@ -83,11 +83,10 @@ def main(ctx) -> None:
         gts, ptis, pti_seconds = _read_gt_and_pti(inv_root / t.target_id, p.views, p.resolution)
         target_size = p.resolution or (next(iter(gts.values())).shape[0] if gts else t.image.shape[0])
         mask = target_mask(prior_dir, t)
-        image = t.image
-        head, seconds = reconstruct(model, image, mask, p.timing_repeats)
+        head, seconds = reconstruct(model, t.image, mask, p.timing_repeats)
         renders = dict(zip(p.views, render_head(head, cameras, target_size, backend)))
         d = tmp / t.target_id
-        fileio.write_png(d / "input.png", image)
+        fileio.write_png(d / "input.png", t.image)
         for v, img in renders.items():
             fileio.write_png(d / f"recon_{v}.png", img)
         export_head(head, d, p.turntable_frames, p.turntable_size or target_size, p.frame_ms, p.mp4,
