@@ -161,3 +161,33 @@ def test_depth_with_a_mixed_dataset_is_refused():
     raw["train_recon"]["loss"]["depth"] = 1.0
     with pytest.raises(ParamsError, match="depth"):
         validate(raw)
+
+
+def test_sigterm_checkpoints_and_exits_with_the_requeue_code(prior, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import signal
+
+    from stage_context import stage_context
+    from balancehead.stages import train_recon
+    from balancehead.train import recon_loop
+
+    shutil.copytree(prior, tmp_path / "data/prior")
+    p = TrainReconParams(steps=50, batch_size=1, resolution=16, checkpoint_steps=100, requeue_exit_code=7)
+    ctx = stage_context(tmp_path, "train_recon", {"train_recon": p})
+    step = recon_loop.ReconTrainer.train_step
+
+    def step_then_sigterm(self):                 # SIGTERM arrives during step 2, as SLURM would send it
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self)
+
+    monkeypatch.setattr(recon_loop.ReconTrainer, "train_step", step_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        train_recon.main(ctx)
+    assert stopped.value.code == 7
+    assert not (tmp_path / "data/recon").exists()
+    ckpts = tmp_path / "data/.items/train_recon" / train_recon.run_key(ctx) / "checkpoints"
+    assert json.loads((ckpts / "latest.json").read_text()) == {"name": "ckpt-000000002"}
+    assert signal.getsignal(signal.SIGTERM) is before              # the stage's handler is gone again
