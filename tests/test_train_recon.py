@@ -214,3 +214,13 @@ def test_stage_mixes_the_packed_dataset_and_takes_perceptual_terms(prior, tmp_pa
     metrics = json.loads((tmp_path / "results/train_recon.json").read_text())
     assert metrics["train_identities"] == 4 and metrics["train_views"] == 22
     assert metrics["perceptual"] == ["offline"] and "holdout_psnr" not in metrics
+
+
+def test_paper_preset_without_dinov2_weights_stops_before_any_work(tmp_path):
+    from stage_context import stage_context
+    from balancehead.stages import train_recon
+
+    p = TrainReconParams(preset="panolam", encoder_weights="models/nowhere")
+    with pytest.raises(FileNotFoundError, match=r"train_recon\.encoder_weights.*models/nowhere"):
+        train_recon.main(stage_context(tmp_path, "train_recon", {"train_recon": p}))
+    assert not (tmp_path / "data").exists()
