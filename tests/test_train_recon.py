@@ -161,3 +161,66 @@ def test_depth_with_a_mixed_dataset_is_refused():
     raw["train_recon"]["loss"]["depth"] = 1.0
     with pytest.raises(ParamsError, match="depth"):
         validate(raw)
+
+
+def test_sigterm_checkpoints_and_exits_with_the_requeue_code(prior, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import signal
+
+    from stage_context import stage_context
+    from balancehead.stages import train_recon
+    from balancehead.train import recon_loop
+
+    shutil.copytree(prior, tmp_path / "data/prior")
+    p = TrainReconParams(steps=50, batch_size=1, resolution=16, checkpoint_steps=100, requeue_exit_code=7)
+    ctx = stage_context(tmp_path, "train_recon", {"train_recon": p})
+    step = recon_loop.ReconTrainer.train_step
+
+    def step_then_sigterm(self):                 # SIGTERM arrives during step 2, as SLURM would send it
+        if self.step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self)
+
+    monkeypatch.setattr(recon_loop.ReconTrainer, "train_step", step_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        train_recon.main(ctx)
+    assert stopped.value.code == 7
+    assert not (tmp_path / "data/recon").exists()
+    ckpts = tmp_path / "data/.items/train_recon" / train_recon.run_key(ctx) / "checkpoints"
+    assert json.loads((ckpts / "latest.json").read_text()) == {"name": "ckpt-000000002"}
+    assert signal.getsignal(signal.SIGTERM) is before              # the stage's handler is gone again
+
+
+def test_stage_mixes_the_packed_dataset_and_takes_perceptual_terms(prior, tmp_path):
+    """PercHead-style mixing: the packed dataset's subjects join the prior identities; an (offline) perceptual
+    term is added to the loss."""
+    import shutil
+
+    from stage_context import stage_context
+    from balancehead.stages import train_recon
+
+    shutil.copytree(prior, tmp_path / "data/prior")
+    write_world_prior(tmp_path / "data/dataset", identities=2, holdout=0, yaws=(0, 60, -60), size=24, seed=50,
+                      role="view", prefix="subj")
+    mixed = load_views(tmp_path / "data/dataset", 16, roles=("front", "view"))
+    assert mixed.subject_ids == ["subj000000", "subj000001"] and mixed.num_images == 6
+    both = load_views(prior, 16, subjects=read_splits(prior)["prior"]).merged(mixed)
+    assert len(both) == 4 and both.num_images == 22 and list(both.views[2]) == [16, 17, 18]
+    p = TrainReconParams(preset="perchead_tiny", steps=2, batch_size=4, resolution=16, log_steps=1, mix_dataset=True,
+                         perceptual=[{"kind": "offline", "weight": 0.5}], holdout_identities=0)
+    train_recon.main(stage_context(tmp_path, "train_recon", {"train_recon": p}))
+    metrics = json.loads((tmp_path / "results/train_recon.json").read_text())
+    assert metrics["train_identities"] == 4 and metrics["train_views"] == 22
+    assert metrics["perceptual"] == ["offline"] and "holdout_psnr" not in metrics
+
+
+def test_paper_preset_without_dinov2_weights_stops_before_any_work(tmp_path):
+    from stage_context import stage_context
+    from balancehead.stages import train_recon
+
+    p = TrainReconParams(preset="panolam", encoder_weights="models/nowhere")
+    with pytest.raises(FileNotFoundError, match=r"train_recon\.encoder_weights.*models/nowhere"):
+        train_recon.main(stage_context(tmp_path, "train_recon", {"train_recon": p}))
+    assert not (tmp_path / "data").exists()

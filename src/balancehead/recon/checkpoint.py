@@ -51,6 +51,7 @@ def save_reconstructor(model: torch.nn.Module, cfg: ReconConfig, directory, meta
     """Write `model` (built from `cfg`) and `meta` (JSON-able) to `directory`, replacing it atomically."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    integrity.clean_leftovers(directory.parent)          # what killed writers left beside it
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in _stored_keys(cfg, model.state_dict()).items()}
     template: Template = model.template
     tensors["template.vertices"] = torch.from_numpy(np.ascontiguousarray(template.vertices, dtype=np.float32))
@@ -63,7 +64,7 @@ def save_reconstructor(model: torch.nn.Module, cfg: ReconConfig, directory, meta
                                      "tensors_sha256": hashlib.sha256(data).hexdigest()})
     integrity.write_digests(tmp, stage)
     if directory.exists():
-        old = directory.parent / f".{directory.name}.old-tmp-{integrity.temp_tag()}"
+        old = directory.parent / f".{directory.name}.old.tmp-{integrity.temp_tag()}"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
         os.replace(tmp, directory)

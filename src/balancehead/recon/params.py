@@ -34,9 +34,9 @@ class TrainReconParams(Section):
     template: Optional[str] = Field(None, description="a FLAME-like .npz/.obj template; null = the embedded world head")
     encoder_weights: Optional[str] = Field(None, description=(
         "local DINOv2 directory for the paper presets (null = the preset's models/dinov2-*); unused by the tiny presets"))
-    steps: int = Field(120, ge=1, le=10_000_000, description="optimizer steps")
+    steps: int = Field(100, ge=1, le=10_000_000, description="optimizer steps")
     batch_size: int = Field(2, ge=1, le=4096, description="identities per step")
-    lr: float = Field(3e-3, gt=0.0, le=1.0, description="Adam learning rate")
+    lr: float = Field(1e-2, gt=0.0, le=1.0, description="Adam learning rate")
     lr_final: float = Field(0.1, ge=0.0, le=1.0, description="cosine decay to lr * lr_final at the last step")
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     grad_clip: float = Field(1.0, ge=0.0, le=1e6, description="gradient norm clip (0 = off)")

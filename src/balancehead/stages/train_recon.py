@@ -52,6 +52,9 @@ def main(ctx: StageContext) -> None:
     p = ctx.params.train_recon
     device = pick_device(p.device)
     cfg = build_config(p)
+    if cfg.encoder.kind == "dinov2" and not ctx.path(cfg.encoder.weights).is_dir():
+        raise FileNotFoundError(f"train_recon.encoder_weights: {cfg.encoder.weights!r} is not a directory; preset "
+                                f"{p.preset!r} needs a local DINOv2 checkpoint (config.json + model.safetensors)")
     prior = ctx.input("prior")
     splits = read_splits(prior)
     data = load_views(prior, cfg.render_size, subjects=splits["prior"], with_depth=cfg.loss.depth > 0)
