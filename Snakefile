@@ -39,6 +39,7 @@ rule all:
         "results/dataset_card",
         "data/build_ops",
         "data/train",
+        "data/recon",
         "results/metrics.json",
         "results/report",
     default_target: True

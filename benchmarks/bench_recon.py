@@ -2,7 +2,10 @@
 training throughput (img/s: forward, render of the supervision views, backward) for the recon presets.
 
     python benchmarks/bench_recon.py [--preset panolam_tiny|perchead_tiny|panolam|perchead|tiny|paper]
-                                     [--device cpu|cuda] [--batch N] [--iters N] [--render-size N]
+                                     [--device cpu|cuda] [--batch N] [--iters N] [--render-size N] [--stage]
+
+--stage also times the `train_recon` loop itself (train.recon_loop.ReconTrainer at params.yaml's
+`train_recon` section, on random prior-shaped views) and projects the stage's training seconds.
 
 The paper presets use a random-initialised DINOv2 of the papers' sizes (ViT-L/14 for PanoLAM, ViT-g/14 for
 PercHead) built from its config -- timing only, no weights needed. Renders use gsplat when it is importable
@@ -85,6 +88,38 @@ def bench(name: str, device: torch.device, batch: int, iters: int, render_size: 
           f"train={batch / train:.2f} img/s (batch {batch})", flush=True)
 
 
+def bench_stage(device: torch.device, iters: int) -> None:
+    """The train_recon loop at the repository's params: img/s and the projected seconds of its `steps`."""
+    import tempfile
+    from pathlib import Path
+
+    from balancehead.params import load_params
+    from balancehead.recon.views import MultiViewSet
+    from balancehead.train.recon_loop import ReconTrainer, build_config
+
+    p = load_params(Path(__file__).resolve().parent.parent / "params.yaml").train_recon
+    size, ids, per = build_config(p).render_size, 6, 8
+    g = torch.Generator().manual_seed(0)
+    n = ids * per
+    data = MultiViewSet([f"s{i}" for i in range(ids)], [f"v{i}" for i in range(n)],
+                        torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8),
+                        torch.full((n, 1, size, size), 255, dtype=torch.uint8),
+                        torch.from_numpy(np.stack([camera_label(45.0 * (i % per), 0.0) for i in range(n)])).float(),
+                        np.array([45.0 * (i % per) for i in range(n)]), [np.arange(i * per, (i + 1) * per) for i in range(ids)])
+    with tempfile.TemporaryDirectory() as work:
+        trainer = ReconTrainer(p, data, Path(work), 0, device)
+        trainer.train_step()
+        t, cpu = time.perf_counter(), time.process_time()
+        for _ in range(iters):
+            trainer.train_step()
+        dt, dcpu = (time.perf_counter() - t) / iters, (time.process_time() - cpu) / iters
+    per_step = p.batch_size * (1 + trainer.cfg.views)
+    # CPU seconds of this process: what the wall time would be on an otherwise idle machine (one thread)
+    print(f"train_recon loop ({p.preset}, batch {p.batch_size}, N_v {trainer.cfg.views}, {size}px, "
+          f"{torch.get_num_threads()} threads): {dt:.3f} s/step wall ({dcpu:.3f} s CPU), {per_step / dt:.1f} img/s; "
+          f"{p.steps} steps ~ {dt * p.steps:.0f} s wall, {dcpu * p.steps:.0f} s CPU", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny")
@@ -92,10 +127,13 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--render-size", type=int, default=None)
+    ap.add_argument("--stage", action="store_true", help="also time the train_recon loop at params.yaml's values")
     args = ap.parse_args()
     names = {"tiny": ["panolam_tiny", "perchead_tiny"], "paper": ["panolam", "perchead"]}.get(args.preset, [args.preset])
     for name in names:
         bench(name, torch.device(args.device), args.batch, args.iters, args.render_size)
+    if args.stage:
+        bench_stage(torch.device(args.device), max(args.iters, 5))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ SMALL = {
     "build_ops": {"build_cuda": "no"},
     "train": {"total_kimg": 0.1, "kimg_per_tick": 0.05, "eval": {"num_images": 32}},
     "sample_prior": {"num_identities": 3, "holdout_identities": 1, "equator_views": 4, "random_views": 4},
+    "train_recon": {"steps": 6, "batch_size": 1, "checkpoint_steps": 3, "log_steps": 2, "holdout_identities": 1},
     "invert": {"max_targets": 1, "w_steps": 8, "g_steps": 8, "turntable_frames": 6},
     "evaluate": {"num_fakes": 16, "fakes_per_yaw_bin": 4, "mknnd_samples": 16, "id_identities": 3,
                  "kid_subsets": 10, "kid_subset_size": 8, "turntable_samples": 1, "turntable_frames": 6},

@@ -43,7 +43,9 @@ TINY = deep_update(json.loads(json.dumps(SMALL)), {
 
 # Values that measure the machine, not the result: they legitimately differ between two runs, killed or not.
 # Named explicitly; every other byte must match.
-TIMING_JSON_KEYS = {"sec_per_kimg", "img_per_s", "peak_memory_mb"}      # results/train.json
+TIMING_JSON_KEYS = {"sec_per_kimg", "img_per_s", "peak_memory_mb",      # results/train.json
+                    "seconds",                          # data/invert/*/metrics.json, data/eval_recon/*/metrics.json
+                    "seconds_per_reconstruction"}       # results/eval_recon.json (PanoLAM Table 3)
 TIMING_TSV_COLUMNS = {"sec_per_kimg", "img_per_s", "peak_memory_mb"}    # results/train_stats.tsv, data/train/stats.tsv
 # build_ops' compiler state (ninja's logs with timestamps, the build file with the absolute build path, the
 # object and shared library that embed it): a compiler's output, not reproducible across directories.

@@ -102,8 +102,10 @@ def test_dvc_plots_declare_their_columns(dvc_stages):
     import yaml
 
     plots = {k: v for d in yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"] for k, v in d.items()}
-    assert set(plots) == {"results/fid_by_yaw.tsv", "results/train_stats.tsv", "results/yaw_hist.tsv"}
+    assert set(plots) == {"results/fid_by_yaw.tsv", "results/train_stats.tsv", "results/yaw_hist.tsv",
+                          "results/train_recon_stats.tsv"}
     from balancehead.stages.evaluate import bias_curve_tsv
+    from balancehead.train.recon_loop import CURVE, curve_tsv
     from balancehead.data.manifest import YAW_BIN_LABELS
     from balancehead.train.loop import stats_tsv
 
@@ -113,7 +115,8 @@ def test_dvc_plots_declare_their_columns(dvc_stages):
     written = {"results/fid_by_yaw.tsv": bias_curve_tsv({f"fid_yaw_{b}": none for b in YAW_BIN_LABELS}),
                "results/train_stats.tsv": stats_tsv([{"tick": 0, "kimg": 0.0, "loss_g": 1.0, "loss_d": 1.0,
                                                       "skipped_steps": 0}]),
-               "results/yaw_hist.tsv": yaw_hist_tsv(YAW_BIN_LABELS, [0] * 8, [0] * 8)}
+               "results/yaw_hist.tsv": yaw_hist_tsv(YAW_BIN_LABELS, [0] * 8, [0] * 8),
+               "results/train_recon_stats.tsv": curve_tsv([{k: 1.0 for k in CURVE}])}
     for path, spec in plots.items():
         assert spec["title"] and spec["x"]
         ys = spec["y"] if isinstance(spec["y"], list) else [spec["y"]]

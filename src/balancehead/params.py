@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 from .backends.production.params import (ArcFaceParams, FluxKontextParams, HeadPoseParams, HyperIQAParams,
                                          PersonSegParams, QwenVLJudgeParams, Swin2SRParams)
 from .params_base import Section
-from .evaluation.params import EvaluateParams, GeneratorParams, InvertParams, ReportParams, SamplePriorParams
+from .evaluation.params import (EvalReconParams, EvaluateParams, GeneratorParams, InvertParams, ReportParams,
+                                SamplePriorParams)
+from .recon.params import TrainReconParams
 from .train.params import TrainParams
 
 
@@ -343,7 +345,9 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     generator: GeneratorParams = GeneratorParams()
     sample_prior: SamplePriorParams = SamplePriorParams()
+    train_recon: TrainReconParams = TrainReconParams()
     invert: InvertParams = InvertParams()
+    eval_recon: EvalReconParams = EvalReconParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
 

@@ -3,6 +3,7 @@ per-target metrics (BalanceHead A.6.12 input-view distance; PanoLAM Table 2 nove
 left / right when the target is a prior sample whose latent gives ground truth)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class InversionOutput:
     images: dict          # name -> (H, W, 3) uint8
     turntable: np.ndarray
     metrics: dict
+    seconds: float = 0.0  # wall time of PTI itself (pivot + tuning): PanoLAM Table 3 "Recon.(s)"
 
 
 def _pair_metrics(pred: torch.Tensor, gt: torch.Tensor, metric_lpips, embedder) -> dict:
@@ -56,7 +58,9 @@ def invert_target(g, target: Target, camera: np.ndarray, p, perceptual, metric_l
     cam = torch.from_numpy(np.asarray(camera, np.float32))[None].to(device)
     with torch.no_grad():
         start = render_white(g, g.mapping.w_avg.view(1, 1, -1).expand(1, g.synthesis.num_ws, -1), cam, res)
+    t0 = time.perf_counter()
     result = pti(g, tgt, cam, p, perceptual, cond, seed, res, progress)
+    seconds = time.perf_counter() - t0
     with torch.no_grad():
         pivot_only = render_white(g, result.ws, cam, res)
         final = render_white(result.generator, result.ws, cam, res)
@@ -79,4 +83,4 @@ def invert_target(g, target: Target, camera: np.ndarray, p, perceptual, metric_l
             novel[name] = _pair_metrics(to_tensor(pred[0], device), to_tensor(gt[0], device), metric_lpips, embedder)
         metrics["novel_views"] = novel
     frames = turntable_frames(result.generator, result.ws, p.turntable_frames, p.turntable_pitch_deg, resolution=res)
-    return InversionOutput(result, weight_delta(g, result.generator), images, frames, metrics)
+    return InversionOutput(result, weight_delta(g, result.generator), images, frames, metrics, seconds)

@@ -176,6 +176,36 @@ class EvaluateParams(Section):
         return v
 
 
+class EvalReconParams(Section):
+    """PanoLAM Table 2 / Table 3 protocol for the feed-forward reconstructor (issue 13): held-out prior identities
+    reconstructed from one view, rendered at the views below, compared with the ground truth and with PTI."""
+    max_targets: int = Field(2, ge=1, le=100_000, description="held-out identities evaluated (paper: 100)")
+    input_yaw_deg: float = Field(0.0, ge=-180.0, le=180.0, description="the packed view nearest this yaw is the input")
+    views: tuple[Literal["front", "back", "left", "right"], ...] = Field(
+        ("front", "back", "left", "right"), description="evaluation views: yaw 0 / 180 / 90 / -90 at pitch 0")
+    resolution: Optional[int] = Field(None, ge=8, le=4096, description="metric size (None = the ground truth's)")
+    metric_lpips: PerceptualTerm = Field(PerceptualTerm(), description="distance reported as 'lpips' (paper: lpips)")
+    identity: Literal["offline"] = Field("offline", description="identity embedder of CSIM (front view)")
+    pose: Literal["offline", "none"] = Field("offline", description="pose estimator of APD; none = no APD")
+    pose_subjects: int = Field(8, ge=8, le=200, description="offline pose bank: procedural subjects")
+    pose_views: int = Field(24, ge=12, le=96, description="offline pose bank: views per subject")
+    timing_repeats: int = Field(3, ge=1, le=1000, description="forward passes timed per target (median reported)")
+    turntable_frames: int = Field(24, ge=2, le=3600, description="paper: 120")
+    turntable_size: Optional[int] = Field(None, ge=8, le=4096, description="turntable frame size (None = metric size)")
+    turntable_pitch_deg: float = Field(0.0, ge=-89.0, le=89.0)
+    frame_ms: int = Field(80, ge=10, le=5000)
+    mp4: bool = Field(False, description="also write an MP4 (needs imageio-ffmpeg; skipped with a note otherwise)")
+    rasterizer: Literal["auto", "torch", "gsplat"] = Field("auto", description="auto: gsplat on CUDA, else PyTorch")
+    device: Device = "auto"
+
+    @field_validator("views")
+    @classmethod
+    def _views(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"views must be a non-empty list without repeats, got {list(v)}")
+        return v
+
+
 class ReportParams(Section):
     title: str = Field("BalanceHead workflow report", min_length=1, max_length=200)
     max_turntables: int = Field(4, ge=0, le=64)

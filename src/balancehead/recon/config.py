@@ -11,7 +11,7 @@ Units: the papers' offsets/areas are in FLAME units (metres). With the default w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
@@ -217,3 +217,30 @@ def preset(name: str, **overrides) -> ReconConfig:
     if name not in PRESETS:
         raise ValueError(f"recon preset must be one of {sorted(PRESETS)}, got {name!r}")
     return replace(PRESETS[name](), **overrides)
+
+
+SECTIONS = {"encoder": EncoderConfig, "transformer": TransformerConfig, "template": TemplateConfig,
+            "points": PointsConfig, "triplane": TriplaneConfig, "patches": PatchesConfig, "sharpen": SharpenConfig,
+            "loss": LossWeights}
+
+
+def config_to_dict(cfg: ReconConfig) -> dict:
+    """A ReconConfig as plain JSON-able data (tuples become lists); `config_from_dict` inverts it."""
+    return asdict(cfg)
+
+
+def config_from_dict(data: dict) -> ReconConfig:
+    """Rebuild a ReconConfig from `config_to_dict`'s output; unknown keys are an error naming them."""
+    names = {f.name for f in fields(ReconConfig)}
+    if not isinstance(data, dict) or set(data) - names:
+        raise ValueError(f"recon config has unknown keys {sorted(set(data) - names) if isinstance(data, dict) else data}")
+    kw = {}
+    for key, value in data.items():
+        cls = SECTIONS.get(key)
+        if cls is not None and value is not None:
+            allowed = {f.name for f in fields(cls)}
+            if set(value) - allowed:
+                raise ValueError(f"recon config section {key!r} has unknown keys {sorted(set(value) - allowed)}")
+            value = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        kw[key] = value
+    return ReconConfig(**kw)

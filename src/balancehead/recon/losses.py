@@ -19,6 +19,7 @@ from .config import LossWeights
 from .rasterize import render_views
 
 FeatureExtractor = Callable[[torch.Tensor], list]
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]    # (N, 3, H, W) x2 in [0, 1] -> (N,)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
@@ -71,9 +72,13 @@ def dinov2_features(model: nn.Module, layers: tuple[int, ...]) -> FeatureExtract
     return extract
 
 
-def image_terms(w: LossWeights, rgb, alpha, target, mask, perceptual: FeatureExtractor | None = None) -> dict:
-    """Weighted terms for one render: rgb/target (N, 3, H, W), alpha/mask (N, 1, H, W) in [0, 1]."""
+def image_terms(w: LossWeights, rgb, alpha, target, mask, perceptual: FeatureExtractor | None = None,
+                distance: Distance | None = None) -> dict:
+    """Weighted terms for one render: rgb/target (N, 3, H, W), alpha/mask (N, 1, H, W) in [0, 1].
+    `distance` (weighted inside, e.g. evaluation.perceptual.PerceptualLoss on [0, 1] inputs) adds a term."""
     terms = {"l1": w.l1 * (rgb - target).abs().mean()}
+    if distance is not None:
+        terms["distance"] = distance(rgb, target).mean()
     if w.ssim:
         terms["ssim"] = w.ssim * (1 - ssim(rgb, target)).mean()
     if w.mask:
@@ -87,7 +92,8 @@ def image_terms(w: LossWeights, rgb, alpha, target, mask, perceptual: FeatureExt
 
 def reconstruction_loss(w: LossWeights, out, target, mask, cameras, size: int, background=(1.0, 1.0, 1.0),
                         perceptual: FeatureExtractor | None = None, sharpen: nn.Module | None = None,
-                        backend: str = "auto", depth: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                        backend: str = "auto", depth: torch.Tensor | None = None,
+                        distance: Distance | None = None) -> tuple[torch.Tensor, dict]:
     """Render `out` (a model's ReconOutput) at cameras (B, V, 25) and compare with target (B, V, 3, S, S),
     mask (B, V, 1, S, S) and, when `w.depth` > 0, camera-z depth (B, V, 1, S, S) inside the mask.
     -> (total, {term: value, "render": dense rgb (B, V, 3, S, S) detached})."""
@@ -95,7 +101,7 @@ def reconstruction_loss(w: LossWeights, out, target, mask, cameras, size: int, b
     terms: dict = {}
     rgb, alpha, z = render_views(out.gaussians, cameras, size, background, backend)
     final = flat(rgb) if sharpen is None else sharpen(flat(rgb))
-    for k, v in image_terms(w, final, flat(alpha), flat(target), flat(mask), perceptual).items():
+    for k, v in image_terms(w, final, flat(alpha), flat(target), flat(mask), perceptual, distance).items():
         terms[k] = w.gaussians * v
     if w.depth:
         if depth is None:
@@ -105,7 +111,8 @@ def reconstruction_loss(w: LossWeights, out, target, mask, cameras, size: int, b
         terms["depth"] = w.depth * diff.abs().sum() / inside.sum().clamp_min(1)
     if out.coarse is not None and w.coarse:
         c_rgb, c_alpha, _ = render_views(out.coarse, cameras, size, background, backend)
-        for k, v in image_terms(w, flat(c_rgb), flat(c_alpha), flat(target), flat(mask), perceptual).items():
+        for k, v in image_terms(w, flat(c_rgb), flat(c_alpha), flat(target), flat(mask), perceptual,
+                                distance).items():
             terms[f"coarse_{k}"] = w.gaussians * w.coarse * v
     total = torch.stack(list(terms.values())).sum()
     terms["render"] = final.detach().reshape(rgb.shape)

@@ -152,7 +152,7 @@ class PanoLAM(nn.Module):
         super().__init__()
         self.cfg = cfg
         t, p = cfg.transformer, cfg.points
-        template = template or resolve_template(cfg)
+        self.template = template = template or resolve_template(cfg)   # kept: checkpoints store it
         self.register_buffer("vertices", torch.from_numpy(template.vertices).float(), persistent=False)
         self.plan = densify(template, p.densify_area, p.max_points)
         self.encoder = ImageEncoder(cfg.encoder, t.width, backbone)
@@ -192,7 +192,8 @@ class PercHead(nn.Module):
         super().__init__()
         self.cfg = cfg
         t, pc = cfg.transformer, cfg.patches
-        anchors = patch_anchors(template or resolve_template(cfg), pc.patches, pc.per_patch)
+        self.template = template = template or resolve_template(cfg)   # kept: checkpoints store it
+        anchors = patch_anchors(template, pc.patches, pc.per_patch)
         self.register_buffer("anchors", torch.from_numpy(anchors), persistent=False)  # (P, G, 3)
         self.encoder = ImageEncoder(cfg.encoder, t.width, backbone)
         self.embed = mlp([pc.per_patch * (3 + 6 * t.frequencies), t.width, t.width])

@@ -69,6 +69,9 @@ def main(ctx) -> None:
     if inv_path.exists():
         inv = json.loads(inv_path.read_text())
         metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    recon_path = ctx.input("recon_metrics")
+    if recon_path.exists():                                 # eval_recon's Table 2 rows (reconstructor and PTI)
+        metrics["reconstruction"] = json.loads(recon_path.read_text())
     labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
               "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
               "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),

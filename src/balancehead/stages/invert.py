@@ -91,7 +91,7 @@ def main(ctx) -> None:
             else:
                 fileio.write_bytes(d / "turntable.mp4", data)
         rec = {**out.metrics, "camera": [float(x) for x in camera]}
-        fileio.write_json(d / "metrics.json", rec)
+        fileio.write_json(d / "metrics.json", {**rec, "seconds": out.seconds})   # timing: not in metrics.jsonl
         records.append(rec)
     fileio.write_jsonl(tmp / "metrics.jsonl", records)
     if out_dir.exists():

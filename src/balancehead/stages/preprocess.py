@@ -16,10 +16,14 @@ PASS_THROUGH = ("source_id", "subject_id", "front_id", "role", "prompt_id", "pro
 
 
 def make_backends(ctx: StageContext):
+    return preprocess_backends(ctx.params.preprocess)
+
+
+def preprocess_backends(p):
+    """(segmenter, pose estimator) of the `preprocess` params section (also `balancehead reconstruct`'s)."""
     from ..backends.offline_pose import OfflinePoseEstimator, PoseBankConfig
     from ..backends.segment import OfflineSegmenter
 
-    p = ctx.params.preprocess
     if p.backend == "offline":
         return (OfflineSegmenter(margin=p.crop_margin, out_size=p.crop_size),
                 OfflinePoseEstimator(PoseBankConfig(**p.offline_pose.model_dump())))
@@ -37,6 +41,14 @@ def backend_provenance(segmenter, pose) -> dict:
     return out
 
 
+def analyse(rgb: np.ndarray, segmenter, pose) -> tuple[np.ndarray, np.ndarray, list, dict]:
+    """One image -> (head-centred crop, its person mask, crop box, pose estimate {yaw, pitch, roll, ...})."""
+    mask = segmenter.mask(rgb)
+    crop, crop_mask, box = segmenter.crop(rgb, mask)
+    est = pose.estimate(rgb, mask)          # pose from the whole frame; the crop follows the mask
+    return crop, crop_mask, box, est
+
+
 def main(ctx: StageContext) -> None:
     dep = "raw"                      # input name (both preprocess stages): see pipeline.py
     items = {r["id"]: r for r in ctx.read_items(dep)}
@@ -52,9 +64,7 @@ def main(ctx: StageContext) -> None:
         for item_id in chunk:
             src = items[item_id]
             rgb = fileio.read_png(ctx.item_file(dep, item_id, "png"))
-            mask = segmenter.mask(rgb)
-            crop, crop_mask, box = segmenter.crop(rgb, mask)
-            est = pose.estimate(rgb, mask)          # pose from the whole frame; the crop follows the mask
+            crop, crop_mask, box, est = analyse(rgb, segmenter, pose)
             yaw, pitch = float(est["yaw"]), float(est["pitch"])
             label = camera_label(yaw, pitch, cam.radius, cam.fov_deg, cam.pivot)
             record = {k: src[k] for k in PASS_THROUGH if k in src}

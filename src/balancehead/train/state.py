@@ -45,28 +45,49 @@ def _optim_payload(optims: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict
 def save_state(ckpt_dir: Path, modules: dict, optims: dict, meta: dict, keep: int = 2) -> Path:
     ckpt_dir = Path(ckpt_dir)
     name = f"ckpt-{int(meta['images_seen']):09d}"
-    final = ckpt_dir / name
     tmp = ckpt_dir / f".{name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp, modules, meta)
+    save_optimizers(tmp, optims)
+    return publish(tmp, ckpt_dir, name, keep, "train")
+
+
+def save_optimizers(directory: Path, optims: dict[str, torch.optim.Optimizer]) -> None:
+    """Adam moments + param groups as optim.safetensors + optim.json in `directory`."""
     tensors, spec = _optim_payload(optims)
-    fileio.write_bytes(tmp / "optim.safetensors", st_save(tensors))
-    fileio.write_json(tmp / "optim.json", spec)
-    integrity.write_digests(tmp, "train")
+    fileio.write_bytes(Path(directory) / "optim.safetensors", st_save(tensors))
+    fileio.write_json(Path(directory) / "optim.json", spec)
+
+
+def load_optimizers(directory: Path, optims: dict[str, torch.optim.Optimizer]) -> None:
+    """Load what `save_optimizers` wrote into `optims`, in place."""
+    tensors = read_safetensors(Path(directory) / "optim.safetensors")
+    spec = json.loads((Path(directory) / "optim.json").read_text())
+    for name, opt in optims.items():
+        s = spec[name]
+        state = {int(idx): {k: tensors[f"{name}.{idx}.{k}"] for k in keys} for idx, keys in s["state_keys"].items()}
+        opt.load_state_dict({"state": state, "param_groups": s["param_groups"]})
+
+
+def publish(tmp: Path, ckpt_dir: Path, name: str, keep: int, stage: str) -> Path:
+    """Record the digests of the assembled checkpoint `tmp`, rename it to `ckpt_dir/name`, point
+    latest.json at it and drop all but the newest `keep` checkpoints."""
+    integrity.write_digests(tmp, stage)
+    final = Path(ckpt_dir) / name
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    fileio.write_json(ckpt_dir / LATEST, {"name": name})
-    old = sorted(p for p in ckpt_dir.glob("ckpt-*") if p.is_dir() and p.name != name)
+    fileio.write_json(Path(ckpt_dir) / LATEST, {"name": name})
+    old = sorted(p for p in Path(ckpt_dir).glob("ckpt-*") if p.is_dir() and p.name != name)
     for p in old[:max(len(old) - (keep - 1), 0)]:
         shutil.rmtree(p, ignore_errors=True)
     return final
 
 
-def latest(ckpt_dir: Path) -> Path | None:
+def latest(ckpt_dir: Path, marker: str = "model.json") -> Path | None:
     """The newest intact checkpoint: the one `latest.json` names, or — when that one (or the pointer)
-    is damaged — the newest older one whose files match their digests. Leftovers of killed writers
-    are removed first."""
+    is damaged — the newest older one whose files match their digests. A checkpoint without `marker`
+    is incomplete. Leftovers of killed writers are removed first."""
     ckpt_dir = Path(ckpt_dir)
     integrity.clean_leftovers(ckpt_dir)
     pointer = ckpt_dir / LATEST
@@ -79,7 +100,7 @@ def latest(ckpt_dir: Path) -> Path | None:
     candidates = ([named] if named is not None else []) + sorted(
         (p for p in ckpt_dir.glob("ckpt-*") if p.is_dir() and p != named), reverse=True)
     for path in candidates:
-        problems = integrity.verify_tree(path) if (path / "model.json").exists() else [f"{path}: incomplete"]
+        problems = integrity.verify_tree(path) if (path / marker).exists() else [f"{path}: incomplete"]
         if not problems:
             if path != named:
                 logging.getLogger("balancehead").warning(
@@ -92,10 +113,5 @@ def latest(ckpt_dir: Path) -> Path | None:
 def load_state(path: Path, optims: dict, map_location="cpu") -> tuple[dict, dict]:
     """-> (modules rebuilt from the checkpoint, meta); `optims` are loaded in place."""
     modules, meta = load_checkpoint(path, map_location)
-    tensors = read_safetensors(path / "optim.safetensors")
-    spec = json.loads((path / "optim.json").read_text())
-    for name, opt in optims.items():
-        s = spec[name]
-        state = {int(idx): {k: tensors[f"{name}.{idx}.{k}"] for k in keys} for idx, keys in s["state_keys"].items()}
-        opt.load_state_dict({"state": state, "param_groups": s["param_groups"]})
+    load_optimizers(path, optims)
     return modules, meta
