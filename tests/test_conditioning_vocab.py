@@ -12,12 +12,13 @@ from balancehead.train.params import ConditioningParams
 
 def test_params_accept_exactly_the_vocabulary():
     assert typing.get_args(ConditioningParams.model_fields["mode"].annotation) == MODES
-    for mode in ("identity", "view_identity", "view+semantic"):
+    for mode in ("view+semantic", "view_plus_semantics", "id"):
         with pytest.raises(ValueError):
             ConditioningParams(mode=mode)
 
 
-@pytest.mark.parametrize("mode,sem", [("none", 0), ("view", 0), ("semantic", 512), ("view_semantic", 16)])
+@pytest.mark.parametrize("mode,sem", [("none", 0), ("view", 0), ("semantic", 512), ("view_semantic", 16),
+                                      ("view_plus_semantic", 512), ("identity", 512), ("view_identity", 24)])
 def test_the_stored_spec_reads_back(mode, sem):
     spec = LabelSpec(mode, sem)
     assert LabelSpec.from_meta({"label_spec": spec.to_meta()}, spec.g_dim) == spec
