@@ -282,6 +282,9 @@ class PackDatasetParams(_Section):
     shard_size: int = Field(1000, ge=1, le=1_000_000, description="images per tar shard")
     max_shard_bytes: Optional[int] = Field(2**30, ge=2**20, description="also close a shard at this size; null = no limit")
     export_eg3d: bool = True
+    identity_tables: bool = Field(True, description=(
+        "also pack identity_conditions / view_identity_conditions.safetensors (select_front's identity backend) "
+        "for the identity / view_identity conditioning baselines (BalanceHead A.6.10)"))
 
 
 class MlflowParams(_Section):
