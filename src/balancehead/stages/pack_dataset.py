@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,10 @@ def main(ctx: StageContext) -> None:
 
     clip_meta = next(iter(clip.values()), {})     # label_clip records its model and feature width
     dim = int(clip_meta.get("dim", 0))
-    meta = {"backend": clip_meta.get("backend", "none"), "model_id": clip_meta.get("model"),
-            "offline": bool(clip_meta.get("offline", True))}
+    backends = sorted({clip[i]["backend"] for i in packed_ids if i in clip}) or [clip_meta.get("backend", "none")]
+    sources = Counter(clip[i].get("semantic_source", "image") for i in packed_ids if i in clip)
+    meta = {"backend": "+".join(backends), "model_id": clip_meta.get("model"),
+            "offline": bool(clip_meta.get("offline", True)), "semantic_sources": dict(sorted(sources.items()))}
     front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "conditions.safetensors", subjects, front_feats, {**meta, "kind": "subject"})
     view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, dim), np.float32)
