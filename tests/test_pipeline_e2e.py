@@ -72,6 +72,26 @@ def test_outputs_of_a_small_run(built_workspace):
     assert {"source", "front", "view"} <= {r["role"] for r in rows}
     assert all(r["rejected_by"] is None for r in rows if r["shard"] is not None)
 
+    # the offline CLIP stand-in embeds the rendered subjects' attributes (label_clip offline_semantics)
+    import numpy as np
+
+    from balancehead.data.conditions import ConditionTable
+    from balancehead.data.manifest import (CONDITIONS_FILE, IDENTITY_CONDITIONS_FILE, VIEW_CONDITIONS_FILE,
+                                           VIEW_IDENTITY_CONDITIONS_FILE)
+
+    cond, view = ConditionTable.load(ds / CONDITIONS_FILE), ConditionTable.load(ds / VIEW_CONDITIONS_FILE)
+    assert cond.meta["backend"] == metrics["condition_backend"] == "offline-world-attributes-ViT-B-32"
+    assert cond.meta["semantic_sources"] == {"world-attributes": metrics["packed_images"]}
+    packed = [r for r in rows if r["shard"] is not None]
+    own = [float(view[r["image_id"]].astype(np.float32) @ cond[r["subject_id"]].astype(np.float32)) for r in packed]
+    other = [float(view[r["image_id"]].astype(np.float32) @ cond[s].astype(np.float32))
+             for r in packed for s in cond.ids if s != r["subject_id"]]
+    assert np.mean(own) > np.mean(other) + 0.3      # a view's feature is about its subject, not random
+    # the identity tables of the A.6.10 baselines, one row per subject and per packed image
+    ident, view_ident = ConditionTable.load(ds / IDENTITY_CONDITIONS_FILE), ConditionTable.load(ds / VIEW_IDENTITY_CONDITIONS_FILE)
+    assert ident.ids == cond.ids and sorted(view_ident.ids) == sorted(view.ids)
+    assert ident.meta["backend"] == "offline-appearance-embedder"
+
 
 @pytest.mark.parametrize("key,value", [("label_clip.seed", 7), ("pack_dataset.shard_size", 5)])
 def test_param_change_reruns_exactly_the_dependent_stages(built_workspace, tmp_path, key, value):

@@ -25,7 +25,8 @@ def test_undeclared_params_raise_naming_the_stage_and_pipeline(tmp_path):
     with pytest.raises(UndeclaredParamsError, match="synth_front.candidates"):
         views.params.synth_front.candidates
     assert ctx.params.workflow.threads >= 1 and ctx.params.mlflow.enabled is False   # bookkeeping
-    assert set(ctx.params.model_dump()) == {"pack_dataset"}
+    assert set(ctx.params.model_dump()) == {"pack_dataset", "select_front"}
+    assert set(ctx.params.model_dump()["select_front"]) == {"backend", "arcface"}   # the identity backend only
     with pytest.raises(UndeclaredParamsError, match="seed"):
         ctx.seed("x")                                             # pack_dataset draws nothing
     assert ctx.input("views") == tmp_path / "data/views"

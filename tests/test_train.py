@@ -7,6 +7,7 @@ import math
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from balancehead.train.state import latest
 from balancehead.train.stream import BatchStream, make_loader
 from balancehead.train.vicico import make_negatives
 
-from train_fixtures import DIM, make_dataset
+from train_fixtures import DIM, ID_DIM, make_dataset
 
 torch.set_num_threads(2)
 
@@ -44,23 +45,81 @@ def finite(stats: dict) -> bool:
     return all(math.isfinite(float(v)) for v in stats.values())
 
 
+G_DIM = {"none": 0, "view": 25, "view_plus_semantic": 25 + DIM, "identity": ID_DIM, "view_identity": ID_DIM}
+D_DIM = {"none": 0, "view": 25, "identity": 25 + ID_DIM, "view_identity": 25 + ID_DIM}
+
+
 @pytest.mark.parametrize("mode,vicico", [("none", {"enabled": False}), ("view", {"variant": "vico"}),
                                          ("view_semantic", {}), ("semantic", {}), ("semantic", {"variant": "vico"}),
                                          ("semantic", {"enabled": False})])
 def test_modes_step_with_finite_losses(dataset, tmp_path, mode, vicico):
     tp = small(conditioning={"mode": mode}, vicico=vicico)
     tr = Trainer(tp, dataset, tmp_path, seed=0)
-    assert tr.G.cfg.c_dim == {"none": 0, "view": 25}.get(mode, DIM)
-    assert tr.D.cfg.c_dim == {"none": 0, "view": 25}.get(mode, 25 + DIM)
+    assert tr.G.cfg.c_dim == G_DIM.get(mode, DIM)
+    assert tr.D.cfg.c_dim == D_DIM.get(mode, 25 + DIM)
     stats = tr.step(next(make_loader(BatchStream(tr.ds, tp.batch), 0)))
     assert finite(stats)
     assert ("loss_vicico" in stats) == (vicico.get("enabled", True) and mode != "none")
 
 
-@pytest.mark.parametrize("mode", ["identity", "view_identity"])
-def test_modes_that_cannot_train_are_refused_by_params_validation(mode):
+@pytest.mark.parametrize("mode,key", [("view_plus_semantic", "condition"), ("identity", "identity"),
+                                      ("view_identity", "view_identity")])
+def test_new_modes_feed_their_tables(dataset, tmp_path, mode, key):
+    """view_plus_semantic: G sees [camera | front CLIP] (camera c-swapped); identity modes: G sees the
+    front / per-view identity row; D sees [camera | that feature]."""
+    tp = small(conditioning={"mode": mode})
+    tr = Trainer(tp, dataset, tmp_path, seed=0)
+    batch = next(make_loader(BatchStream(tr.ds, 4), 0))
+    cam, c_g, c_d = tr.loss.gen_labels(batch, torch.Generator().manual_seed(0), swap_prob=0.0)
+    feats = batch[key]
+    # the fakes' labels are other rows' real (camera, feature) pairs: each G label is one of the batch's
+    sem_g = c_g[:, 25:] if mode == "view_plus_semantic" else c_g
+    assert all(any(torch.equal(row, f) for f in feats) for row in sem_g)
+    assert torch.equal(c_d[:, :25], cam) and torch.equal(c_d[:, 25:], sem_g)
+    if mode == "view_plus_semantic":
+        assert torch.equal(c_g[:, :25], cam)                       # no swap at p = 0 ...
+        _, c_swapped, _ = tr.loss.gen_labels(batch, torch.Generator().manual_seed(0), swap_prob=1.0)
+        assert not torch.equal(c_swapped[:, :25], cam)             # ... every camera swapped at p = 1
+        assert torch.equal(c_swapped[:, 25:], c_g[:, 25:])         # the semantic part is never swapped
+
+
+@pytest.mark.parametrize("mode", ["view_plus_semantic", "identity", "view_identity"])
+def test_new_modes_train_a_few_steps_and_draw_fakes(dataset, tmp_path, mode):
+    """Two full loop steps (ticks, checkpoints) per new mode, then the fakes grid with its front-camera labels."""
+    tp = small(conditioning={"mode": mode, "swap_to_one_kimg": 0.004})
+    tr = Trainer(tp, dataset, tmp_path, seed=0)
+    assert tr.G.cfg.c_dim == G_DIM[mode] and tr.D.cfg.c_dim == D_DIM.get(mode, 25 + DIM)
+    res = tr.run(evaluate=False)
+    assert res.counters.step == 2 and all(finite({k: v for k, v in row.items() if isinstance(v, float)})
+                                         for row in res.stats)
+    assert all("loss_vicico" in row for row in res.stats)
+    grid = tr.grid()
+    assert grid.ndim == 3 and np.isfinite(grid).all()
+
+
+def test_identity_modes_need_the_identity_tables(tmp_path):
+    root = make_dataset(tmp_path / "packed", n_subjects=2, identity=False)
+    with pytest.raises(ValueError, match="identity_tables"):
+        Trainer(small(conditioning={"mode": "identity"}), root, tmp_path / "run", seed=0)
+
+
+def test_swap_to_one_switches_view_conditioning_off_mid_training(dataset, tmp_path):
+    """Fig. 2(b)'s schedule: the loop's swap probability is swap_prob until swap_to_one_kimg, then 1, and at 1
+    every fake's G camera label is another row's."""
+    tp = small(conditioning={"mode": "view", "swap_fade_kimg": 0, "swap_to_one_kimg": 0.004})
+    tr = Trainer(tp, dataset, tmp_path, seed=0)
+    assert tr.settings().swap_prob == pytest.approx(0.7)
+    batch = next(make_loader(BatchStream(tr.ds, tp.batch), 0))
+    tr.step(batch)                                   # 4 images: 0.004 kimg seen
+    s = tr.settings()
+    assert s.swap_prob == 1.0
+    cam, c_g, _ = tr.loss.gen_labels(batch, torch.Generator().manual_seed(0), s.swap_prob)
+    assert torch.equal(c_g, torch.roll(cam, 1, 0))   # swap_with roll: every row takes the previous row's camera
+
+
+def test_unknown_modes_are_refused_by_params_validation():
     with pytest.raises(ValueError, match="conditioning.mode"):
-        small(conditioning={"mode": mode})
+        small(conditioning={"mode": "view+semantic"})
 
 
 def test_params_reject_bad_batch():

@@ -103,6 +103,14 @@ def test_swap_probability_fade():
     assert swap_probability(0.0, 0.7, 0) == pytest.approx(0.7)
 
 
+def test_swap_probability_raised_to_one_mid_training():
+    """BalanceHead Fig. 2(b): from `to_one_kimg` on the camera label is always swapped (view conditioning off)."""
+    assert swap_probability(1999.0, 0.7, 1000, to_one_kimg=2000.0) == pytest.approx(0.7)
+    assert swap_probability(2000.0, 0.7, 1000, to_one_kimg=2000.0) == 1.0
+    assert swap_probability(9000.0, 0.7, 1000, to_one_kimg=2000.0) == 1.0
+    assert swap_probability(500.0, 0.7, 1000, to_one_kimg=None) == pytest.approx(0.85)
+
+
 @pytest.mark.parametrize("swap_with", ["roll", "random"])
 def test_swapped_camera_label(swap_with):
     tp = TrainParams(conditioning={"mode": "view", "swap_with": swap_with})

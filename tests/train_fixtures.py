@@ -6,16 +6,18 @@ from pathlib import Path
 import numpy as np
 
 from balancehead.data.conditions import save_conditions
-from balancehead.data.manifest import CONDITIONS_FILE, MANIFEST_FILE, SHARDS_DIR, VIEW_CONDITIONS_FILE, write_manifest
+from balancehead.data.manifest import (CONDITIONS_FILE, IDENTITY_CONDITIONS_FILE, MANIFEST_FILE, SHARDS_DIR,
+                                       VIEW_CONDITIONS_FILE, VIEW_IDENTITY_CONDITIONS_FILE, write_manifest)
 from balancehead.data.shards import ShardWriter
 from balancehead.world.render import render
 from balancehead.world.subject import sample_subject
 
 YAWS = (0.0, 90.0, 180.0, -90.0)
 DIM = 16
+ID_DIM = 12          # identity tables: a width of their own, so a test sees which table a mode reads
 
 
-def make_dataset(root, n_subjects: int = 6, size: int = 32, shard_size: int = 10) -> Path:
+def make_dataset(root, n_subjects: int = 6, size: int = 32, shard_size: int = 10, identity: bool = True) -> Path:
     root = Path(root)
     rng = np.random.default_rng(0)
     rows = []
@@ -38,4 +40,9 @@ def make_dataset(root, n_subjects: int = 6, size: int = 32, shard_size: int = 10
                     {"backend": "offline", "model_id": "test"})
     save_conditions(root / VIEW_CONDITIONS_FILE, [r["image_id"] for r in rows],
                     rng.standard_normal((len(rows), DIM)), {"backend": "offline", "model_id": "test"})
+    if identity:
+        save_conditions(root / IDENTITY_CONDITIONS_FILE, subjects, rng.standard_normal((len(subjects), ID_DIM)),
+                        {"backend": "offline", "model_id": "test", "kind": "subject"})
+        save_conditions(root / VIEW_IDENTITY_CONDITIONS_FILE, [r["image_id"] for r in rows],
+                        rng.standard_normal((len(rows), ID_DIM)), {"backend": "offline", "model_id": "test"})
     return root

@@ -271,6 +271,14 @@ class LabelClipParams(_Section):
     batch_size: int = Field(32, ge=1, le=4096)
     device: str = "cpu"
     seed: int = Field(0, ge=0)
+    offline_semantics: Literal["world_attributes", "random_init"] = Field("world_attributes", description=(
+        "backend offline: world_attributes = embed the rendered subject's attributes and view "
+        "(backends.attribute_clip; images without world ground truth fall back to random_init); "
+        "random_init = a seeded random-init CLIP for every image (features without semantics)"))
+    attribute_noise: float = Field(0.15, ge=0.0, le=10.0, description=(
+        "world_attributes: weight of the per-subject, view-independent noise term"))
+    attribute_view_weight: float = Field(0.5, ge=0.0, le=10.0, description=(
+        "world_attributes: weight of the view term in per-view features (0 = per-view = view-invariant)"))
 
     @model_validator(mode="after")
     def _weights(self):
@@ -284,6 +292,9 @@ class PackDatasetParams(_Section):
     shard_size: int = Field(1000, ge=1, le=1_000_000, description="images per tar shard")
     max_shard_bytes: Optional[int] = Field(2**30, ge=2**20, description="also close a shard at this size; null = no limit")
     export_eg3d: bool = True
+    identity_tables: bool = Field(True, description=(
+        "also pack identity_conditions / view_identity_conditions.safetensors (select_front's identity backend) "
+        "for the identity / view_identity conditioning baselines (BalanceHead A.6.10)"))
 
 
 class MlflowParams(_Section):

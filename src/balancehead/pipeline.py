@@ -267,7 +267,7 @@ STAGES: tuple[Stage, ...] = (
                   "preprocess_views_metrics": "results/preprocess_views.json",
                   "filter_views_metrics": "results/filter_views.json"},
           outputs={"dataset": _DATASET, "card": "results/dataset_card"},
-          params=("pack_dataset",),
+          params=("pack_dataset", "select_front.backend", "select_front.arcface"),
           metrics={"metrics": "results/dataset.json"}, plots={"yaw_hist": "results/yaw_hist.tsv"}),
     Stage("build_ops", "ops", outputs={"ops": "data/build_ops"}, params=("build_ops",),
           mem_mb=8000, runtime=60),

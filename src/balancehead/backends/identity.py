@@ -109,6 +109,17 @@ def layout_profile(mask: np.ndarray, regions: Regions, n_rows: int) -> np.ndarra
     return prof
 
 
+def make_identity_embedder(backend: str, arcface_params=None):
+    """The identity backend of select_front (`select_front.backend`): this offline appearance embedder,
+    or ArcFace (ONNX) with `select_front.arcface`. pack_dataset builds the identity condition tables of
+    BalanceHead A.6.10 with the same one."""
+    if backend == "offline":
+        return OfflineIdentityEmbedder()
+    from balancehead.backends.production.arcface import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(arcface_params)
+
+
 class OfflineIdentityEmbedder:
     """Appearance embedding from image evidence only (no weights, deterministic)."""
 

@@ -27,6 +27,9 @@ MANIFEST_FILE = "manifest.parquet"
 SHARDS_DIR = "shards"
 CONDITIONS_FILE = "conditions.safetensors"
 VIEW_CONDITIONS_FILE = "view_conditions.safetensors"
+# identity features (BalanceHead A.6.10): of each subject's selected front, and of every packed image
+IDENTITY_CONDITIONS_FILE = "identity_conditions.safetensors"
+VIEW_IDENTITY_CONDITIONS_FILE = "view_identity_conditions.safetensors"
 CARD_DIR = "card"
 
 ROLES = ("source", "front-candidate", "front", "view", "prior")

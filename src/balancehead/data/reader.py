@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from balancehead.data.conditions import ConditionTable
-from balancehead.data.manifest import (CONDITIONS_FILE, MANIFEST_FILE, NUM_YAW_BINS, SHARDS_DIR,
-                                       VIEW_CONDITIONS_FILE, packed_rows, read_manifest, yaw_bins)
+from balancehead.data.manifest import (CONDITIONS_FILE, IDENTITY_CONDITIONS_FILE, MANIFEST_FILE, NUM_YAW_BINS,
+                                       SHARDS_DIR, VIEW_CONDITIONS_FILE, VIEW_IDENTITY_CONDITIONS_FILE, packed_rows,
+                                       read_manifest, yaw_bins)
 from balancehead.data.shards import RawSample, iter_shard_raw
 
 TRAIN_ROLES = ("front", "view")
@@ -66,7 +67,8 @@ class ShardDataset(torch.utils.data.IterableDataset):
 
     Yields dicts: image (3xRxR float in [-1, 1]), mask (1xRxR float in [0, 1]), camera (25,),
     condition (D,) — the subject's front feature —, view_condition (D,) when `view_conditions.safetensors`
-    exists, subject_index (row of the subject in the condition table), yaw, image_id, key.
+    exists, identity (D') / view_identity (D') when the identity tables exist (the subject's front
+    identity feature / the image's own, BalanceHead A.6.10), subject_index (row of the subject in the condition table), yaw, image_id, key.
 
     Args:
       resolution: resize images/masks to this square size (None = as stored).
@@ -105,6 +107,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.conditions = self._load_table(CONDITIONS_FILE, [e.subject_id for e in self.entries], required=True)
         self.view_conditions = self._load_table(VIEW_CONDITIONS_FILE, [e.image_id for e in self.entries],
                                                 required=False)
+        self.identity_conditions = self._load_table(IDENTITY_CONDITIONS_FILE, [e.subject_id for e in self.entries],
+                                                    required=False)
+        self.view_identity_conditions = self._load_table(VIEW_IDENTITY_CONDITIONS_FILE,
+                                                         [e.image_id for e in self.entries], required=False)
         self.probabilities = None
         if yaw_bin_weights is not None:
             yaws = np.array([e.yaw for e in self.entries])
@@ -237,6 +243,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
         }
         if self.view_conditions is not None:
             out["view_condition"] = torch.from_numpy(self.view_conditions[entry.image_id].astype(np.float32))
+        if self.identity_conditions is not None:
+            out["identity"] = torch.from_numpy(self.identity_conditions[entry.subject_id].astype(np.float32))
+        if self.view_identity_conditions is not None:
+            out["view_identity"] = torch.from_numpy(self.view_identity_conditions[entry.image_id].astype(np.float32))
         return out
 
     def __len__(self) -> int:

@@ -7,6 +7,9 @@ vocabulary of modes); here each mode draws `c` for sampling:
   view           c = the 25-float camera label of the conditioning camera
   semantic       c = a subject's front CLIP feature (row of conditions.safetensors)
   view_semantic  c = an image's own CLIP feature (row of view_conditions.safetensors)
+  view_plus_semantic  c = [conditioning camera | a subject's front CLIP feature]
+  identity       c = a subject's front identity feature (row of identity_conditions.safetensors)
+  view_identity  c = an image's own identity feature (row of view_identity_conditions.safetensors)
 """
 from __future__ import annotations
 
@@ -84,9 +87,12 @@ class ConditionSource:
             c = np.zeros((n, 0), np.float32)
         elif self.mode == "view":
             c = np.asarray(cond_cameras, np.float32)
-        elif self.mode == "semantic":
+        elif self.mode in ("semantic", "identity"):
             c, index = self._rows(self.subject, rng, n)
-        elif self.mode == "view_semantic":
+        elif self.mode == "view_plus_semantic":
+            sem, index = self._rows(self.subject, rng, n)
+            c = np.concatenate([np.asarray(cond_cameras, np.float32), sem], axis=1)
+        elif self.mode in ("view_semantic", "view_identity"):
             sel = None
             if front and self.image_yaw is not None:
                 sel = np.flatnonzero(np.abs(self.image_yaw) <= self.front_max_abs_yaw)
@@ -101,14 +107,18 @@ class ConditionSource:
 def condition_source(g: Generator, meta: dict, dataset_dir=None, front_max_abs_yaw: float = 22.5) -> ConditionSource:
     """Condition source for `g`, reading the dataset's condition tables when the mode needs them."""
     from balancehead.data.conditions import load_conditions
-    from balancehead.data.manifest import CONDITIONS_FILE, MANIFEST_FILE, VIEW_CONDITIONS_FILE, read_manifest
+    from balancehead.data.manifest import (CONDITIONS_FILE, IDENTITY_CONDITIONS_FILE, MANIFEST_FILE,
+                                           VIEW_CONDITIONS_FILE, VIEW_IDENTITY_CONDITIONS_FILE, read_manifest)
 
     subject = image = image_yaw = None
-    if dataset_dir is not None and (Path(dataset_dir) / CONDITIONS_FILE).exists():
-        _, subject, _ = load_conditions(Path(dataset_dir) / CONDITIONS_FILE)
     mode = LabelSpec.from_meta(meta, g.cfg.c_dim).mode
-    if mode == "view_semantic" and dataset_dir is not None and (Path(dataset_dir) / VIEW_CONDITIONS_FILE).exists():
-        ids, image, _ = load_conditions(Path(dataset_dir) / VIEW_CONDITIONS_FILE)
+    identity = mode in ("identity", "view_identity")       # BalanceHead A.6.10: identity tables instead of CLIP
+    subject_file = IDENTITY_CONDITIONS_FILE if identity else CONDITIONS_FILE
+    image_file = VIEW_IDENTITY_CONDITIONS_FILE if identity else VIEW_CONDITIONS_FILE
+    if dataset_dir is not None and (Path(dataset_dir) / subject_file).exists():
+        _, subject, _ = load_conditions(Path(dataset_dir) / subject_file)
+    if mode in ("view_semantic", "view_identity") and dataset_dir is not None and (Path(dataset_dir) / image_file).exists():
+        ids, image, _ = load_conditions(Path(dataset_dir) / image_file)
         yaw_of = {r["image_id"]: r["yaw"] for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw"])}
         image_yaw = np.array([yaw_of.get(i) if yaw_of.get(i) is not None else 180.0 for i in ids], np.float64)
     return ConditionSource(mode, g.cfg.c_dim, subject, image, image_yaw, front_max_abs_yaw)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ def main(ctx: StageContext) -> None:
     views_by_subject: dict[str, list[dict]] = {}
     for vid in sorted(views):                           # grouped once: linear in the number of views
         views_by_subject.setdefault(views[vid]["subject_id"], []).append(views[vid])
+    identity = IdentityTables(ctx) if p.identity_tables else None
     with ShardWriter(tmp / "shards", p.shard_size, max_bytes=p.max_shard_bytes) as writer:
         for subject in subjects:
             members = [(front_by_subject[subject], "fronts", "front", None)]
@@ -78,18 +80,24 @@ def main(ctx: StageContext) -> None:
                 shard, key = writer.add(rec["id"], rgb, label, mask)
                 rows.append(_image_row(rec, role=role, shard=shard, key=key, verdicts=verdict))
                 packed_ids.append(rec["id"])
+                if identity is not None:
+                    identity.add(rec["id"], subject if role == "front" else None, rgb, mask)
 
     clip_meta = next(iter(clip.values()), {})     # label_clip records its model and feature width
     dim = int(clip_meta.get("dim", 0))
-    meta = {"backend": clip_meta.get("backend", "none"), "model_id": clip_meta.get("model"),
-            "offline": bool(clip_meta.get("offline", True))}
+    backends = sorted({clip[i]["backend"] for i in packed_ids if i in clip}) or [clip_meta.get("backend", "none")]
+    sources = Counter(clip[i].get("semantic_source", "image") for i in packed_ids if i in clip)
+    meta = {"backend": "+".join(backends), "model_id": clip_meta.get("model"),
+            "offline": bool(clip_meta.get("offline", True)), "semantic_sources": dict(sorted(sources.items()))}
     front_feats = np.stack([_feature(ctx, front_by_subject[s]["id"]) for s in subjects]) if subjects else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "conditions.safetensors", subjects, front_feats, {**meta, "kind": "subject"})
     view_feats = np.stack([_feature(ctx, i) for i in packed_ids]) if packed_ids else np.zeros((0, dim), np.float32)
     save_conditions(tmp / "view_conditions.safetensors", packed_ids, view_feats, {**meta, "kind": "image"})
+    id_meta = identity.save(tmp, subjects, packed_ids) if identity is not None else None
     write_manifest(rows, tmp / "manifest.parquet")
     fileio.write_json(tmp / "dataset.json", {"subjects": len(subjects), "images": len(packed_ids),
-                                         "condition_backend": meta, "shard_size": p.shard_size})
+                                         "condition_backend": meta, "identity_backend": id_meta,
+                                         "shard_size": p.shard_size})
     integrity.write_digests(tmp, ctx.stage.name)     # shards, manifest, condition tables: checked on load
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -114,6 +122,47 @@ def main(ctx: StageContext) -> None:
         from ..data.export import export_eg3d
         export_eg3d(out_dir, out_dir / "export_eg3d")
     _log_mlflow(ctx, metrics, card_dir)
+
+
+class IdentityTables:
+    """The identity condition tables of BalanceHead A.6.10, from select_front's identity backend (offline
+    appearance embedder, or ArcFace ONNX): `identity_conditions.safetensors` holds each subject's
+    selected-front feature (shared by all its views: the 'identity' baseline), and
+    `view_identity_conditions.safetensors` every packed image's own feature ('view_identity'). As the
+    paper does for back and profile views, no face alignment is attempted: each image goes in as packed,
+    with its person mask (ArcFace takes its head-box crop, `select_front.arcface.fallback_crop`)."""
+
+    def __init__(self, ctx: StageContext):
+        from ..backends.identity import make_identity_embedder
+
+        sf = ctx.params.select_front
+        self.embedder = make_identity_embedder(sf.backend, sf.arcface)
+        self.offline = sf.backend == "offline"
+        self.by_image: dict[str, np.ndarray] = {}
+        self.by_subject: dict[str, np.ndarray] = {}
+
+    def add(self, image_id: str, front_of: str | None, rgb: np.ndarray, mask: np.ndarray) -> None:
+        """One packed image; `front_of` names the subject when it is that subject's selected front."""
+        f = np.asarray(self.embedder.embed([rgb], [mask])[0], np.float32)
+        self.by_image[image_id] = f
+        if front_of is not None:
+            self.by_subject[front_of] = f
+
+    def save(self, out_dir: Path, subjects: list[str], image_ids: list[str]) -> dict:
+        from ..data.conditions import save_conditions
+        from ..data.manifest import IDENTITY_CONDITIONS_FILE, VIEW_IDENTITY_CONDITIONS_FILE
+
+        prov = self.embedder.provenance() if hasattr(self.embedder, "provenance") else {}
+        meta = {"backend": self.embedder.name, "model_id": prov.get("model_id", self.embedder.name),
+                "offline": self.offline, "alignment": "none (person-mask head crop)"}
+        dim = len(next(iter(self.by_image.values()))) if self.by_image else 0
+        rows = [self.by_subject[s] for s in subjects]
+        save_conditions(out_dir / IDENTITY_CONDITIONS_FILE, subjects,
+                        np.stack(rows) if rows else np.zeros((0, dim), np.float32), {**meta, "kind": "subject"})
+        rows = [self.by_image[i] for i in image_ids]
+        save_conditions(out_dir / VIEW_IDENTITY_CONDITIONS_FILE, image_ids,
+                        np.stack(rows) if rows else np.zeros((0, dim), np.float32), {**meta, "kind": "image"})
+        return meta
 
 
 def yaw_hist_tsv(labels, generated, packed) -> str:

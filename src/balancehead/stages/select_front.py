@@ -14,14 +14,10 @@ SOURCES, CANDIDATES = "sources", "candidates"          # input names: see pipeli
 
 
 def make_embedder(ctx: StageContext):
-    from ..backends.identity import OfflineIdentityEmbedder
+    from ..backends.identity import make_identity_embedder
 
     p = ctx.params.select_front
-    if p.backend == "offline":
-        return OfflineIdentityEmbedder()
-    from ..backends.production.arcface import ArcFaceEmbedder
-
-    return ArcFaceEmbedder(p.arcface)
+    return make_identity_embedder(p.backend, p.arcface)
 
 
 def main(ctx: StageContext) -> None:

@@ -45,7 +45,8 @@ def run_key(ctx: StageContext) -> str:
         for k in keys:
             target.pop(k, None)
     h = hashlib.sha256(json.dumps({"train": tp, "seed": ctx.params.seed}, sort_keys=True).encode())
-    for name in ("manifest.parquet", "conditions.safetensors", "view_conditions.safetensors"):
+    for name in ("manifest.parquet", "conditions.safetensors", "view_conditions.safetensors",
+                 "identity_conditions.safetensors", "view_identity_conditions.safetensors"):
         f = ctx.input("dataset") / name
         h.update(name.encode() + (sha256_file(f).encode() if f.exists() else b"-"))
     return h.hexdigest()[:16]

@@ -37,7 +37,7 @@ from balancehead.hashing import derive_seed
 from balancehead.progress import duration_text
 
 from .augment import adjust_p
-from .conditioning import LabelSpec
+from .conditioning import SEMANTIC_KEY, WHAT, LabelSpec
 from .distributed import DistInfo, StopPoll, all_reduce_grads, any_rank, barrier
 from .ema import ema_beta, update_ema
 from .features import RandomFeatures, frechet_distance
@@ -87,11 +87,15 @@ def open_dataset(tp: TrainParams, root: Path, seed: int) -> tuple[ShardDataset, 
     mode = tp.conditioning.mode
     ds = ShardDataset(root, resolution=tp.data.resolution or tp.model.output_resolution, seed=seed,
                       yaw_bin_weights=tp.data.yaw_bin_weights)
-    if mode == "view_semantic" and ds.view_conditions is None:
-        raise ValueError(f"train.conditioning.mode 'view_semantic' needs per-view CLIP features, but {root} has no "
-                         "view_conditions.safetensors")
-    dim = int(ds.conditions.array.shape[1])
-    return ds, LabelSpec(mode, dim if mode not in ("none", "view") else 0)
+    if mode in ("none", "view"):
+        return ds, LabelSpec(mode, 0)
+    key = SEMANTIC_KEY[mode]
+    table = {"condition": ds.conditions, "view_condition": ds.view_conditions, "identity": ds.identity_conditions,
+             "view_identity": ds.view_identity_conditions}[key]
+    if table is None:
+        raise ValueError(f"train.conditioning.mode {mode!r} needs {WHAT[key]}, but {root} has none; "
+                         "rerun pack_dataset with them or pick another mode")
+    return ds, LabelSpec(mode, table.dim)
 
 
 def _lazy_adam(params, lr, betas, interval: int) -> torch.optim.Adam:
@@ -209,7 +213,8 @@ class Trainer:
         return StepSettings(neural_resolution(kimg, sch.neural_resolution_initial, tp.model.neural_resolution,
                                               sch.neural_resolution_fade_kimg, sch.neural_resolution_mode),
                             blur_sigma(kimg, tp.loss.blur_init_sigma, tp.loss.blur_fade_kimg), self._augment_p,
-                            swap_probability(kimg, tp.conditioning.swap_prob, tp.conditioning.swap_fade_kimg))
+                            swap_probability(kimg, tp.conditioning.swap_prob, tp.conditioning.swap_fade_kimg,
+                                             tp.conditioning.swap_to_one_kimg))
 
     def to_device(self, batch: dict) -> dict:
         """Asynchronous upload (the loader pins host memory on CUDA); non-tensor fields stay as they are."""

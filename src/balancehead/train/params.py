@@ -52,15 +52,18 @@ class ModelParams(Section):
 
 class ConditioningParams(Section):
     """What G's mapping network and D's projection head are conditioned on (BalanceHead Table 1)."""
-    # the trainable modes of balancehead.train.conditioning.MODES (identity modes need identity features,
-    # which the data engine does not pack: they are refused here, before any work)
-    mode: Literal["none", "view", "view_semantic", "semantic"] = "semantic"
+    # exactly balancehead.train.conditioning.MODES (the table there says what G and D see in each)
+    mode: Literal["none", "view", "view_semantic", "semantic", "view_plus_semantic", "identity",
+                  "view_identity"] = "semantic"
     swap_prob: float = Field(0.7, ge=0.0, le=1.0, description=(
         "view modes: final probability that G's camera label is swapped for another real one (EG3D c-swap; PanoHead 0.7)"))
     swap_fade_kimg: float = Field(1000.0, ge=0.0, le=1e6, description=(
         "swap probability fades linearly from 1 to swap_prob over this many kimg (PanoHead gpc_reg_fade_kimg); 0 = swap_prob throughout"))
     swap_with: Literal["roll", "random"] = Field("roll", description=(
         "camera swapped in: roll = the previous row's (PanoHead torch.roll(c, 1, 0)); random = a random real camera of the batch"))
+    swap_to_one_kimg: Optional[float] = Field(None, ge=0.0, le=1e6, description=(
+        "camera-conditioned G modes: from this kimg on the swap probability is 1, i.e. view conditioning is "
+        "switched off mid-training (BalanceHead Fig. 2(b)); null = never"))
 
 
 class VicicoParams(Section):

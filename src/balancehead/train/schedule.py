@@ -7,7 +7,8 @@ resolution, blur of D's inputs and the probability of swapping G's camera label.
 * Blur sigma starts at `blur_init_sigma` and fades linearly to zero over `blur_fade_kimg`, which keeps
   early D gradients smooth; `blur_eg3d` is EG3D's kernel, `blur` a plain Gaussian.
 * Swap probability fades from 1 (always swap, i.e. no pose conditioning) to `swap_prob` over
-  `swap_fade_kimg` (PanoHead's gpc_reg_prob / gpc_reg_fade_kimg).
+  `swap_fade_kimg` (PanoHead's gpc_reg_prob / gpc_reg_fade_kimg), and jumps back to 1 at
+  `swap_to_one_kimg` when that is set (BalanceHead Fig. 2(b): view conditioning disabled mid-training).
 """
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ def blur_sigma(kimg: float, init_sigma: float, fade_kimg: float) -> float:
     return max(1.0 - kimg / fade_kimg, 0.0) * init_sigma
 
 
-def swap_probability(kimg: float, swap_prob: float, fade_kimg: float) -> float:
-    """PanoHead: (1 - a) * 1 + a * swap_prob with a = min(kimg / fade_kimg, 1) (a = 1 when fade_kimg is 0)."""
+def swap_probability(kimg: float, swap_prob: float, fade_kimg: float, to_one_kimg: float | None = None) -> float:
+    """PanoHead: (1 - a) * 1 + a * swap_prob with a = min(kimg / fade_kimg, 1) (a = 1 when fade_kimg is 0).
+    From `to_one_kimg` on (when set) the probability is 1: the camera label is always another row's, i.e.
+    view conditioning is switched off mid-training (BalanceHead §3, Fig. 2(b))."""
+    if to_one_kimg is not None and kimg >= to_one_kimg:
+        return 1.0
     a = min(kimg / fade_kimg, 1.0) if fade_kimg > 0 else 1.0
     return (1 - a) + a * swap_prob
 

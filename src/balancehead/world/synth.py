@@ -102,6 +102,8 @@ class ProceduralSynthesizer:
             "drift_changes": drift_changes,
             "rates": asdict(r),
         }
+        if drift:       # what the image shows (the offline CLIP stand-in embeds it: backends.attribute_clip)
+            truth["shown_subject"] = shown.to_dict()
         return SynthResult(rgb=rgb, truth=truth)
 
 
