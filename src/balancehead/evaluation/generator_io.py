@@ -60,6 +60,13 @@ class ConditionSource:
     image: Optional[np.ndarray] = None          # (I, D)
     image_yaw: Optional[np.ndarray] = None      # (I,)
     front_max_abs_yaw: float = 22.5
+    image_camera: Optional[np.ndarray] = None   # (I, 25) each image row's camera (NaN where unknown)
+
+    def image_rows(self, index: np.ndarray) -> np.ndarray:
+        """'view_semantic' labels of given image rows: each image's own CLIP feature (FID-view)."""
+        if self.image is None:
+            raise ValueError("no per-image condition table (view_conditions.safetensors) in the dataset")
+        return self.image[np.asarray(index)].astype(np.float32)
 
     def _rows(self, table, rng, n, idx=None) -> tuple[np.ndarray, np.ndarray]:
         if table is None or len(table) == 0:
@@ -103,15 +110,21 @@ def condition_source(g: Generator, meta: dict, dataset_dir=None, front_max_abs_y
     from balancehead.data.conditions import load_conditions
     from balancehead.data.manifest import CONDITIONS_FILE, MANIFEST_FILE, VIEW_CONDITIONS_FILE, read_manifest
 
-    subject = image = image_yaw = None
+    subject = image = image_yaw = image_camera = None
     if dataset_dir is not None and (Path(dataset_dir) / CONDITIONS_FILE).exists():
         _, subject, _ = load_conditions(Path(dataset_dir) / CONDITIONS_FILE)
     mode = LabelSpec.from_meta(meta, g.cfg.c_dim).mode
     if mode == "view_semantic" and dataset_dir is not None and (Path(dataset_dir) / VIEW_CONDITIONS_FILE).exists():
         ids, image, _ = load_conditions(Path(dataset_dir) / VIEW_CONDITIONS_FILE)
-        yaw_of = {r["image_id"]: r["yaw"] for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw"])}
+        rows = {r["image_id"]: r for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw", "camera"])}
+        yaw_of = {i: r["yaw"] for i, r in rows.items()}
         image_yaw = np.array([yaw_of.get(i) if yaw_of.get(i) is not None else 180.0 for i in ids], np.float64)
-    return ConditionSource(mode, g.cfg.c_dim, subject, image, image_yaw, front_max_abs_yaw)
+        image_camera = np.full((len(ids), 25), np.nan, np.float32)
+        for k, i in enumerate(ids):
+            cam = rows.get(i, {}).get("camera")
+            if cam is not None and len(cam) == 25:
+                image_camera[k] = np.asarray(cam, np.float32)
+    return ConditionSource(mode, g.cfg.c_dim, subject, image, image_yaw, front_max_abs_yaw, image_camera)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

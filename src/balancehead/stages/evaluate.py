@@ -30,12 +30,12 @@ def bias_curve_tsv(fids: dict) -> str:
 
 
 def main(ctx) -> None:
-    from ..backends.identity import OfflineIdentityEmbedder
     from ..evaluation.features import build_extractor
     from ..evaluation.fid_suite import run_fid_suite
     from ..devices import pick_device
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
-    from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
+    from ..evaluation.identity_metrics import (generator_id_consistency, generator_mknnd, identity_label,
+                                               make_identity_embedder)
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
     from ..ops import use_built
@@ -56,7 +56,7 @@ def main(ctx) -> None:
             kept[name] = fakes["image"][: p.grid_size * p.grid_size]
 
     fids = run_fid_suite(g, cond, reals, extractor, p, ctx.seed("fid"), device, keep)
-    embedder = OfflineIdentityEmbedder()
+    embedder = make_identity_embedder("evaluate", p.identity_backend, p.arcface)
     diversity = generator_mknnd(g, cond, embedder, p.mknnd_samples, p.mknnd_k, ctx.seed("mknnd"), p.psi,
                                 p.batch_size, device)
     consistency = generator_id_consistency(g, cond, embedder, p.id_identities, p.id_view_yaws_deg,
@@ -70,7 +70,8 @@ def main(ctx) -> None:
         inv = json.loads(inv_path.read_text())
         metrics["inversion"] = {k: v for k, v in inv.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
-              "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
+              "feature_note": extractor.note, "identity_backend": embedder.name,
+              "identity_provenance": identity_label(embedder), "conditioning": cond.mode,
               "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),
               "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
               "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},

@@ -47,7 +47,7 @@ def main(ctx) -> None:
     from ..evaluation.perceptual import PerceptualLoss
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
     from ..evaluation.turntable import gif_bytes, mp4_bytes
-    from ..backends.identity import OfflineIdentityEmbedder
+    from ..evaluation.identity_metrics import identity_label, make_identity_embedder
     from ..ops import use_built
 
     use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
@@ -67,9 +67,10 @@ def main(ctx) -> None:
         estimator = OfflinePoseEstimator()
     perceptual = PerceptualLoss(p.perceptual, device)
     metric = PerceptualLoss([p.metric_lpips.model_copy(update={"weight": 1.0})], device)
-    embedder = OfflineIdentityEmbedder()
+    embedder = make_identity_embedder("invert", p.identity_backend, p.arcface)
     labels = {"perceptual_loss": "; ".join(perceptual.labels), "lpips_metric": metric.labels[0],
               "identity_backend": embedder.name, "lpips_is_offline": p.metric_lpips.kind == "offline"}
+    ctx.log.info("invert: identity similarity on %s", identity_label(embedder))
 
     out_dir = ctx.output("invert")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
