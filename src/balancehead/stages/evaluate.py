@@ -1,6 +1,7 @@
 """evaluate: every number of the closing tables in the `metrics` output (DVC metrics), the per-yaw-bin
-FID curve in the `fid_by_yaw` output (DVC plot), fakes grids and random-sample turntables in the `eval`
-directory, and an MLflow run.
+FID curve in the `fid_by_yaw` output (DVC plot), fakes grids, random-sample turntables and the
+memorisation check (memorisation.json + memorisation.png, BalanceHead A.6.13) in the `eval` directory,
+and an MLflow run.
 
 The metrics hold numbers only (null where a metric does not apply); what produced them (feature
 extractor, identity backend, whether the FIDs are comparable to published ones) is in
@@ -61,10 +62,19 @@ def main(ctx) -> None:
                                 p.batch_size, device)
     consistency = generator_id_consistency(g, cond, embedder, p.id_identities, p.id_view_yaws_deg,
                                            ctx.seed("idc"), p.psi, p.batch_size, device)
+    memo = None
+    if p.memorisation_samples:
+        from ..evaluation.memorisation import memorisation_check
+        from .label_clip import make_embedder as make_clip_embedder     # the embedder of the dataset's features
+
+        memo = memorisation_check(g, cond, make_clip_embedder(ctx), ctx.input("dataset"), p.memorisation_samples,
+                                  p.memorisation_neighbours, ctx.seed("memorisation"), p.psi, p.batch_size, device)
     metrics = {name: r["fid"] for name, r in fids.items()}
     metrics.update({name.replace("fid", "kid", 1): r["kid"] for name, r in fids.items()})
     metrics["mknnd"] = diversity
     metrics.update(consistency)
+    if memo is not None:
+        metrics["memorisation_nearest_cosine"] = memo.nearest_cosine
     inv_path = ctx.input("invert_metrics")
     if inv_path.exists():
         inv = json.loads(inv_path.read_text())
@@ -79,6 +89,9 @@ def main(ctx) -> None:
     if not extractor.comparable:
         labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
 
+    if memo is not None:
+        fileio.write_json(out_dir / "memorisation.json", memo.table)
+        fileio.write_png(out_dir / "memorisation.png", memo.strip)
     for name, imgs in sorted(kept.items()):
         fileio.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
     rng = np.random.default_rng(ctx.seed("turntables"))
