@@ -146,6 +146,9 @@ class InvertParams(Section):
         if self.targets == "folder" and self.pose == "known":
             raise ValueError("invert.pose='known' only works for prior_holdout targets; "
                              "use pose: offline or production for a folder")
+        if self.pose == "production" and self.targets != "folder":
+            raise ValueError("invert.pose 'production' is for targets: folder (in-the-wild photos); "
+                             "prior_holdout targets have known cameras (pose: known)")
         if self.pose == "production" and not (self.head_pose.model and self.person_seg.model):
             raise ValueError("invert.pose 'production' needs invert.head_pose.model and invert.person_seg.model "
                              "(local .onnx paths, as preprocess.head_pose / person_seg); or set invert.pose: offline")
