@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunks", type=int, nargs="+", default=[4096])
+    ap.add_argument("--modes", nargs="+", default=["fast", "float32"], choices=["fast", "float32"],
+                    help="fast: bfloat16 pass + float32 re-check (the default); float32: the plain blocked pass")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
@@ -32,15 +34,16 @@ def main() -> None:
     centres = rng.standard_normal((a.n // 10, a.dim)).astype(np.float32)
     emb = centres[rng.integers(0, len(centres), a.n)] + 0.8 * rng.standard_normal((a.n, a.dim)).astype(np.float32)
     sub = emb[:1500]
-    assert abs(mknnd(sub, a.k, chunk=512) - mknnd_brute_force(sub, a.k)) < 1e-5
+    ref = mknnd_brute_force(sub, a.k)
+    assert all(abs(mknnd(sub, a.k, chunk=512, fast=f) - ref) < 1e-6 for f in (True, False))
     print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, N {a.n}, D {a.dim}, k {a.k}")
-    for chunk in a.chunks:
+    for chunk, mode in [(c, m) for c in a.chunks for m in a.modes]:
         t, c = time.perf_counter(), time.process_time()
-        v = mknnd(emb, a.k, chunk=chunk)
+        v = mknnd(emb, a.k, chunk=chunk, fast=mode == "fast")
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         # on a shared machine the wall time includes waiting for a core; CPU seconds / threads is what
         # an idle machine with that many cores would take
-        print(f"mknnd chunk {chunk}: {wall:.2f} s wall, {cpu:.2f} CPU s (~{cpu / a.threads:.2f} s on "
+        print(f"mknnd {mode} chunk {chunk}: {wall:.2f} s wall, {cpu:.2f} CPU s (~{cpu / a.threads:.2f} s on "
               f"{a.threads} idle cores) (MKNND {v:.5f})")
 
 

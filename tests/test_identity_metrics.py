@@ -21,7 +21,25 @@ def test_mknnd_equals_brute_force_on_shuffled_identities(k):
     shuffled = emb[perm] * np.random.default_rng(2).uniform(0.5, 3.0, (len(emb), 1))    # order, norms: irrelevant
     ref = mknnd_brute_force(emb, k)
     for chunk in (7, 64, 4096):                   # blocks smaller than k, ragged last blocks, one block
-        assert mknnd(shuffled, k, chunk=chunk) == pytest.approx(ref, abs=1e-6)
+        for fast in (True, False):                # bfloat16 pass + certified float32 re-check, or float32 only
+            assert mknnd(shuffled, k, chunk=chunk, fast=fast) == pytest.approx(ref, abs=1e-6)
+
+
+def test_mknnd_fast_path_falls_back_where_bfloat16_cannot_certify(monkeypatch):
+    """Near-duplicate clusters larger than the candidate list: the bf16 top-m cannot prove the k nearest
+    (their cosines differ by less than the bf16 error), so those rows are recomputed in float32 --
+    the result is still eq. 2 exactly."""
+    import balancehead.evaluation.diversity as D
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((6, 64))
+    emb = np.repeat(base, 20, axis=0) + 1e-3 * rng.standard_normal((120, 64))
+    calls = []
+    orig = D._exact_rows
+    monkeypatch.setattr(D, "_exact_rows", lambda z, rows, k, chunk: (calls.append(len(rows)), orig(z, rows, k, chunk))[1])
+    got = D.mknnd(emb, 5, chunk=32, candidates=6)
+    assert calls and calls[0] > 0
+    assert got == pytest.approx(mknnd_brute_force(emb, 5), abs=1e-6)
 
 
 def test_mknnd_sees_clustering():
