@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--chunks", type=int, nargs="+", default=[4096])
+    ap.add_argument("--chunks", type=int, nargs="+", default=[2048])
     ap.add_argument("--modes", nargs="+", default=["fast", "float32"], choices=["fast", "float32"],
                     help="fast: bfloat16 pass + float32 re-check (the default); float32: the plain blocked pass")
     a = ap.parse_args()

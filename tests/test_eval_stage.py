@@ -52,7 +52,7 @@ def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     save_checkpoint(tmp_path / "data/train", {"G_ema": g}, {"conditioning": mode})
     p = EvaluateParams(num_fakes=8, fakes_per_yaw_bin=4, mknnd_samples=8, id_identities=2, kid_subsets=3,
                        turntable_samples=1, turntable_frames=4, grid_size=2,
-                       memorisation_samples=0)      # no per-image CLIP table here: see the view_semantic test
+                       memorisation_samples=4)      # no per-image CLIP table here: skipped (see the view_semantic test)
     evaluate.main(stage_context(tmp_path, "evaluate", {"evaluate": p}))
     m = json.loads((tmp_path / "results/metrics.json").read_text())
     for k in ("fid_random", "fid_front", "fid_back", "kid_random", "mknnd", "id_consistency"):
@@ -67,6 +67,7 @@ def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     assert labels["fid_comparable_to_published"] is False and "not comparable" in labels["warning"]
     assert (tmp_path / "results/eval/turntable_00.gif").exists()
     assert (tmp_path / "results/eval/fakes_fid_random.png").exists()
+    assert labels["memorisation"].startswith("skipped") and not (tmp_path / "results/eval/memorisation.json").exists()
 
 
 def test_evaluate_view_semantic_arcface_fills_fid_view_and_panohead_metrics(tmp_path):

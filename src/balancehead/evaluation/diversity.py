@@ -63,7 +63,7 @@ def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, chunk: int) -> torc
     return torch.cat(out) if out else torch.zeros((0, k))
 
 
-def mknnd(embeddings, k: int = 5, chunk: int = 4096, fast: bool = True, candidates: int = 16) -> float:
+def mknnd(embeddings, k: int = 5, chunk: int = 2048, fast: bool = True, candidates: int = 16) -> float:
     """MKNND (BalanceHead A.6.11, eq. 2): mean over samples of the mean cosine distance 1 - cos to its
     k nearest other samples. Exact (the float32 cosines of the true k nearest).
 

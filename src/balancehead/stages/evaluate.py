@@ -63,7 +63,12 @@ def main(ctx) -> None:
     consistency = generator_id_consistency(g, cond, embedder, p.id_identities, p.id_view_yaws_deg,
                                            ctx.seed("idc"), p.psi, p.batch_size, device)
     memo = None
-    if p.memorisation_samples:
+    from ..data.manifest import VIEW_CONDITIONS_FILE
+    has_clip = (ctx.input("dataset") / VIEW_CONDITIONS_FILE).exists()
+    if p.memorisation_samples and not has_clip:
+        ctx.log.warning("evaluate: the dataset has no %s (training images' CLIP features); memorisation check "
+                        "skipped", VIEW_CONDITIONS_FILE)
+    if p.memorisation_samples and has_clip:
         from ..evaluation.memorisation import memorisation_check
         from .label_clip import make_embedder as make_clip_embedder     # the embedder of the dataset's features
 
@@ -85,7 +90,10 @@ def main(ctx) -> None:
               "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),
               "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
               "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},
-              "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None)}
+              "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None),
+              "memorisation": ("off" if not p.memorisation_samples else
+                               f"nearest training images in CLIP space ({memo.table['embedder']})" if memo else
+                               "skipped: the dataset has no per-image CLIP features")}
     if not extractor.comparable:
         labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
 
