@@ -35,8 +35,8 @@ def main(ctx) -> None:
     from ..evaluation.fid_suite import run_fid_suite
     from ..devices import pick_device
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
-    from ..evaluation.identity_metrics import (generator_id_consistency, generator_mknnd, identity_label,
-                                               make_identity_embedder)
+    from ..evaluation.identity_backend import identity_label, make_identity_embedder
+    from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
     from ..ops import use_built

@@ -60,7 +60,7 @@ def main(ctx) -> None:
     from ..evaluation.perceptual import PerceptualLoss
     from ..evaluation.targets import estimate_camera, folder_targets, prior_targets, wild_targets
     from ..evaluation.turntable import gif_bytes, mp4_bytes
-    from ..evaluation.identity_metrics import identity_label, make_identity_embedder
+    from ..evaluation.identity_backend import identity_label, make_identity_embedder
     from ..ops import use_built
 
     use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
