@@ -26,30 +26,31 @@ def _block_pairs(n: int, chunk: int):
             yield i, j
 
 
-def _topk_merge(vals: torch.Tensor, idx: torch.Tensor, start: int, sims: torch.Tensor, col0: int, m: int) -> None:
-    """Merge the row-wise top-m of `sims` (rows start.., columns col0..) into the running (vals, idx)."""
-    top = sims.topk(min(m, sims.shape[1]), dim=1)
-    rows = slice(start, start + sims.shape[0])
-    v = torch.cat([vals[rows], top.values.to(vals.dtype)], dim=1)
-    i = torch.cat([idx[rows], top.indices + col0], dim=1)
-    best = v.topk(m, dim=1)
-    vals[rows], idx[rows] = best.values, i.gather(1, best.indices)
-
-
 def _symmetric_topk(z: torch.Tensor, m: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Running top-m similarities (float32) and their column indices of every row of z z^T, self
-    excluded, from the upper block triangle only (each block pair's S and S^T)."""
+    """Top-m similarities (float32, best first) and their column indices of every row of z zᵀ, self
+    excluded, from the upper block triangle only (each block pair's S and Sᵀ). Each block's row-wise
+    top-m is stashed in its slot of an (N, blocks x m) buffer; one top-m over the buffer at the end."""
     n = z.shape[0]
-    vals = torch.full((n, m), -float("inf"))
-    idx = torch.full((n, m), -1, dtype=torch.long)
+    blocks = -(-n // chunk)
+    vals = torch.full((n, blocks * m), -float("inf"))
+    idx = torch.full((n, blocks * m), -1, dtype=torch.long)
+
+    def stash(start: int, sims: torch.Tensor, col0: int) -> None:
+        top = sims.topk(min(m, sims.shape[1]), dim=1)
+        slot, width = (col0 // chunk) * m, top.values.shape[1]
+        rows = slice(start, start + sims.shape[0])
+        vals[rows, slot:slot + width] = top.values
+        idx[rows, slot:slot + width] = top.indices + col0
+
     for i, j in _block_pairs(n, chunk):
         sim = z[i:i + chunk] @ z[j:j + chunk].T
         if j == i:
             sim.fill_diagonal_(-float("inf"))        # exclude itself
-        _topk_merge(vals, idx, i, sim, j, m)
+        stash(i, sim, j)
         if j != i:
-            _topk_merge(vals, idx, j, sim.T.contiguous(), i, m)
-    return vals, idx
+            stash(j, sim.T.contiguous(), i)
+    best = vals.topk(m, dim=1)
+    return best.values, idx.gather(1, best.indices)
 
 
 def _exact_rows(z: torch.Tensor, rows: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
