@@ -142,21 +142,21 @@ def export(module: torch.nn.Module, path, size: int, outputs: list[str]) -> str:
 
 
 class TinyArcFace(torch.nn.Module):
-    """ArcFace contract: (N, 3, 112, 112) -> (N, 16) embedding (random weights)."""
+    """ArcFace contract: (N, 3, 112, 112) -> (N, dim) embedding (random weights; the real models: 512)."""
 
-    def __init__(self):
+    def __init__(self, dim: int = 16):
         super().__init__()
         self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 2, 1),
-                                        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(128, 16))
+                                        torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(128, dim))
 
     def forward(self, x):
         return self.body(x)
 
 
-def tiny_arcface(seed: int = 0) -> TinyArcFace:
+def tiny_arcface(seed: int = 0, dim: int = 16) -> TinyArcFace:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TinyArcFace()
+        return TinyArcFace(dim)
 
 
 class TinyHeadPose(torch.nn.Module):

@@ -103,3 +103,22 @@ def test_report_stage_writes_index(tmp_path):
     _fill(tmp_path)
     report.main(stage_context(tmp_path, "report", {"report": ReportParams()}))
     assert (tmp_path / "results/report/index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_memorisation_section(tmp_path):
+    """A.6.13: the strip of generated fronts beside their nearest training images, and the table."""
+    from balancehead.stages.report import build_report
+
+    _fill(tmp_path)
+    html = build_report(_inputs(tmp_path), ReportParams(), "abc123")
+    assert 'id="memorisation"' in html and "no memorisation check" in html
+    strip = np.random.default_rng(1).integers(0, 256, (16, 40, 3), dtype=np.uint8)
+    fileio.write_png(tmp_path / "results/eval/memorisation.png", strip)
+    fileio.write_json(tmp_path / "results/eval/memorisation.json", {
+        "embedder": "offline-random-init-ViT-B-32", "same_embedder": False,
+        "training_features": {"backend": "open_clip-ViT-B-32"},
+        "samples": [{"sample": 0, "neighbours": [{"image_id": "src7_v3", "subject_id": "src7", "yaw": 45.0,
+                                                  "cosine": 0.91}]}]})
+    html = build_report(_inputs(tmp_path), ReportParams(), "abc123")
+    assert "<td>src7_v3</td><td>src7</td>" in html and "0.91" in html
+    assert "nearest training images by CLIP cosine" in html and "compare different spaces" in html

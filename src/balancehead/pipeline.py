@@ -292,7 +292,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "evaluation",
           inputs={"checkpoint": GENERATOR, "dataset": _DATASET, "invert_metrics": "results/invert.json",
                   "recon_metrics": "results/eval_recon.json", "ops": _OPS},
-          outputs={"eval": "results/eval"}, params=("seed", "generator", "evaluate"),
+          outputs={"eval": "results/eval"}, params=("seed", "generator", "evaluate", "label_clip"),
           metrics={"metrics": "results/metrics.json"}, plots={"fid_by_yaw": "results/fid_by_yaw.tsv"},
           mem_mb=8000, runtime=240),
     Stage("report", "evaluation",

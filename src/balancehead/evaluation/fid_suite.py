@@ -1,13 +1,19 @@
-"""The FID family, each a (real subset, fake sampler) pair (BalanceHead Table 1, PanoHead §4.3):
+"""The FID family, each a (real subset, fake sampler) pair.
 
-  fid_view    condition camera = render camera = a real image's camera (standard FID); only for
-              modes with a camera in the label (the paper leaves it blank for semantic models)
+BalanceHead's definitions (Table 1):
+  fid_view    condition = render = a real image's view (standard FID): the camera itself for modes with a
+              camera in the label; for view_semantic the real image's own CLIP feature (per-image table),
+              rendered at that image's camera; null for semantic / none (the paper leaves it blank)
   fid_random  render from a real image's camera, condition drawn independently (random condition
-              row, or another real image's camera): 360° quality and diversity
+              row, or another real image's camera): 360° quality and diversity (HyPlaneHead's FID-random)
   fid_front   condition front, render front (yaw 0, pitch 0); reals with |yaw| <= front window
-  fid_back    condition front, render from real cameras with |yaw| >= 90° (PanoHead); reals likewise
-  fid_yaw_<b> the directional-bias curve: as fid_random, restricted to real cameras / reals of one
-              45° yaw bin
+PanoHead's definitions (§4.3), named apart:
+  fid_back            condition front, render from real cameras with |yaw| >= 90°; reals likewise
+  fid_panohead_all    FID-all: condition = render view (as fid_view; for semantic / none, the mode's own
+                      condition draw) over all real cameras, against all reals
+  fid_panohead_front  FID-front: the same restricted to |yaw| < 90° (render cameras and reals)
+The bias curve:
+  fid_yaw_<b> as fid_random, restricted to real cameras / reals of one 45° yaw bin
 KID is computed for the same pairs. The per-bin FIDs also get a bootstrap standard error
 (`fid_std`: FID over `fid_bootstrap` resamples, with replacement, of the bin's reals and fakes), the
 error bars of the bias curve: with few images per bin, differences smaller than that are noise.
@@ -29,15 +35,18 @@ from .fid import fid_from_features, kid
 from .generator_io import ConditionSource, render
 from .real_set import RealSet
 
-CAMERA_MODES = ("view",)
+from balancehead.train.conditioning import CAMERA_IN_G as CAMERA_MODES   # camera in G's label: FID-view
+PER_VIEW_MODES = ("view_semantic", "view_identity")   # G's label = the view's own feature: FID-view from that table
 
 
 @dataclass
 class FakeRequest:
-    """How to draw n fakes: render cameras and conditioning cameras (each (n, 25)), front conditions."""
+    """How to draw n fakes: render cameras and conditioning cameras (each (n, 25)), front conditions;
+    `image_rows` (n,): condition on these rows of the per-image table instead (view_semantic FID-view)."""
     render_cameras: np.ndarray
     cond_cameras: np.ndarray
     front_condition: bool
+    image_rows: Optional[np.ndarray] = None
 
 
 def render_fakes(g, cond: ConditionSource, req: FakeRequest, seed: int, psi: float, batch_size: int,
@@ -51,7 +60,10 @@ def render_fakes(g, cond: ConditionSource, req: FakeRequest, seed: int, psi: flo
         m = min(batch_size, n - s)
         draws = 1 if same_identity else m
         z = torch.from_numpy(rng.standard_normal((draws, g.cfg.z_dim)).astype(np.float32)).to(device)
-        c, _ = cond.draw(rng, draws, req.cond_cameras[s:s + draws], front=req.front_condition)
+        if req.image_rows is not None:
+            c = cond.image_rows(req.image_rows[s:s + draws])
+        else:
+            c, _ = cond.draw(rng, draws, req.cond_cameras[s:s + draws], front=req.front_condition)
         if same_identity:
             if s:
                 raise ValueError("same_identity requests must fit in one batch")
@@ -68,21 +80,44 @@ def _pick(rng, cams: np.ndarray, n: int) -> np.ndarray:
     return cams[rng.integers(0, len(cams), n)]
 
 
-def requests(reals: RealSet, cond_mode: str, n: int, n_bin: int, p, rng: np.random.Generator) -> dict:
+def view_request(reals: RealSet, cond: ConditionSource, keep_yaw: Callable[[np.ndarray], np.ndarray], n: int,
+                 rng) -> Optional[FakeRequest]:
+    """Condition = render = a real view whose yaw passes `keep_yaw` (FID-view, PanoHead's FID-all /
+    FID-front): render at a real image's camera, conditioned on that camera (view modes) or, for
+    view_semantic, on an image's own CLIP feature rendered at that image's camera. None when no such
+    view exists (or view_semantic has no per-image table)."""
+    if cond.mode in PER_VIEW_MODES:
+        if cond.image is None or cond.image_camera is None or cond.image_yaw is None:
+            return None
+        rows = np.flatnonzero(np.isfinite(cond.image_camera).all(axis=1) & keep_yaw(cond.image_yaw))
+        if not len(rows):
+            return None
+        idx = rows[rng.integers(0, len(rows), n)]
+        cams = cond.image_camera[idx]
+        return FakeRequest(cams, cams, False, image_rows=idx)
+    sel = keep_yaw(reals.yaw)
+    if not sel.any():
+        return None
+    cams = _pick(rng, reals.cameras[sel], n)
+    return FakeRequest(cams, cams, False)
+
+
+def requests(reals: RealSet, cond: ConditionSource, n: int, n_bin: int, p, rng: np.random.Generator) -> dict:
     """name -> (real subset mask, FakeRequest or None when the metric does not apply)."""
     front = np.repeat(camera_label(0.0, 0.0)[None], n, axis=0)
     absyaw = np.abs(reals.yaw)
     out = {}
     all_mask = np.ones(len(reals), bool)
-    if cond_mode in CAMERA_MODES:
-        cams = _pick(rng, reals.cameras, n)
-        out["fid_view"] = (all_mask, FakeRequest(cams, cams, False))
-    else:
-        out["fid_view"] = (all_mask, None)
+    every = lambda yaw: np.ones(len(yaw), bool)                                   # noqa: E731
+    pano_front = lambda yaw: np.abs(yaw) < p.panohead_front_max_abs_yaw_deg       # noqa: E731
+    has_view = cond.mode in CAMERA_MODES or cond.mode in PER_VIEW_MODES
+    out["fid_view"] = (all_mask, view_request(reals, cond, every, n, rng) if has_view else None)
     out["fid_random"] = (all_mask, FakeRequest(_pick(rng, reals.cameras, n), _pick(rng, reals.cameras, n), False))
     out["fid_front"] = (absyaw <= p.front_max_abs_yaw_deg, FakeRequest(front, front, True))
     back = absyaw >= p.back_min_abs_yaw_deg
     out["fid_back"] = (back, FakeRequest(_pick(rng, reals.cameras[back], n), front, True) if back.sum() else None)
+    out["fid_panohead_all"] = (all_mask, view_request(reals, cond, every, n, rng))
+    out["fid_panohead_front"] = (pano_front(reals.yaw), view_request(reals, cond, pano_front, n, rng))
     bins = yaw_bins(reals.yaw)
     for b, label in enumerate(YAW_BIN_LABELS):
         sel = bins == b
@@ -98,7 +133,7 @@ def run_fid_suite(g, cond: ConditionSource, reals: RealSet, extractor, p, seed: 
     """-> {name: {"fid", "kid", "n_real", "n_fake"}} (fid/kid None when not applicable)."""
     rng = np.random.default_rng(seed)
     results = {}
-    plan = requests(reals, cond.mode, p.num_fakes, p.fakes_per_yaw_bin, p, rng)
+    plan = requests(reals, cond, p.num_fakes, p.fakes_per_yaw_bin, p, rng)
     for k, (name, (mask, req)) in enumerate(track(list(plan.items()), stage_log(), "evaluate: FID variants", "metric")):
         n_real = int(mask.sum())
         if req is None or n_real < 2:

@@ -63,6 +63,13 @@ class ConditionSource:
     image: Optional[np.ndarray] = None          # (I, D)
     image_yaw: Optional[np.ndarray] = None      # (I,)
     front_max_abs_yaw: float = 22.5
+    image_camera: Optional[np.ndarray] = None   # (I, 25) each image row's camera (NaN where unknown)
+
+    def image_rows(self, index: np.ndarray) -> np.ndarray:
+        """'view_semantic' labels of given image rows: each image's own CLIP feature (FID-view)."""
+        if self.image is None:
+            raise ValueError("no per-image condition table (view_conditions.safetensors) in the dataset")
+        return self.image[np.asarray(index)].astype(np.float32)
 
     def _rows(self, table, rng, n, idx=None) -> tuple[np.ndarray, np.ndarray]:
         if table is None or len(table) == 0:
@@ -110,7 +117,7 @@ def condition_source(g: Generator, meta: dict, dataset_dir=None, front_max_abs_y
     from balancehead.data.manifest import (CONDITIONS_FILE, IDENTITY_CONDITIONS_FILE, MANIFEST_FILE,
                                            VIEW_CONDITIONS_FILE, VIEW_IDENTITY_CONDITIONS_FILE, read_manifest)
 
-    subject = image = image_yaw = None
+    subject = image = image_yaw = image_camera = None
     mode = LabelSpec.from_meta(meta, g.cfg.c_dim).mode
     identity = mode in ("identity", "view_identity")       # BalanceHead A.6.10: identity tables instead of CLIP
     subject_file = IDENTITY_CONDITIONS_FILE if identity else CONDITIONS_FILE
@@ -119,9 +126,15 @@ def condition_source(g: Generator, meta: dict, dataset_dir=None, front_max_abs_y
         _, subject, _ = load_conditions(Path(dataset_dir) / subject_file)
     if mode in ("view_semantic", "view_identity") and dataset_dir is not None and (Path(dataset_dir) / image_file).exists():
         ids, image, _ = load_conditions(Path(dataset_dir) / image_file)
-        yaw_of = {r["image_id"]: r["yaw"] for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw"])}
+        rows = {r["image_id"]: r for r in read_manifest(Path(dataset_dir) / MANIFEST_FILE, ["image_id", "yaw", "camera"])}
+        yaw_of = {i: r["yaw"] for i, r in rows.items()}
         image_yaw = np.array([yaw_of.get(i) if yaw_of.get(i) is not None else 180.0 for i in ids], np.float64)
-    return ConditionSource(mode, g.cfg.c_dim, subject, image, image_yaw, front_max_abs_yaw)
+        image_camera = np.full((len(ids), 25), np.nan, np.float32)
+        for k, i in enumerate(ids):
+            cam = rows.get(i, {}).get("camera")
+            if cam is not None and len(cam) == 25:
+                image_camera[k] = np.asarray(cam, np.float32)
+    return ConditionSource(mode, g.cfg.c_dim, subject, image, image_yaw, front_max_abs_yaw, image_camera)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

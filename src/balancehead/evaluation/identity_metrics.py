@@ -1,5 +1,5 @@
-"""MKNND diversity and multi-view ID consistency of a generator, on identity embeddings of its renders
-(offline appearance embedder by default; ArcFace-class backends plug in through `embed(rgbs, masks)`)."""
+"""MKNND diversity (BalanceHead A.6.11) and multi-view ID consistency (PanoHead §4.3) of a generator, on
+identity embeddings of its renders; the embedder comes from `identity_backend.make_identity_embedder`."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,10 +26,10 @@ def generator_id_consistency(g, cond, embedder, n: int, yaws, seed: int, psi: fl
     v = len(yaws)
     cams = np.stack([camera_label(float(y), 0.0) for y in yaws])
     # repeat each identity's latent draw across its views: draw per identity, render per view
-    emb = np.zeros((n, v, embedder.dim), np.float32)
+    emb = []
     for i in range(n):
         req = FakeRequest(cams, np.repeat(camera_label(0.0, 0.0)[None], v, axis=0), True)
         fakes = render_fakes(g, cond, req, seed + i, psi, max(batch_size, v), device, white_background=True,
                              same_identity=True)
-        emb[i] = embedder.embed(fakes["image"], fakes["mask"])
-    return id_consistency(emb)
+        emb.append(embedder.embed(fakes["image"], fakes["mask"]))
+    return id_consistency(np.stack(emb))

@@ -42,8 +42,8 @@ def _pair_metrics(pred: torch.Tensor, gt: torch.Tensor, metric_lpips, embedder) 
                "l2": float((pred - gt).square().mean())}
     if embedder is not None:
         from balancehead.backends.identity import cosine
-        a, b = to_uint8(pred)[0], to_uint8(gt)[0]
-        out["id_sim"] = float(cosine(embedder.embed_one(a), embedder.embed_one(b)))
+        e = embedder.embed([to_uint8(pred)[0], to_uint8(gt)[0]])     # the offline or the ArcFace backend
+        out["id_sim"] = float(cosine(e[0], e[1]))
     return out
 
 

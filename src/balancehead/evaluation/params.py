@@ -10,9 +10,19 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from balancehead.backends.production.params import ArcFaceParams, HeadPoseParams, PersonSegParams
 from balancehead.params_base import Section
 
 Device = Literal["auto", "cpu", "cuda"]
+IdentityBackend = Literal["offline", "arcface"]
+IDENTITY_HELP = ("offline: appearance embedder from pixels (labelled, not a face-recognition model); "
+                 "arcface: the ArcFace ONNX model at arcface.model (BalanceHead A.6.11 MKNND space)")
+
+
+def _require_arcface(section: str, backend: str, arcface: ArcFaceParams) -> None:
+    if backend == "arcface" and not arcface.model:
+        raise ValueError(f"{section}.identity_backend 'arcface' needs {section}.arcface.model (a local .onnx path); "
+                         f"or set {section}.identity_backend: offline")
 
 
 TRAINED = "data/train"
@@ -99,7 +109,17 @@ class InvertParams(Section):
     folder: Optional[str] = Field(None, description="targets='folder': directory of PNG/JPEG images (white background)")
     max_targets: int = Field(2, ge=1, le=100_000)
     input_yaw_deg: float = Field(0.0, ge=-180.0, le=180.0, description="prior targets: invert the view nearest this yaw")
-    pose: Literal["known", "offline"] = Field("known", description="known: prior targets' camera; offline: pose estimator")
+    pose: Literal["known", "offline", "production"] = Field(
+        "known", description="known: prior targets' camera; offline: template pose estimator on the image; "
+                             "production: the data engine's ONNX head pose + person mask and its head crop (A.6.12)")
+    head_pose: HeadPoseParams = Field(HeadPoseParams(), description="pose 'production': head detector + pose ONNX "
+                                                                    "(the contract of preprocess.head_pose)")
+    person_seg: PersonSegParams = Field(PersonSegParams(), description="pose 'production': person mask ONNX "
+                                                                       "(the contract of preprocess.person_seg)")
+    crop_margin: float = Field(0.1, ge=0.0, le=1.0, description="pose 'production': head-crop margin; keep it equal "
+                                                               "to preprocess.crop_margin (the data engine's crop)")
+    identity_backend: IdentityBackend = Field("offline", description=IDENTITY_HELP)
+    arcface: ArcFaceParams = Field(ArcFaceParams(), description="identity_backend 'arcface': the ONNX recogniser")
     latent_space: Literal["w", "w+"] = "w"
     w_steps: int = Field(60, ge=0, le=100_000, description="paper (PTI): 450-500")
     w_lr: float = Field(0.02, gt=0.0, le=10.0, description="paper (PTI): 5e-3")
@@ -124,7 +144,15 @@ class InvertParams(Section):
         if self.targets == "folder" and not self.folder:
             raise ValueError("invert.targets='folder' needs invert.folder (a directory of images)")
         if self.targets == "folder" and self.pose == "known":
-            raise ValueError("invert.pose='known' only works for prior_holdout targets; use pose: offline for a folder")
+            raise ValueError("invert.pose='known' only works for prior_holdout targets; "
+                             "use pose: offline or production for a folder")
+        if self.pose == "production" and self.targets != "folder":
+            raise ValueError("invert.pose 'production' is for targets: folder (in-the-wild photos); "
+                             "prior_holdout targets have known cameras (pose: known)")
+        if self.pose == "production" and not (self.head_pose.model and self.person_seg.model):
+            raise ValueError("invert.pose 'production' needs invert.head_pose.model and invert.person_seg.model "
+                             "(local .onnx paths, as preprocess.head_pose / person_seg); or set invert.pose: offline")
+        _require_arcface("invert", self.identity_backend, self.arcface)
         if self.w_steps + self.g_steps == 0:
             raise ValueError("invert: w_steps + g_steps must be > 0")
         return self
@@ -145,6 +173,13 @@ class EvaluateParams(Section):
     mknnd_samples: int = Field(64, ge=2, le=10_000_000, description="paper: 1000s of identities")
     id_identities: int = Field(8, ge=1, le=1_000_000)
     id_view_yaws_deg: tuple[float, ...] = Field((-60.0, -30.0, 0.0, 30.0, 60.0))
+    identity_backend: IdentityBackend = Field("offline", description="MKNND and ID consistency: " + IDENTITY_HELP)
+    arcface: ArcFaceParams = Field(ArcFaceParams(), description="identity_backend 'arcface': the ONNX recogniser")
+    panohead_front_max_abs_yaw_deg: float = Field(90.0, gt=0.0, le=180.0,
+                                                  description="fid_panohead_front: |yaw| < this (PanoHead §4.3: 90)")
+    memorisation_samples: int = Field(4, ge=0, le=10_000, description="generated fronts checked for their nearest "
+                                                                      "training images in CLIP space (A.6.13; 0 = off)")
+    memorisation_neighbours: int = Field(3, ge=1, le=16, description="nearest training images shown per sample")
     front_max_abs_yaw_deg: float = Field(22.5, ge=0.0, le=90.0, description="real images counted as 'front'")
     back_min_abs_yaw_deg: float = Field(90.0, ge=0.0, le=180.0, description="FID-back render window (PanoHead: 90)")
     fakes_per_yaw_bin: int = Field(32, ge=2, le=10_000_000, description="fakes per 45° bin of the bias curve (paper: 10000)")
@@ -166,6 +201,7 @@ class EvaluateParams(Section):
             raise ValueError(f"evaluate.mknnd_k ({self.mknnd_k}) must be < mknnd_samples ({self.mknnd_samples})")
         if len(self.id_view_yaws_deg) < 2:
             raise ValueError("evaluate.id_view_yaws_deg needs at least two views")
+        _require_arcface("evaluate", self.identity_backend, self.arcface)
         return self
 
     @field_validator("id_view_yaws_deg")

@@ -1,5 +1,6 @@
 """Inversion targets: held-out prior identities (their latents give ground truth at any view) or a
-folder of photos (white-background head crops; the camera comes from the pose backend)."""
+folder of photos: white-background head crops whose camera comes from the pose backend, or in-the-wild
+photos (BalanceHead A.6.12) put through the data engine's own preprocessing (`wild_targets`)."""
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ class Target:
     yaw: Optional[float] = None
     ws: Optional[np.ndarray] = None  # ground-truth latent (prior targets)
     source: str = ""
+    pose: Optional[dict] = None      # wild targets: what the pose backend found (yaw, pitch, confidence, crop box)
 
 
 def read_latents(prior_dir) -> tuple[list[str], dict[str, np.ndarray], dict]:
@@ -56,7 +58,8 @@ def prior_targets(prior_dir, max_targets: int, input_yaw: float) -> list[Target]
     return out
 
 
-def folder_targets(folder, max_targets: int, size: int) -> list[Target]:
+def _folder_images(folder, max_targets: int):
+    """(target id, RGB uint8 at full size, path) of the first `max_targets` images under `folder`."""
     from PIL import Image
 
     from ..imageload import DECODER_FORMATS
@@ -64,20 +67,49 @@ def folder_targets(folder, max_targets: int, size: int) -> list[Target]:
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_targets]
     if not files:
         raise FileNotFoundError(f"invert.folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    out = []
     for f in files:
         with Image.open(f, formats=DECODER_FORMATS) as im:     # no EPS/PS (Ghostscript) whatever the name
-            rgb = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
-        tid = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f.stem)
-        out.append(Target(tid, rgb, None, source=str(f)))
+            rgb = np.asarray(im.convert("RGB"))
+        yield "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f.stem), rgb, f
+
+
+def folder_targets(folder, max_targets: int, size: int) -> list[Target]:
+    from PIL import Image
+
+    return [Target(tid, np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS)), None,
+                   source=str(f))
+            for tid, rgb, f in _folder_images(folder, max_targets)]
+
+
+def wild_targets(folder, max_targets: int, segmenter, pose_estimator, camera_params=None) -> list[Target]:
+    """In-the-wild photos through the data engine's preprocessing (stages/preprocess.py), so a photo is
+    cropped and posed exactly as training images were: person mask of the whole frame, head-centred square
+    crop from that mask (`segmenter.crop`, the data engine's crop), head pose estimated on the whole frame
+    with the background masked out, camera label from that pose. The background outside the mask is then
+    made white, as the generator renders (the data engine's images are on white by construction). The crop
+    has the segmenter's output size. A photo in which no head is detected gets `pose['detected'] = False`."""
+    out = []
+    for tid, rgb, f in _folder_images(folder, max_targets):
+        mask = segmenter.mask(rgb)
+        crop, crop_mask, box = segmenter.crop(rgb, mask)
+        est = pose_estimator.estimate(rgb, mask)
+        white = np.where(crop_mask[..., None] > 127, crop, 255).astype(np.uint8)
+        yaw, pitch = float(est["yaw"]), float(est["pitch"])
+        info = {"yaw": yaw, "pitch": pitch, "confidence": float(est.get("confidence", 0.0)),
+                "detected": bool(est.get("detected", True)), "crop_box": box}
+        out.append(Target(tid, white, _camera(yaw, pitch, camera_params), yaw, source=str(f), pose=info))
     return out
+
+
+def _camera(yaw: float, pitch: float, camera_params=None) -> np.ndarray:
+    kw = {}
+    if camera_params is not None:
+        kw = dict(radius=camera_params.radius, fov_deg=camera_params.fov_deg, pivot=camera_params.pivot)
+    return camera_label(yaw, pitch, **kw)
 
 
 def estimate_camera(target: Target, estimator, camera_params=None) -> np.ndarray:
     """Camera of a white-background image from the pose backend (yaw, pitch at the default radius/FOV)."""
     pose = estimator.estimate(target.image)
     target.yaw = float(pose["yaw"])
-    kw = {}
-    if camera_params is not None:
-        kw = dict(radius=camera_params.radius, fov_deg=camera_params.fov_deg, pivot=camera_params.pivot)
-    return camera_label(pose["yaw"], pose["pitch"], **kw)
+    return _camera(pose["yaw"], pose["pitch"], camera_params)

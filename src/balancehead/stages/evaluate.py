@@ -1,6 +1,7 @@
 """evaluate: every number of the closing tables in the `metrics` output (DVC metrics), the per-yaw-bin
-FID curve in the `fid_by_yaw` output (DVC plot), fakes grids and random-sample turntables in the `eval`
-directory, and an MLflow run.
+FID curve in the `fid_by_yaw` output (DVC plot), fakes grids, random-sample turntables and the
+memorisation check (memorisation.json + memorisation.png, BalanceHead A.6.13) in the `eval` directory,
+and an MLflow run.
 
 The metrics hold numbers only (null where a metric does not apply); what produced them (feature
 extractor, identity backend, whether the FIDs are comparable to published ones) is in
@@ -30,11 +31,11 @@ def bias_curve_tsv(fids: dict) -> str:
 
 
 def main(ctx) -> None:
-    from ..backends.identity import OfflineIdentityEmbedder
     from ..evaluation.features import build_extractor
     from ..evaluation.fid_suite import run_fid_suite
     from ..devices import pick_device
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
+    from ..evaluation.identity_backend import identity_label, make_identity_embedder
     from ..evaluation.identity_metrics import generator_id_consistency, generator_mknnd
     from ..evaluation.real_set import load_real_set
     from ..evaluation.turntable import gif_bytes, grid, turntable_frames
@@ -56,15 +57,29 @@ def main(ctx) -> None:
             kept[name] = fakes["image"][: p.grid_size * p.grid_size]
 
     fids = run_fid_suite(g, cond, reals, extractor, p, ctx.seed("fid"), device, keep)
-    embedder = OfflineIdentityEmbedder()
+    embedder = make_identity_embedder("evaluate", p.identity_backend, p.arcface)
     diversity = generator_mknnd(g, cond, embedder, p.mknnd_samples, p.mknnd_k, ctx.seed("mknnd"), p.psi,
                                 p.batch_size, device)
     consistency = generator_id_consistency(g, cond, embedder, p.id_identities, p.id_view_yaws_deg,
                                            ctx.seed("idc"), p.psi, p.batch_size, device)
+    memo = None
+    from ..data.manifest import VIEW_CONDITIONS_FILE
+    has_clip = (ctx.input("dataset") / VIEW_CONDITIONS_FILE).exists()
+    if p.memorisation_samples and not has_clip:
+        ctx.log.warning("evaluate: the dataset has no %s (training images' CLIP features); memorisation check "
+                        "skipped", VIEW_CONDITIONS_FILE)
+    if p.memorisation_samples and has_clip:
+        from ..evaluation.memorisation import memorisation_check
+        from .label_clip import make_embedder as make_clip_embedder     # the embedder of the dataset's features
+
+        memo = memorisation_check(g, cond, make_clip_embedder(ctx), ctx.input("dataset"), p.memorisation_samples,
+                                  p.memorisation_neighbours, ctx.seed("memorisation"), p.psi, p.batch_size, device)
     metrics = {name: r["fid"] for name, r in fids.items()}
     metrics.update({name.replace("fid", "kid", 1): r["kid"] for name, r in fids.items()})
     metrics["mknnd"] = diversity
     metrics.update(consistency)
+    if memo is not None:
+        metrics["memorisation_nearest_cosine"] = memo.nearest_cosine
     inv_path = ctx.input("invert_metrics")
     if inv_path.exists():
         inv = json.loads(inv_path.read_text())
@@ -73,14 +88,21 @@ def main(ctx) -> None:
     if recon_path.exists():                                 # eval_recon's Table 2 rows (reconstructor and PTI)
         metrics["reconstruction"] = json.loads(recon_path.read_text())
     labels = {"feature_extractor": extractor.name, "fid_comparable_to_published": bool(extractor.comparable),
-              "feature_note": extractor.note, "identity_backend": embedder.name, "conditioning": cond.mode,
+              "feature_note": extractor.note, "identity_backend": embedder.name,
+              "identity_provenance": identity_label(embedder), "conditioning": cond.mode,
               "generator": ctx.params.generator.checkpoint, "imported_from": meta.get("imported_from"),
               "num_fakes": p.num_fakes, "fakes_per_yaw_bin": p.fakes_per_yaw_bin, "n_real": len(reals),
               "n_real_per_metric": {k: r["n_real"] for k, r in fids.items()},
-              "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None)}
+              "not_applicable": sorted(k for k, r in fids.items() if r["fid"] is None),
+              "memorisation": ("off" if not p.memorisation_samples else
+                               f"nearest training images in CLIP space ({memo.table['embedder']})" if memo else
+                               "skipped: the dataset has no per-image CLIP features")}
     if not extractor.comparable:
         labels["warning"] = "FID/KID computed with offline features: not comparable to published numbers"
 
+    if memo is not None:
+        fileio.write_json(out_dir / "memorisation.json", memo.table)
+        fileio.write_png(out_dir / "memorisation.png", memo.strip)
     for name, imgs in sorted(kept.items()):
         fileio.write_png(out_dir / f"fakes_{name}.png", grid(imgs, p.grid_size))
     rng = np.random.default_rng(ctx.seed("turntables"))

@@ -1,4 +1,5 @@
-"""invert: PTI on each target (held-out prior identities, or a folder of photos).
+"""invert: PTI on each target (held-out prior identities, or a folder of photos; with `pose: production`
+the photos are cropped and posed by the data engine's ONNX backends, BalanceHead A.6.12).
 
 The `invert` output directory holds, per target <id>/:
   pivot.safetensors   the pivot ws (1, num_ws, w_dim)
@@ -40,14 +41,26 @@ def summarise(records: list[dict], labels: dict) -> dict:
     return out
 
 
+def production_pose(p, size: int):
+    """invert.pose 'production' (BalanceHead A.6.12): the data engine's ONNX person mask and head pose
+    (preprocess's onnx backend classes), from invert's own head_pose / person_seg params; the head crop
+    has the generator's resolution and invert.crop_margin."""
+    from ..backends.production.head_pose_mask import OnnxHeadPoseEstimator, OnnxPersonSegmenter
+
+    offline = "invert.pose: offline (OfflinePoseEstimator)"
+    return (OnnxPersonSegmenter(p.person_seg, crop_size=size, margin=p.crop_margin,
+                                param="invert.person_seg.model", offline=offline),
+            OnnxHeadPoseEstimator(p.head_pose, param="invert.head_pose.model", offline=offline))
+
+
 def main(ctx) -> None:
     from ..devices import pick_device
     from ..evaluation.generator_io import condition_source, find_checkpoint, load_generator
     from ..evaluation.inversion import invert_target
     from ..evaluation.perceptual import PerceptualLoss
-    from ..evaluation.targets import estimate_camera, folder_targets, prior_targets
+    from ..evaluation.targets import estimate_camera, folder_targets, prior_targets, wild_targets
     from ..evaluation.turntable import gif_bytes, mp4_bytes
-    from ..backends.identity import OfflineIdentityEmbedder
+    from ..evaluation.identity_backend import identity_label, make_identity_embedder
     from ..ops import use_built
 
     use_built(ctx.input("ops"))      # compiled ops where they pay (a GPU); else the references
@@ -57,8 +70,17 @@ def main(ctx) -> None:
     dataset = ctx.input("dataset")
     cond = condition_source(g, meta, dataset if dataset.exists() else None)
     res = g.cfg.output_resolution if p.resolution is None else p.resolution
+    backends = {}
     if p.targets == "prior_holdout":
         targets = prior_targets(ctx.input("prior"), p.max_targets, p.input_yaw_deg)
+    elif p.pose == "production":
+        segmenter, pose = production_pose(p, res)
+        backends = {"pose_backend": pose.provenance(), "mask_backend": segmenter.provenance()}
+        targets = wild_targets(ctx.path(p.folder), p.max_targets, segmenter, pose, ctx.params.camera)
+        for t in targets:
+            if not t.pose["detected"]:
+                ctx.log.warning("invert: no head detected in %s (confidence %.3f); inverting at the best "
+                                "candidate's pose", t.source, t.pose["confidence"])
     else:
         targets = folder_targets(ctx.path(p.folder), p.max_targets, res)
     estimator = None
@@ -67,16 +89,18 @@ def main(ctx) -> None:
         estimator = OfflinePoseEstimator()
     perceptual = PerceptualLoss(p.perceptual, device)
     metric = PerceptualLoss([p.metric_lpips.model_copy(update={"weight": 1.0})], device)
-    embedder = OfflineIdentityEmbedder()
+    embedder = make_identity_embedder("invert", p.identity_backend, p.arcface)
     labels = {"perceptual_loss": "; ".join(perceptual.labels), "lpips_metric": metric.labels[0],
               "identity_backend": embedder.name, "lpips_is_offline": p.metric_lpips.kind == "offline"}
+    ctx.log.info("invert: identity similarity on %s", identity_label(embedder))
 
     out_dir = ctx.output("invert")
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     records = []
     for t in track(targets, ctx.log, "invert: targets", "target"):
-        camera = t.camera if (p.pose == "known" and t.camera is not None) else estimate_camera(t, estimator, ctx.params.camera)
+        known = p.pose in ("known", "production") and t.camera is not None
+        camera = t.camera if known else estimate_camera(t, estimator, ctx.params.camera)
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id
         fileio.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
@@ -91,6 +115,8 @@ def main(ctx) -> None:
             else:
                 fileio.write_bytes(d / "turntable.mp4", data)
         rec = {**out.metrics, "camera": [float(x) for x in camera]}
+        if t.pose is not None:
+            rec["pose"] = {**t.pose, **backends}
         fileio.write_json(d / "metrics.json", {**rec, "seconds": out.seconds})   # timing: not in metrics.jsonl
         records.append(rec)
     fileio.write_jsonl(tmp / "metrics.jsonl", records)

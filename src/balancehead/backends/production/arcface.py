@@ -89,9 +89,11 @@ def fallback_crop(rgb: np.ndarray, mask: np.ndarray | None, fraction: float, siz
 class ArcFaceEmbedder:
     """`.embed(rgbs, masks=None, landmarks=None) -> (N, D)` float32, unit rows (OfflineIdentityEmbedder's call)."""
 
-    def __init__(self, params: ArcFaceParams):
+    def __init__(self, params: ArcFaceParams, param: str = PARAM, offline: str = OFFLINE):
+        """`param` / `offline`: the params key of the weights and the offline alternative, named in errors
+        (select_front's by default; evaluate / invert pass their own)."""
         self.p = params
-        self.onnx = OnnxModel(params, param=PARAM, offline=OFFLINE, what="ArcFace")
+        self.onnx = OnnxModel(params, param=param, offline=offline, what="ArcFace")
         self.onnx.check_square_input(params.input_size)
         self.name = f"arcface-onnx:{self.onnx.path.name}"
 

@@ -41,14 +41,17 @@ class OnnxHeadPoseEstimator:
     no candidate at all the pose is 0 and confidence 0. The stage should reject undetected items.
     """
 
-    def __init__(self, params: HeadPoseParams):
+    def __init__(self, params: HeadPoseParams, param: str = POSE_PARAM, offline: str = POSE_OFFLINE):
+        """`param` / `offline`: the weights' params key and the offline alternative, named in errors
+        (preprocess's by default; invert passes its own)."""
         self.p = params
-        self.onnx = OnnxModel(params, param=POSE_PARAM, offline=POSE_OFFLINE, what="head pose")
+        self.onnx = OnnxModel(params, param=param, offline=offline, what="head pose")
         self.onnx.check_square_input(params.input_size)
+        section = param.rsplit(".", 1)[0]
         for name in (params.boxes_output, params.pose_output):
             if name not in self.onnx.output_names:
                 raise ValueError(f"head pose model has no output {name!r} (outputs: {self.onnx.output_names}); "
-                                 "set preprocess.head_pose.boxes_output / pose_output")
+                                 f"set {section}.boxes_output / pose_output")
         self.name = f"head-pose-onnx:{self.onnx.path.name}"
 
     def estimate(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> dict:
@@ -94,11 +97,12 @@ class OnnxHeadPoseEstimator:
 class OnnxPersonSegmenter:
     """`.mask(rgb)` -> uint8 HxW (0/255) and `.crop(rgb, mask=None, head_xyxy=None)` -> (rgb, mask, box)."""
 
-    def __init__(self, params: PersonSegParams, crop_size: int = 128, margin: float = 0.1):
+    def __init__(self, params: PersonSegParams, crop_size: int = 128, margin: float = 0.1,
+                 param: str = SEG_PARAM, offline: str = SEG_OFFLINE):
         self.p = params
         self.out_size = crop_size
         self.margin = margin
-        self.onnx = OnnxModel(params, param=SEG_PARAM, offline=SEG_OFFLINE, what="person segmentation")
+        self.onnx = OnnxModel(params, param=param, offline=offline, what="person segmentation")
         self.onnx.check_square_input(params.input_size)
         self.name = f"person-seg-onnx:{self.onnx.path.name}"
 
