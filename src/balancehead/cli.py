@@ -129,6 +129,13 @@ def cmd_import_checkpoint(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    params = load_params(args.params)          # every arm's overrides validated before any work
+    return sweep.main(Path.cwd(), params, args.id, args.collect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="balancehead", description=__doc__)
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -170,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--kind", required=True, choices=["eg3d", "panohead", "spherehead"])
     i.add_argument("--out", default=None, help="checkpoint directory (default: models/<file stem>)")
     i.set_defaults(func=cmd_import_checkpoint)
+
+    w = sub.add_parser("sweep", help="BalanceHead Table 1: one DVC experiment per params.yaml sweep.arms entry on "
+                       "one shared packed dataset, then results/sweep/table.md and the overlaid bias curves")
+    w.add_argument("--id", default=None, help="sweep id (default: t1_<UTC time>); names the experiments <id>-<arm>")
+    w.add_argument("--collect", action="store_true", help="only tabulate the finished experiments of sweep --id")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
