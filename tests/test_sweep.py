@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from balancehead import pipeline, sweep
 from balancehead.params import ParamsError, load_params, validate
-from conftest import REPO, SMALL, copy_repo, deep_update, dump_params, run
+from conftest import REPO, deep_update, dump_params
 
 TABLE1_ARMS = {"view": {"train.conditioning.mode": "view", "train.vicico.enabled": False},
                "semantic_vicico": {"train.conditioning.mode": "semantic", "train.vicico.enabled": True}}
@@ -50,18 +51,18 @@ def test_the_arms_share_every_stage_upstream_of_train_and_rerun_the_rest(raw):
     assert "filter_views" in sweep.shared_stages(p)
 
 
-def test_an_arms_queue_command_sets_its_overrides_and_copies_only_lock_and_uncached_files(raw):
+def test_an_arms_queue_command_sets_its_overrides_and_the_lock_and_metrics_travel_through_git(raw):
     p = _params(raw)
-    shared = sweep.shared_stages(p)
     [arm] = [a for a in sweep.plan(p, "t1_x") if a.name == "semantic_vicico"]
-    cmd = sweep.queue_command("dvc", arm, "t1_x", shared, p.sweep.target)
+    cmd = sweep.queue_command("dvc", arm, "t1_x", p.sweep.target)
     assert cmd[:6] == ["dvc", "exp", "run", "--queue", "-n", "t1_x-semantic_vicico"] and cmd[-1] == "evaluate"
     sets = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-S"]
     assert sets == ["train.conditioning.mode=semantic", "train.vicico.enabled=true", "sweep.id=t1_x"]
-    copied = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-C"]
-    assert "dvc.lock" in copied and "results/dataset.json" in copied and "results/yaw_hist.tsv" in copied
-    assert "params.yaml" not in copied            # a copied params.yaml would undo the -S overrides
-    assert not any(c.startswith("data/") for c in copied)       # cached outputs come from the shared cache
+    assert "-C" not in cmd                         # a copied params.yaml would undo -S; results/ is not there
+    staged = sweep.git_side_files(sweep.shared_stages(p))
+    assert "dvc.lock" in staged and "results/dataset.json" in staged and "results/yaw_hist.tsv" in staged
+    assert "params.yaml" not in staged and "results/train.json" not in staged
+    assert not any(f.startswith("data/") for f in staged)      # cached outputs come from the shared cache
 
 
 def test_set_args_read_back_by_dvcs_override_parser_give_the_arms_params(raw, tmp_path):
@@ -80,6 +81,20 @@ def test_set_args_read_back_by_dvcs_override_parser_give_the_arms_params(raw, tm
         assert got.sweep.id == "t1_y"
         for key, value in arm.overrides.items():
             assert got.section(key) == value, (arm.name, key)
+
+
+def test_values_that_dvc_would_rewrite_as_booleans_are_named_before_any_work(raw, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep.yaml11_boolean_words(_params(raw)) == []            # the defaults sweep cleanly
+    d = json.loads(json.dumps(raw))
+    d["build_ops"]["build_cuda"] = "no"
+    assert sweep.yaml11_boolean_words(validate(d)) == ["build_ops.build_cuda: 'no'"]
+    f = tmp_path / "params.yaml"
+    f.write_text(dump_params(d))
+    from balancehead.cli import main
+
+    assert main(["--params", str(f), "sweep", "--id", "t1_refused"]) == 2      # refused before any dvc command
+    assert "build_ops.build_cuda: 'no'" in capsys.readouterr().err
 
 
 def test_bad_arms_fail_naming_the_arm_and_key(raw):
@@ -175,36 +190,52 @@ def test_report_shows_the_sweep_table_and_overlaid_curves_only_when_present(tmp_
     section = page[page.index('<section id="sweep">'):]
     assert all(f"<td>{a}</td>" in section for a in ("view", "semantic_vicico", "identity"))
     assert "FID per yaw bin, every arm" in section and "NOT comparable" in section
+    from balancehead.stages.report import sweep_page
+
+    alone = sweep_page(_fake_table(tmp_path), "abc")
+    assert alone.count('<section id="sweep">') == 1 and "semantic_vicico" in alone
     png = R.bias_curves_png({"a": (["yaw_bin", "fid"], [["0", "1.0"], ["45", "2.0"]]),
                              "b": (["yaw_bin", "fid", "fid_std"], [["0", "3.0", "0.1"], ["180", "4.0", "0.2"]])})
     assert png.startswith(b"\x89PNG")
 
 
+def test_dataset_md5_reads_the_packed_datasets_hash_from_a_dvc_lock():
+    lock = yaml.safe_dump({"schema": "2.0", "stages": {
+        "train": {"outs": [{"path": "data/train", "md5": "t.dir"}]},
+        "pack_dataset": {"outs": [{"path": "data/dataset", "md5": "abc.dir"},
+                                  {"path": "results/dataset_card", "md5": "card.dir"}]}}})
+    assert sweep.dataset_md5(lock) == "abc.dir"
+    assert sweep.dataset_md5(None) is None and sweep.dataset_md5("stages: {}") is None
+
+
 # ----------------------------------------------------------------------------------- the real sweep
-TINY = deep_update(json.loads(json.dumps(SMALL)), {
-    "ingest": {"num_sources": 4, "image_size": 48},
-    "synth_front": {"candidates": 2},
+# On top of conftest.SMALL (whose data stages `built_workspace` has already run, once per test session): the
+# per-arm stages at their smallest budgets.
+ARM_BUDGET = {
     "train": {"total_kimg": 0.032, "kimg_per_tick": 0.016, "eval": {"num_images": 16}},
     "invert": {"w_steps": 2, "g_steps": 2, "turntable_frames": 2},
     "evaluate": {"fid_bootstrap": 2, "turntable_frames": 2},
-    "sweep": {"arms": TABLE1_ARMS},
-})
+    # not "no": DVC rewrites params.yaml for -S in YAML 1.2 and leaves `no` unquoted, which YAML 1.1 reads as
+    # false; auto builds no CUDA kernels here either (no GPU)
+    "build_ops": {"build_cuda": "auto"},
+}
 
 
 @pytest.mark.slow
-def test_sweep_runs_two_arms_on_one_packed_dataset(tmp_path):
+def test_sweep_runs_two_arms_on_one_packed_dataset(built_workspace, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from balancehead.tracking import KIND_TAG
 
-    root = copy_repo(tmp_path / "repo")
+    root = tmp_path / "repo"
+    shutil.copytree(built_workspace, root, symlinks=True)      # git + DVC state and the packed data, copied
     params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(dump_params(deep_update(params, TINY)))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    run(git + ["commit", "-qam", "tiny"], cwd=root)
+    deep_update(params, ARM_BUDGET)["sweep"]["arms"] = TABLE1_ARMS     # replace the arms, not merge them
+    (root / "params.yaml").write_text(dump_params(params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_")}
+    venv = str(Path(sys.executable).parent)          # off PATH, as for `.venv/bin/balancehead sweep`: the sweep adds it
     env.update(PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true",
-               DVC_NO_ANALYTICS="1", PATH=os.environ.get("PATH", "/usr/bin:/bin"))  # not the venv: the sweep adds it
+               DVC_NO_ANALYTICS="1", PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv))
     proc = subprocess.run([sys.executable, "-m", "balancehead", "sweep", "--id", "t1_ci"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
@@ -214,10 +245,12 @@ def test_sweep_runs_two_arms_on_one_packed_dataset(tmp_path):
     assert all(r["status"] == "done" for r in table["rows"])
     assert {"fid_random", "fid_front", "mknnd"} <= set(table["columns"])
     view, sem = table["rows"]
-    assert view["metrics"]["fid_view"] is not None and sem["metrics"]["fid_view"] is None   # FID-view: view modes only
+    assert view["metrics"]["fid_view"] is not None and sem["metrics"].get("fid_view") is None   # view modes only
     assert view["metrics"]["fid_random"] != sem["metrics"]["fid_random"]
     assert set(table["bias_curves"]) == set(TABLE1_ARMS)
+    assert table["one_dataset"] and view["dataset_md5"] == sweep.dataset_md5((root / "dvc.lock").read_text())
     assert (root / "results/sweep/bias_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert "semantic_vicico" in (root / "results/sweep/index.html").read_text()
     md = (root / "results/sweep/table.md").read_text()
     assert md.count("\n| view |") == 1 and md.count("\n| semantic_vicico |") == 1
 

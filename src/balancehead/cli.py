@@ -133,7 +133,11 @@ def cmd_sweep(args) -> int:
     from . import sweep
 
     params = load_params(args.params)          # every arm's overrides validated before any work
-    return sweep.main(Path.cwd(), params, args.id, args.collect)
+    try:
+        return sweep.main(Path.cwd(), params, args.id, args.collect)
+    except RuntimeError as err:                # a refused start or a failed dvc command, already explained
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,17 +5,18 @@ a new Table 1 row is one line there. The sweep:
 
 1. reproduces, in the workspace, every stage the arms share: the ancestors of `sweep.target` whose
    declared params no arm overrides (ingest ... pack_dataset, build_ops). DVC skips what is up to date;
-2. queues one experiment per arm (`dvc exp run --queue -n <sweep id>-<arm> -S ... -S sweep.id=<id>
-   -C dvc.lock -C <the shared stages' uncached metrics/plots> <target>`). The experiments run in temporary
-   copies that share the repository's DVC cache; with the workspace's dvc.lock and the shared stages'
-   small uncached files copied in, DVC finds the shared stages up to date and checks their outputs out of
-   the cache: the packed dataset is built once and every arm trains on the very same bytes;
+2. stages (`git add`) dvc.lock and the shared stages' small uncached metrics/plots, then queues one
+   experiment per arm (`dvc exp run --queue -n <sweep id>-<arm> -S ... -S sweep.id=<id> <target>`). The
+   experiments run in temporary copies that share the repository's DVC cache; carrying the workspace's
+   dvc.lock and those files, they find the shared stages up to date and check their outputs out of the
+   cache: the packed dataset is built once and every arm trains on the very same bytes (table.json
+   `one_dataset` checks the hash each arm's dvc.lock records);
 3. runs the queue (`dvc exp run --run-all -j sweep.jobs`, following the logs);
 4. collects (`collect`, also `balancehead sweep --collect ID`): `dvc exp show --json` gives each arm's
    metrics (results/metrics.json), git gives its bias curve (results/fid_by_yaw.tsv, committed with the
-   experiment); writes results/sweep/table.md + table.json and results/sweep/bias_curves.png (every arm's
-   FID per yaw bin overlaid, bootstrap error bars where present). The report stage shows the table when it
-   exists.
+   experiment); writes results/sweep/table.md + table.json, results/sweep/bias_curves.png (every arm's
+   FID per yaw bin overlaid, bootstrap error bars where present) and results/sweep/index.html (both, as a
+   page). The report stage shows the same section when the table exists.
 
 MLflow: the sweep opens one run (`sweep <id>`, see tracking.py); each arm's pipeline parent, identified by
 `sweep.id`, nests under it, and `collect` copies each arm's final metrics onto that arm's run, so the UI
@@ -102,18 +103,18 @@ def shared_stages(params) -> list[str]:
     return [s.name for s in pipeline.STAGES if s.name in needed and s.name not in changed]
 
 
-def copy_paths(stages: list[str]) -> list[str]:
-    """What an arm's temporary copy must get from the workspace to see `stages` as up to date: dvc.lock
-    and their uncached (git-side) metrics and plots; the cached outputs come from the shared cache."""
+def git_side_files(stages: list[str]) -> list[str]:
+    """What an arm's experiment must carry from the workspace to see `stages` as up to date: dvc.lock and
+    their uncached metrics and plots (git-side files); their cached outputs come from the shared cache.
+    `dvc exp run --queue` snapshots tracked files only, so the sweep stages these (`git add`) before queueing
+    (the README's advice anyway: commit dvc.lock and results/*.json, *.tsv). `-C` cannot be used: DVC copies
+    into the experiment's checkout without creating parent folders, and results/ is not there."""
     return ["dvc.lock"] + [f for name in stages for f in (*pipeline.stage(name).metric_files,
                                                           *pipeline.stage(name).plot_files)]
 
 
-def queue_command(dvc: str, arm: Arm, sweep_id: str, shared: list[str], target: str) -> list[str]:
-    cmd = [dvc, "exp", "run", "--queue", "-n", arm.exp_name, *set_args(arm, sweep_id)]
-    for path in copy_paths(shared):
-        cmd += ["-C", path]
-    return cmd + [target]
+def queue_command(dvc: str, arm: Arm, sweep_id: str, target: str) -> list[str]:
+    return [dvc, "exp", "run", "--queue", "-n", arm.exp_name, *set_args(arm, sweep_id), target]
 
 
 def tool_env() -> dict:
@@ -133,6 +134,16 @@ def _run(cmd: list[str], root: Path, echo: Callable[[str], None], capture: bool 
     return proc.stdout or ""
 
 
+YAML11_BOOLEAN_WORDS = {"y", "n", "yes", "no", "on", "off"}
+
+
+def yaml11_boolean_words(params) -> list[str]:
+    """Keys whose string value `dvc exp run -S` would break: DVC rewrites params.yaml as YAML 1.2 and writes
+    e.g. "no" unquoted, which params.yaml's YAML 1.1 loader then reads as false (build_ops.build_cuda: "no")."""
+    return [f"{k}: {v!r}" for k, v in fileio.flatten(params.model_dump(mode="json")).items()
+            if isinstance(v, str) and v.lower() in YAML11_BOOLEAN_WORDS]
+
+
 def _busy_queue(dvc: str, root: Path) -> list[str]:
     out = subprocess.run([dvc, "queue", "status"], cwd=root, capture_output=True, text=True, env=tool_env()).stdout
     return [line for line in out.splitlines() if re.search(r"\s(Queued|Running)\s*$", line)]
@@ -143,6 +154,11 @@ def run_sweep(root: Path, params, sweep_id: str, dvc: str = "dvc", echo: Callabl
     from . import tracking
 
     arms = plan(params, sweep_id)
+    words = yaml11_boolean_words(params)
+    if words:
+        raise RuntimeError("params.yaml has values that `dvc exp run -S` would turn into booleans in every arm "
+                           "(DVC writes them unquoted): " + "; ".join(words) + ". Use another allowed value "
+                           "(e.g. build_ops.build_cuda: auto) for the sweep.")
     busy = _busy_queue(dvc, root)
     if busy:
         raise RuntimeError("the DVC experiment queue is not empty (`dvc queue status`); the sweep would run those "
@@ -151,12 +167,13 @@ def run_sweep(root: Path, params, sweep_id: str, dvc: str = "dvc", echo: Callabl
     echo(f"sweep {sweep_id}: {len(arms)} arms ({', '.join(a.name for a in arms)}); shared stages built once: "
          f"{', '.join(shared)}")
     _run([dvc, "repro", *shared], root, echo)
+    _run(["git", "add", "--", *[f for f in git_side_files(shared) if (root / f).exists()]], root, echo)
     opened = tracking.sweep_run(params.mlflow, tracking.main_checkout(root), sweep_id,
                                 {f"arm.{a.name}": json.dumps(a.overrides) for a in arms})
     if opened is not None:
         echo(f"MLflow: run 'sweep {sweep_id}' ({opened[1]}); each arm's runs nest under it")
     for arm in arms:
-        _run(queue_command(dvc, arm, sweep_id, shared, params.sweep.target), root, echo)
+        _run(queue_command(dvc, arm, sweep_id, params.sweep.target), root, echo)
     try:
         _run([dvc, "exp", "run", "--run-all", "-j", str(params.sweep.jobs)], root, echo)
     finally:
@@ -189,6 +206,16 @@ def _git_show(root: Path, rev: str, path: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def dataset_md5(lock_text: str | None) -> str | None:
+    """The packed dataset's DVC hash recorded in a dvc.lock (what an arm trained on)."""
+    import yaml
+
+    lock = yaml.safe_load(lock_text) if lock_text else None
+    outs = (((lock or {}).get("stages") or {}).get("pack_dataset") or {}).get("outs") or []
+    dataset = pipeline.stage("pack_dataset").outputs["dataset"]
+    return next((o.get("md5") for o in outs if o.get("path") == dataset), None)
+
+
 def _tsv(text: str) -> tuple[list[str], list[list[str]]]:
     lines = [l.split("\t") for l in text.splitlines() if l.strip()]
     return lines[0], lines[1:]
@@ -205,7 +232,9 @@ def _get(d: dict, dotted: str):
 def collect(root: Path, params, sweep_id: str, dvc: str = "dvc", echo: Callable[[str], None] = print) -> dict:
     """Tabulate the sweep's experiments; write results/sweep/{table.json, table.md, bias_curves.png}; copy
     each arm's metrics onto its MLflow run. Arms without a finished experiment are listed as missing."""
+    from . import tracking
     from .evaluation import report_html as R
+    from .stages.report import sweep_page
 
     exps = _experiments(dvc, root)
     rows, curves = [], {}
@@ -218,22 +247,28 @@ def collect(root: Path, params, sweep_id: str, dvc: str = "dvc", echo: Callable[
             row["feature_extractor"] = _get(exp["params"], "evaluate.feature_extractor")
             row["train"] = {k: _get(exp["params"], f"train.{k}") for k in
                             ("model.preset", "model.output_resolution", "total_kimg", "batch")}
+            row["dataset_md5"] = dataset_md5(_git_show(root, exp["rev"], "dvc.lock"))
             text = _git_show(root, exp["rev"], BIAS_FILE)
             if text:
                 curves[arm.name] = _tsv(text)
         rows.append(row)
     present = [r for r in rows if r["metrics"]]
     columns = [m for m in TABLE_METRICS if any(isinstance(r["metrics"].get(m), (int, float)) for r in present)]
+    md5s = {r.get("dataset_md5") for r in present}
     table = {"sweep_id": sweep_id, "columns": columns, "rows": rows,
+             "one_dataset": len(md5s) == 1 and None not in md5s,     # every arm trained on the same packed bytes
              "bias_curves": {name: {"header": h, "rows": rs} for name, (h, rs) in curves.items()}}
     out = root / SWEEP_DIR
     fileio.write_text(out / "table.json", fileio.dumps_json(table))
     fileio.write_text(out / "table.md", markdown_table(table))
     if curves:
         fileio.write_bytes(out / "bias_curves.png", R.bias_curves_png(curves))
+    fileio.write_text(out / "index.html", sweep_page(out / "table.json", tracking.git_commit(root)))
     _log_to_mlflow(root, params, sweep_id, rows, out)
     done = sum(r["status"] == "done" for r in rows)
     echo(f"sweep {sweep_id}: {done}/{len(rows)} arms done; wrote {out / 'table.md'}")
+    if present and not table["one_dataset"]:
+        echo(f"WARNING: the arms did not train on one packed dataset (dvc.lock hashes: {sorted(map(str, md5s))})")
     return table
 
 
@@ -284,10 +319,14 @@ def _log_to_mlflow(root: Path, params, sweep_id: str, rows: list[dict], out: Pat
             client.log_batch(found[0].info.run_id, metrics=[Metric(k, v, now, 0) for k, v in flat.items()])
         client.log_batch(sweep_run_id, metrics=[Metric(f"{r['arm']}.{k}", flat[k], now, 0)
                                                 for k in TABLE_METRICS if k in flat])
-    for name in ("table.md", "table.json", "bias_curves.png"):
+    for name in ("table.md", "table.json", "bias_curves.png", "index.html"):
         if (out / name).exists():
             client.log_artifact(sweep_run_id, str(out / name))
     client.set_terminated(sweep_run_id, "FINISHED" if all(r["metrics"] for r in rows) else "FAILED")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)                 # in order with the output of the dvc commands it starts
 
 
 def main(root: Path, params, sweep_id: str | None, collect_only: bool) -> int:
@@ -301,8 +340,8 @@ def main(root: Path, params, sweep_id: str | None, collect_only: bool) -> int:
     if collect_only:
         if not sweep_id:
             raise SystemExit("--collect needs the sweep id (--id)")
-        table = collect(root, params, sweep_id, dvc)
+        table = collect(root, params, sweep_id, dvc, _say)
     else:
-        table = run_sweep(root, params, sweep_id or new_sweep_id(), dvc)
+        table = run_sweep(root, params, sweep_id or new_sweep_id(), dvc, _say)
     print((root / SWEEP_DIR / "table.md").read_text())
     return 0 if all(r["metrics"] for r in table["rows"]) else 1
