@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean-data bench
+.PHONY: install run test sweep clean-data bench
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/balancehead validate
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --cores all all
+
+# BalanceHead Table 1: one DVC experiment per params.yaml sweep.arms entry (README "Reproduce Table 1")
+sweep: install
+	$(BIN)/balancehead sweep
 
 test: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q tests

@@ -6,7 +6,7 @@ from __future__ import annotations
 from balancehead import pipeline
 
 LAYERS = {                     # top-level name under balancehead -> layer (higher = closer to the user)
-    "__main__": 3, "cli": 3, "runner": 3, "stages": 3,
+    "__main__": 3, "cli": 3, "runner": 3, "stages": 3, "sweep": 3,
     "train": 2, "evaluation": 2,
     "models": 1, "data": 1, "backends": 1, "world": 1, "recon": 1,
 }

@@ -174,6 +174,15 @@ def cmd_reconstruct(args) -> int:
     print(f"reconstructed {photo} -> {out}/: {', '.join(written)} ({len(head)} Gaussians, {seconds:.3f} s; "
           f"estimated yaw {float(est['yaw']):.1f}, pitch {float(est['pitch']):.1f})")
     return 0
+def cmd_sweep(args) -> int:
+    from . import sweep
+
+    params = load_params(args.params)          # every arm's overrides validated before any work
+    try:
+        return sweep.main(Path.cwd(), params, args.id, args.collect)
+    except RuntimeError as err:                # a refused start or a failed dvc command, already explained
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "head.ply (standard 3DGS, any splat viewer), turntable.gif (+ .mp4 with eval_recon.mp4), "
                     "input.png, mask.png and reconstruction.json")
     rc.set_defaults(func=cmd_reconstruct)
+    w = sub.add_parser("sweep", help="BalanceHead Table 1: one DVC experiment per params.yaml sweep.arms entry on "
+                       "one shared packed dataset, then results/sweep/table.md and the overlaid bias curves")
+    w.add_argument("--id", default=None, help="sweep id (default: t1_<UTC time>); names the experiments <id>-<arm>")
+    w.add_argument("--collect", action="store_true", help="only tabulate the finished experiments of sweep --id")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 

@@ -7,9 +7,10 @@ given and what is allowed; nothing is written before validation passes.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -329,6 +330,48 @@ class MlflowParams(_Section):
         return (Path(root) / self.tracking_uri[len("sqlite:///"):]).resolve()
 
 
+SweepValue = Optional[Union[bool, int, float, str]]
+SWEEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"     # part of DVC experiment names and MLflow filters
+
+
+class SweepParams(_Section):
+    """BalanceHead Table 1 as one command (`balancehead sweep`): one DVC experiment per arm, all on the
+    same packed dataset. No stage declares this section: it changes which experiments run and how their
+    MLflow runs are grouped, never an output byte."""
+    id: Optional[str] = Field(None, pattern=SWEEP_ID_PATTERN, description=(
+        "set per experiment by `balancehead sweep` (-S sweep.id=...): the arm's MLflow parent run nests under "
+        "the sweep's run; null outside a sweep"))
+    target: str = Field("evaluate", description="the stage each arm reproduces (with what it needs)")
+    jobs: int = Field(1, ge=1, le=64, description="experiments run at once (dvc exp run --run-all -j)")
+    arms: dict[str, dict[str, SweepValue]] = Field(default_factory=dict, description=(
+        "arm name -> params overrides as dotted keys (what `dvc exp run -S key=value` sets)"))
+
+    @field_validator("target")
+    @classmethod
+    def _stage(cls, v):
+        from .pipeline import BY_NAME
+
+        if v not in BY_NAME:
+            raise ValueError(f"unknown stage {v!r}; stages: {', '.join(BY_NAME)}")
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _names(cls, v):
+        import re
+
+        for name, overrides in v.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_]{0,63}", name):
+                raise ValueError(f"arm name {name!r}: use lower-case letters, digits and _ (it becomes part of "
+                                 "a DVC experiment name)")
+            if not overrides:
+                raise ValueError(f"arm {name!r} overrides nothing")
+            bad = [k for k in overrides if k == "sweep" or k.startswith("sweep.")]
+            if bad:
+                raise ValueError(f"arm {name!r}: cannot override {bad} (the sweep sets them)")
+        return v
+
+
 class BuildOpsParams(_Section):
     build_cuda: Literal["auto", "yes", "no"] = "auto"
     cuda_arch_list: str = Field("8.0;8.6;9.0", pattern=r"^[0-9]+\.[0-9]+(\+PTX)?(;[0-9]+\.[0-9]+(\+PTX)?)*$")
@@ -361,6 +404,7 @@ class Params(_Section):
     eval_recon: EvalReconParams = EvalReconParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    sweep: SweepParams = SweepParams()
 
     @model_validator(mode="after")
     def _cross(self):
@@ -376,7 +420,29 @@ class Params(_Section):
         if any(ckpt == o or ckpt.startswith(o + "/") for s in STAGES for o in s.all_outs() if s.name != "train"):
             raise ValueError(f"generator.checkpoint: {ckpt!r} is another stage's output, not a generator checkpoint; "
                              "use data/train or a directory written by `balancehead import-checkpoint`")
+        if self.sweep.arms:
+            self._check_arms()
         return self
+
+    def _check_arms(self) -> None:
+        """Every arm's overrides name existing keys and give a valid whole (checked before any arm runs)."""
+        base = self.model_dump(mode="json")
+        base["sweep"] = {**base["sweep"], "arms": {}}
+        for arm, overrides in self.sweep.arms.items():
+            raw = json.loads(json.dumps(base))
+            for key, value in overrides.items():
+                node = raw
+                *parents, leaf = key.split(".")
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if not isinstance(node, dict) or leaf not in node:
+                    raise ValueError(f"sweep.arms.{arm}: {key!r} is not a params key")
+                node[leaf] = value
+            try:
+                Params.model_validate(raw)
+            except ValidationError as err:
+                problems = [line.strip() for line in _format_error(err, "").splitlines()[1:]]
+                raise ValueError(f"sweep.arms.{arm} gives invalid params: {'; '.join(problems)}") from None
 
     def section(self, dotted: str) -> Any:
         obj: Any = self

@@ -18,6 +18,10 @@ an experiment sweep shows up as a set of comparable parents, each tagged with th
 experiment name, the conditioning mode, the representation and the key train params. Stage runs start
 when the stage process started (real stage durations); the parent spans its first to its last stage.
 
+Sweeps. `balancehead sweep` (BalanceHead Table 1) runs one DVC experiment per arm with `-S sweep.id=<id>`;
+each arm's pipeline parent is then nested under one SWEEP run (tagged `balancehead.sweep_id`), so the UI
+shows the sweep as one run whose children are the arms, side by side; the stage runs sit one level below.
+
 Telemetry is switched off: nothing leaves the machine.
 """
 from __future__ import annotations
@@ -37,6 +41,8 @@ from urllib.parse import urlparse
 ARTIFACTS = "mlartifacts"
 KEY_TAG = "balancehead.pipeline_key"
 ROOT_TAG = "balancehead.root"
+SWEEP_TAG = "balancehead.sweep_id"
+KIND_TAG = "balancehead.kind"          # "sweep" on a sweep's run
 log = logging.getLogger("balancehead")
 
 from . import fileio
@@ -157,20 +163,93 @@ def _process_start_ms() -> int:
         return int(time.time() * 1000)
 
 
-def _parent(client, experiment_id: str, ctx, root: Path, start_ms: int) -> str:
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
-
-    exp_name = os.environ.get("DVC_EXP_NAME") or None
-    key = pipeline_key(ctx, exp_name)
+@contextmanager
+def _parents_locked(root: Path):
+    """Parent runs are looked up or created by several processes at once: one lock for all of them."""
     (root / ARTIFACTS).mkdir(parents=True, exist_ok=True)
     with open(root / ARTIFACTS / ".parent.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _sweep_run(client, experiment_id: str, sweep_id: str, root: Path, start_ms: int | None = None) -> str:
+    """The sweep's run (created on first use); the caller holds the parents lock."""
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    found = client.search_runs([experiment_id], max_results=1, filter_string=(
+        f"tags.`{SWEEP_TAG}` = '{sweep_id}' and tags.`{KIND_TAG}` = 'sweep'"))
+    if found:
+        return found[0].info.run_id
+    commit = git_commit(root)
+    run = client.create_run(experiment_id, start_time=start_ms, run_name=f"sweep {sweep_id}",
+                            tags={SWEEP_TAG: sweep_id, KIND_TAG: "sweep", "git_commit": commit,
+                                  MLFLOW_GIT_COMMIT: commit, ROOT_TAG: str(root)})
+    return run.info.run_id
+
+
+def open_client(cfg, root: Path):
+    """(MlflowClient, experiment id) of the repository's store (see the module docstring), or None when
+    params.mlflow.enabled is false."""
+    if not cfg.enabled:
+        return None
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = resolve_tracking_uri(cfg.tracking_uri, root)
+    db_file = Path(urlparse(uri).path) if uri.startswith("sqlite:///") else None
+    if db_file is not None and db_file.resolve().is_relative_to(root):   # the repository's own store only
+        moved = relocate(db_file, root)
+        if moved:
+            log.info("mlflow: the repository moved; artifact locations of %d experiment(s) now point to %s",
+                     moved, root / ARTIFACTS)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.experiment)
+    experiment_id = exp.experiment_id if exp else client.create_experiment(
+        cfg.experiment, artifact_location=(root / ARTIFACTS).as_uri())
+    return client, experiment_id
+
+
+def sweep_run(cfg, root: Path, sweep_id: str, params: dict[str, str] | None = None) -> tuple | None:
+    """(client, run id) of the sweep's run in the repository's store, created when new; `params` (the arms)
+    are logged on it. None when tracking is off."""
+    opened = open_client(cfg, root)
+    if opened is None:
+        return None
+    client, experiment_id = opened
+    with _parents_locked(root):
+        run_id = _sweep_run(client, experiment_id, sweep_id, root)
+    if params:
+        from mlflow.entities import Param
+
+        logged = client.get_run(run_id).data.params
+        new = [Param(k, v[:6000]) for k, v in params.items() if k not in logged]
+        if new:
+            client.log_batch(run_id, params=new)
+    return client, run_id
+
+
+def _parent(client, experiment_id: str, ctx, root: Path, start_ms: int) -> str:
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+
+    exp_name = os.environ.get("DVC_EXP_NAME") or None
+    key = pipeline_key(ctx, exp_name)
+    sweep = getattr(ctx.all_params, "sweep", None)
+    sweep_id = sweep.id if sweep is not None else None
+    with _parents_locked(root):
         found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
         if found:
             return found[0].info.run_id
         commit = git_commit(ctx.root)
         tags, values = parent_summary(ctx.all_params)   # bookkeeping: the whole run, not one stage's view
         tags.update({KEY_TAG: key, "git_commit": commit, MLFLOW_GIT_COMMIT: commit, ROOT_TAG: str(root)})
+        if sweep_id:
+            tags.update({SWEEP_TAG: sweep_id, MLFLOW_PARENT_RUN_ID: _sweep_run(client, experiment_id, sweep_id, root,
+                                                                               start_ms)})
         if exp_name:
             tags["dvc_exp_name"] = exp_name
         if os.environ.get("DVC_EXP_BASELINE_REV"):
@@ -188,32 +267,16 @@ def _parent(client, experiment_id: str, ctx, root: Path, start_ms: int) -> str:
 def mlflow_run(ctx, run_name: str, params: dict):
     """Yield the active mlflow module inside this stage's run (nested under the pipeline's parent), or
     None when params.mlflow.enabled is false."""
-    cfg = ctx.params.mlflow
-    if not cfg.enabled:
-        yield None
-        return
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    import mlflow
-    from mlflow.tracking import MlflowClient
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     start_ms = _process_start_ms()
     root = main_checkout(ctx.root)
-    uri = resolve_tracking_uri(cfg.tracking_uri, root)
-    db_file = Path(urlparse(uri).path) if uri.startswith("sqlite:///") else None
-    if db_file is not None and db_file.resolve().is_relative_to(root):   # the repository's own store only
-        moved = relocate(db_file, root)
-        if moved:
-            log.info("mlflow: the repository moved; artifact locations of %d experiment(s) now point to %s",
-                     moved, root / ARTIFACTS)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(cfg.experiment)
-    experiment_id = exp.experiment_id if exp else client.create_experiment(
-        cfg.experiment, artifact_location=(root / ARTIFACTS).as_uri())
+    opened = open_client(ctx.params.mlflow, root)
+    if opened is None:
+        yield None
+        return
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
+
+    client, experiment_id = opened
     parent_id = _parent(client, experiment_id, ctx, root, start_ms)
     commit = git_commit(ctx.root)
     run = client.create_run(experiment_id, start_time=start_ms, run_name=run_name,

@@ -104,6 +104,33 @@ def bias_curve_png(header, rows) -> bytes:
     return plot_png(draw)
 
 
+def bias_curves_png(curves: dict[str, tuple[list[str], list[list[str]]]]) -> bytes:
+    """Several runs' FID per yaw bin overlaid ({label: (header, rows)} of fid_by_yaw.tsv files), each with
+    its bootstrap standard deviation (fid_std) as error bars where present; bins on the union of labels."""
+    bins = []
+    for _, rows in curves.values():
+        bins += [r[0] for r in rows if r[0] not in bins]
+    xs = np.arange(len(bins))
+
+    def draw(ax):
+        n = max(len(curves), 1)
+        for k, (label, (header, rows)) in enumerate(curves.items()):
+            at = {r[0]: i for i, r in enumerate(rows)}
+            ys, err = _column(header, rows, "fid"), _column(header, rows, "fid_std")
+            y = np.array([ys[at[b]] if b in at else np.nan for b in bins])
+            e = np.array([err[at[b]] if b in at else np.nan for b in bins])
+            shift = (k - (n - 1) / 2) * 0.06            # side by side, so the error bars stay readable
+            ax.errorbar(xs + shift, y, yerr=np.where(np.isfinite(e), e, 0.0) if np.isfinite(e).any() else None,
+                        marker="o", capsize=3, label=label)
+        ax.set_xticks(xs, [f"{b}°" for b in bins])
+        ax.set_xlabel("yaw bin centre (0° = front, 180° = back)")
+        ax.set_ylabel("FID (lower is better)")
+        ax.set_title("Directional bias per arm: FID per 45° yaw bin")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    return plot_png(draw)
+
+
 def bar_chart_png(labels: list[str], counts: list[int], title: str, xlabel: str) -> bytes:
     """Horizontal bars with full, wrapped, readable labels (one bar per label)."""
     import textwrap
