@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -550,6 +551,15 @@ class _StrictLoader(yaml.SafeLoader):
                     None, None, f"key {key!r} is written twice (first at line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 booleans only: PyYAML's YAML 1.1 default also reads yes / no / on / off / y / n as booleans, so
+# `build_ops.build_cuda: no` written unquoted (as `dvc exp run -S` rewrites params.yaml) would become false.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
 
 
 def default_value(dotted: str) -> Any:

@@ -135,16 +135,6 @@ def _run(cmd: list[str], root: Path, echo: Callable[[str], None], capture: bool 
     return proc.stdout or ""
 
 
-YAML11_BOOLEAN_WORDS = {"y", "n", "yes", "no", "on", "off"}
-
-
-def yaml11_boolean_words(params) -> list[str]:
-    """Keys whose string value `dvc exp run -S` would break: DVC rewrites params.yaml as YAML 1.2 and writes
-    e.g. "no" unquoted, which params.yaml's YAML 1.1 loader then reads as false (build_ops.build_cuda: "no")."""
-    return [f"{k}: {v!r}" for k, v in fileio.flatten(params.model_dump(mode="json")).items()
-            if isinstance(v, str) and v.lower() in YAML11_BOOLEAN_WORDS]
-
-
 def _busy_queue(dvc: str, root: Path) -> list[str]:
     out = subprocess.run([dvc, "queue", "status"], cwd=root, capture_output=True, text=True, env=tool_env()).stdout
     return [line for line in out.splitlines() if re.search(r"\s(Queued|Running)\s*$", line)]
@@ -155,11 +145,6 @@ def run_sweep(root: Path, params, sweep_id: str, dvc: str = "dvc", echo: Callabl
     from . import tracking
 
     arms = plan(params, sweep_id)
-    words = yaml11_boolean_words(params)
-    if words:
-        raise RuntimeError("params.yaml has values that `dvc exp run -S` would turn into booleans in every arm "
-                           "(DVC writes them unquoted): " + "; ".join(words) + ". Use another allowed value "
-                           "(e.g. build_ops.build_cuda: auto) for the sweep.")
     busy = _busy_queue(dvc, root)
     if busy:
         raise RuntimeError("the DVC experiment queue is not empty (`dvc queue status`); the sweep would run those "
