@@ -90,3 +90,27 @@ def test_turntable_frame_count():
     for i in range(7):
         stripes[i, :, i] = 255
     assert gif_frame_count(gif_bytes(stripes)) == 7
+
+
+def test_pti_twice_gives_identical_delta_bytes():
+    """Issue 14: two PTI runs on the same target write byte-identical delta.safetensors (the stage's own
+    encoding, metadata included; the first cause found was the safetensors header's metadata order)."""
+    from balancehead import fileio
+    from balancehead.camera import camera_label
+    from balancehead.evaluation.perceptual import PerceptualLoss
+    from balancehead.evaluation.pti import pti, render_white, weight_delta
+    from balancehead.models import Generator, GeneratorConfig
+    from balancehead.stages.invert import DELTA_META
+
+    g = Generator(GeneratorConfig.tiny()).eval()
+    cam = torch.from_numpy(camera_label(-20.0, 5.0))[None]
+    with torch.no_grad():
+        target = render_white(g, g.map(torch.randn(1, 32, generator=torch.Generator().manual_seed(3)), cam), cam)
+    p = InvertParams(w_steps=6, g_steps=4, locality_weight=0.1)       # locality: the seeded random draws too
+    encoded = []
+    for _ in range(2):
+        res = pti(g, target, cam, p, PerceptualLoss(p.perceptual), seed=7)
+        delta = weight_delta(g, res.generator)
+        assert delta                                                   # tuning changed weights
+        encoded += [fileio.safetensors_bytes(delta, DELTA_META) for _ in range(10)]
+    assert len(set(encoded)) == 1
