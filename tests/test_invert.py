@@ -93,8 +93,9 @@ def test_turntable_frame_count():
 
 
 def test_pti_twice_gives_identical_delta_bytes():
-    """Issue 14: two PTI runs on the same target write byte-identical delta.safetensors (the stage's own
-    encoding, metadata included; the first cause found was the safetensors header's metadata order)."""
+    """Issue 14: two PTI runs on the same target, with 1 and 2 torch threads, write byte-identical
+    delta.safetensors in the stage's own encoding (causes found: the safetensors header's metadata order,
+    and CPU weight-gradient sums that depend on the thread count)."""
     from balancehead import fileio
     from balancehead.camera import camera_label
     from balancehead.evaluation.perceptual import PerceptualLoss
@@ -107,10 +108,15 @@ def test_pti_twice_gives_identical_delta_bytes():
     with torch.no_grad():
         target = render_white(g, g.map(torch.randn(1, 32, generator=torch.Generator().manual_seed(3)), cam), cam)
     p = InvertParams(w_steps=6, g_steps=4, locality_weight=0.1)       # locality: the seeded random draws too
-    encoded = []
-    for _ in range(2):
-        res = pti(g, target, cam, p, PerceptualLoss(p.perceptual), seed=7)
-        delta = weight_delta(g, res.generator)
-        assert delta                                                   # tuning changed weights
-        encoded += [fileio.safetensors_bytes(delta, DELTA_META) for _ in range(10)]
+    encoded, before = [], torch.get_num_threads()
+    try:
+        for threads in (1, 2):     # workflow.threads never changes outputs (oneDNN/MKL sums split by thread)
+            torch.set_num_threads(threads)
+            res = pti(g, target, cam, p, PerceptualLoss(p.perceptual), seed=7)
+            assert torch.get_num_threads() == threads                  # the caller's setting is restored
+            delta = weight_delta(g, res.generator)
+            assert delta                                               # tuning changed weights
+            encoded += [fileio.safetensors_bytes(delta, DELTA_META) for _ in range(10)]
+    finally:
+        torch.set_num_threads(before)
     assert len(set(encoded)) == 1

@@ -74,6 +74,7 @@ def _relaunch(ctx: StageContext, nproc: int) -> None:
 def main(ctx: StageContext) -> None:
     import torch
 
+    from ..devices import reproducible_threads
     from ..ops import use_built
     from ..train.distributed import from_env, init_process_group
     from ..train.loop import Trainer, pick_device, read_stats
@@ -106,7 +107,8 @@ def main(ctx: StageContext) -> None:
             trainer = Trainer(tp, ctx.input("dataset"), work, ctx.params.seed, info, ctx.log, tracker=mlflow,
                               on_tick=on_tick)
             try:
-                result = trainer.run(stop=stop)
+                with reproducible_threads(device):     # workflow.threads never changes the trained bytes
+                    result = trainer.run(stop=stop)
             except Preempted as exc:
                 raise SystemExit(exc.code) from None
             if info.rank != 0:
