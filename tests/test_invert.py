@@ -47,6 +47,9 @@ def test_invert_outputs_and_delta_reproduce_the_render(run):
         assert (d / name).exists(), name
     assert gif_frame_count((d / "turntable.gif").read_bytes()) == ip.turntable_frames
     g, _ = load_generator(root / "data/train")
+    from PIL import Image
+    with Image.open(d / "turntable.gif") as im:                                # the model's full output size
+        assert im.size == (g.cfg.output_resolution,) * 2
     tuned = apply_delta(g, load_file(str(d / "delta.safetensors")))
     ws = load_file(str(d / "pivot.safetensors"))["ws"]
     cam = torch.tensor(json.loads((d / "metrics.json").read_text())["camera"])[None]

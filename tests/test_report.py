@@ -103,3 +103,16 @@ def test_report_stage_writes_index(tmp_path):
     _fill(tmp_path)
     report.main(stage_context(tmp_path, "report", {"report": ReportParams()}))
     assert (tmp_path / "results/report/index.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_turntables_are_shown_at_their_rendered_size_not_as_thumbnails(tmp_path):
+    """Issue 15: higher-resolution turntables where the model allows. A turntable rendered at a 200-px output
+    resolution is shown 200 px wide, not shrunk to the 128-px thumbnail; a 16-px one is upscaled to 128."""
+    from balancehead.stages.report import build_report
+
+    _fill(tmp_path)
+    big = np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    fileio.write_bytes(tmp_path / "data/invert/t1/turntable.gif", gif_bytes(np.stack([big, big[::-1]])))
+    html = build_report(_inputs(tmp_path), ReportParams(thumbnail_px=128), "abc123")
+    widths = re.findall(r'<img src="data:image/gif;base64,[^"]+" alt="[^"]*" width="(\d+)"', html)
+    assert sorted(widths) == ["128", "200"]                  # the 16-px sample turntable, the 200-px inversion

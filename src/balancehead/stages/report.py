@@ -165,7 +165,8 @@ def _samples_section(R, inputs, p) -> str:
         or R.note("no fakes grids (run evaluate)")
     tts = sorted(ev.glob("turntable_*.gif"))[: p.max_turntables] if ev.exists() else []
     body += "<h3>360° turntables of random samples</h3>" + (
-        "".join(R.figure(R.file_img(f, w), f"Random sample {i + 1}, turned through 360°") for i, f in enumerate(tts))
+        "".join(R.figure(R.file_img_native(f, w), f"Random sample {i + 1}, turned through 360° (rendered at "
+                                                     "the model's output resolution)") for i, f in enumerate(tts))
         or R.note("no turntables"))
     return body
 
@@ -179,7 +180,7 @@ def _inversions_section(R, inputs, p) -> str:
         figs = [R.figure(R.file_img(d / f"{n}.png", w), INVERSION_WORDS[n])
                 for n in ("target", "start", "input_view") if (d / f"{n}.png").exists()]
         if (d / "turntable.gif").exists():
-            figs.append(R.figure(R.file_img(d / "turntable.gif", w), INVERSION_WORDS["turntable"]))
+            figs.append(R.figure(R.file_img_native(d / "turntable.gif", w), INVERSION_WORDS["turntable"]))
         novel = [R.figure(R.file_img(d / f"{k}_{v}.png", w // 2),
                           f"{'ground truth' if k == 'gt' else 'novel view'}, {SIDE_WORDS[v]}")
                  for v in ("front", "left", "back", "right") for k in ("gt", "novel") if (d / f"{k}_{v}.png").exists()]
