@@ -1,7 +1,8 @@
 """Every command the README shows works as written in a fresh clone (issue 15: `huggingface-cli` did not
 exist in the pinned hub, commands failed without an activated venv).
 
-For each command line of the README's ```bash blocks and each inline `hf …` / `.venv/bin/…` command:
+For each command line of the README's ```bash blocks and each inline `hf` / `balancehead` / `dvc` / `snakemake` /
+`.venv/bin/…` command:
 the program exists where the line says (`.venv/bin/X` = next to the interpreter running the tests; a bare
 `balancehead` / `dvc` in a bash block would need an activated venv and is refused), the subcommand exists
 and every option the line uses appears in that subcommand's own `--help`. Nothing is run but `--help`.
@@ -51,7 +52,8 @@ def commands(line: str) -> list[list[str]]:
 
 def inline_commands() -> list[list[str]]:
     spans = re.findall(r"(?<!`)`([^`\n]+)`(?!`)", README)
-    return [c for s in spans if re.match(r"(hf |\.venv/bin/\w|[A-Z_]+=\S+ \.venv/bin/\w)", s) for c in commands(s)]
+    return [c for s in spans if re.match(r"(hf |balancehead |dvc |snakemake |\.venv/bin/\w|[A-Z_]+=\S+ \.venv/bin/\w)", s)
+            for c in commands(s)]
 
 
 CASES = sorted({" ".join(c) for line in bash_lines() for c in commands(line)} |
