@@ -28,8 +28,9 @@ def reproducible_threads(device: torch.device):
     Measured (torch 2.14 CPU, MKL 2024.2, oneDNN 3.12): oneDNN's convolution weight gradient and MKL's
     GEMM for some shapes (e.g. the decoder's (33, 3072) x (3072, 16) weight gradient) split their sums by
     thread count, so `workflow.threads: 2` gave other PTI deltas and other generator gradients than 1.
-    Forward-only stages measured thread-invariant (sample_prior's outputs at 1/2/4 threads, CLIP features). `workflow.threads` promises never to change outputs, so the optimising
-    stages trade intra-op parallelism on the CPU for that promise (GPU runs are unaffected)."""
+    Forward-only stages measured thread-invariant (sample_prior's outputs at 1/2/4 threads, CLIP features).
+    `workflow.threads` promises never to change outputs, so the optimising stages trade intra-op
+    parallelism on the CPU for that promise (GPU runs are unaffected)."""
     if device.type != "cpu":
         yield
         return
