@@ -36,15 +36,39 @@ METRIC_WORDS = {
     "fid_view": "FID with condition camera = render camera (camera-conditioned models only)",
     "mknnd": "mean k-nearest-neighbour identity distance (diversity; higher = more diverse)",
     "id_consistency": "identity similarity of one head across views (higher = more consistent)",
+    "id_consistency_to_ref": "identity similarity of each view to the head's first (reference) view",
+    "inversion.targets": "inversion: number of targets",
 }
+# inversion.<phase>_<measure> and inversion.novel_<side>_<measure> (stages/invert.py summarise)
+PHASE_WORDS = {"start": "start of the optimisation (average latent)", "pivot": "pivot latent, generator not yet tuned",
+               "input_view": "reconstruction in the input view"}
+MEASURE_WORDS = {"psnr": "PSNR (dB, higher = closer)", "ssim": "SSIM (higher = closer)",
+                 "lpips": "LPIPS (lower = closer)", "l2": "mean squared error (lower = closer)",
+                 "id_sim": "identity similarity (higher = same person)"}
+
+
+def _inversion_words(key: str) -> str:
+    measure = next((m for m in MEASURE_WORDS if key.endswith(f"_{m}")), None)
+    if measure is None:
+        return ""
+    stem = key[: -len(measure) - 1]
+    if stem in PHASE_WORDS:
+        return f"inversion, {PHASE_WORDS[stem]}: {MEASURE_WORDS[measure]} against the target"
+    side = stem[len("novel_"):] if stem.startswith("novel_") else None
+    if side in SIDE_WORDS:
+        return f"inversion, novel view from the {SIDE_WORDS[side]}: {MEASURE_WORDS[measure]} against the ground truth"
+    return ""
 
 
 def _metric_words(name: str) -> str:
     if name in METRIC_WORDS:
         return METRIC_WORDS[name]
+    if name.startswith("inversion."):
+        return _inversion_words(name[len("inversion."):])
     for prefix, what in (("fid_yaw_", "FID in yaw bin {}°"), ("kid_yaw_", "KID in yaw bin {}°")):
         if name.startswith(prefix):
-            return what.format(name[len(prefix):])
+            label = name[len(prefix):]
+            return what.format(label) + (f" ({YAW_WORDS[label]})" if label in YAW_WORDS else "")
     if name.startswith("kid_") and f"fid_{name[4:]}" in METRIC_WORDS:
         return "KID (×1, unbiased) of: " + METRIC_WORDS[f"fid_{name[4:]}"]
     return ""
