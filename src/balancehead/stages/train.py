@@ -153,6 +153,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
     from ..models import save_checkpoint
 
     out = ctx.output("checkpoint")
+    integrity.clean_leftovers(out.parent)         # what a train killed while assembling left behind
     tmp = out.parent / f".{out.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
