@@ -65,7 +65,9 @@ def test_evaluate_writes_every_metric(tmp_path, mode, c_dim):
     assert stds and all(np.isfinite(v) and v > 0 for v in stds)          # bootstrap error bars per bin
     labels = json.loads((tmp_path / "results/eval/labels.json").read_text())
     assert labels["fid_comparable_to_published"] is False and "not comparable" in labels["warning"]
-    assert (tmp_path / "results/eval/turntable_00.gif").exists()
+    from PIL import Image
+    with Image.open(tmp_path / "results/eval/turntable_00.gif") as im:     # the model's full output size
+        assert im.size == (g.cfg.output_resolution,) * 2 and im.n_frames == p.turntable_frames
     assert (tmp_path / "results/eval/fakes_fid_random.png").exists()
     assert labels["memorisation"].startswith("skipped") and not (tmp_path / "results/eval/memorisation.json").exists()
 

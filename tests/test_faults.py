@@ -623,3 +623,33 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     f.write_text((REPO / "params.yaml").read_text().replace("radius: 2.7", "radius: 27e-1", 1))
     assert "27e-1" in f.read_text()
     assert load_params(f).camera.radius == pytest.approx(2.7)
+
+
+def test_train_assembly_leftover_of_a_killed_run_is_removed(tmp_path):
+    """kill -9 of `train` while it assembles data/train (found by test_kill_every_stage): the rerun
+    removes the dead process's `data/.train.tmp-<host>-<pid>/`, as the item stages do for theirs."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from balancehead import integrity
+    from balancehead.models import Generator, GeneratorConfig
+    from balancehead.stages import train
+    from stage_context import stage_context
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = integrity.temp_tag().rsplit("-", 1)[0]
+    leftover = tmp_path / "data" / f".train.tmp-{host}-{dead.pid}"
+    (leftover / "G_ema").mkdir(parents=True)
+    (leftover / f".digests.json.tmp-{host}-{dead.pid}.x.tmp").write_text("half")
+    ctx = stage_context(tmp_path, "train")
+    work = tmp_path / "work"
+    (work / "fakes").mkdir(parents=True)
+    trainer = SimpleNamespace(G_ema=Generator(GeneratorConfig.tiny()),
+                              spec=SimpleNamespace(mode="view", to_meta=lambda: {"mode": "view"}))
+    with hard_timeout(120):
+        train._assemble(ctx, trainer, work, [], {"kimg": 0.0, "fd_random_features_kimg0": None,
+                                                 "fd_random_features_final": None})
+    assert (tmp_path / "data/train/G_ema").is_dir() and not leftover.exists()
+    assert not [p.name for p in (tmp_path / "data").iterdir() if ".tmp" in p.name]

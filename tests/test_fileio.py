@@ -29,3 +29,24 @@ def test_outputs_get_umask_permissions_not_0600(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "x.txt").stat().st_mode)
     assert mode & 0o044 == 0o044, oct(mode)                        # group/others can read results
+
+
+def test_safetensors_bytes_are_identical_for_equal_input_and_keep_the_metadata(tmp_path):
+    """safetensors keeps `__metadata__` in a Rust HashMap: two or more keys came out in a different order
+    from call to call, so the invert stage's delta.safetensors differed between equal runs (issue 14)."""
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    meta = {"kind": "pti-delta", "base": "G_ema", "ids": ["b", "a"], "psi": 0.7}
+    tensors = {"w": torch.arange(6.0).view(2, 3), "a.b": torch.ones(4, dtype=torch.float16)}
+    encodings = {fileio.safetensors_bytes(tensors, meta) for _ in range(40)}
+    assert len(encodings) == 1
+    arrays = {"z": np.arange(4, dtype=np.float32), "c": np.zeros((2, 2), np.float32)}
+    assert len({fileio.safetensors_bytes(arrays, meta) for _ in range(40)}) == 1
+    for n, data in enumerate((encodings.pop(), fileio.safetensors_bytes(arrays))):
+        path = tmp_path / f"{n}.safetensors"
+        path.write_bytes(data)
+        with safe_open(str(path), framework="numpy") as f:
+            got = fileio.read_safetensors_meta(f)
+            assert got == (meta if "w" in f.keys() else {})

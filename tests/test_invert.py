@@ -47,6 +47,9 @@ def test_invert_outputs_and_delta_reproduce_the_render(run):
         assert (d / name).exists(), name
     assert gif_frame_count((d / "turntable.gif").read_bytes()) == ip.turntable_frames
     g, _ = load_generator(root / "data/train")
+    from PIL import Image
+    with Image.open(d / "turntable.gif") as im:                                # the model's full output size
+        assert im.size == (g.cfg.output_resolution,) * 2
     tuned = apply_delta(g, load_file(str(d / "delta.safetensors")))
     ws = load_file(str(d / "pivot.safetensors"))["ws"]
     cam = torch.tensor(json.loads((d / "metrics.json").read_text())["camera"])[None]
@@ -90,3 +93,33 @@ def test_turntable_frame_count():
     for i in range(7):
         stripes[i, :, i] = 255
     assert gif_frame_count(gif_bytes(stripes)) == 7
+
+
+def test_pti_twice_gives_identical_delta_bytes():
+    """Issue 14: two PTI runs on the same target, with 1 and 2 torch threads, write byte-identical
+    delta.safetensors in the stage's own encoding (causes found: the safetensors header's metadata order,
+    and CPU weight-gradient sums that depend on the thread count)."""
+    from balancehead import fileio
+    from balancehead.camera import camera_label
+    from balancehead.evaluation.perceptual import PerceptualLoss
+    from balancehead.evaluation.pti import pti, render_white, weight_delta
+    from balancehead.models import Generator, GeneratorConfig
+    from balancehead.stages.invert import DELTA_META
+
+    g = Generator(GeneratorConfig.tiny()).eval()
+    cam = torch.from_numpy(camera_label(-20.0, 5.0))[None]
+    with torch.no_grad():
+        target = render_white(g, g.map(torch.randn(1, 32, generator=torch.Generator().manual_seed(3)), cam), cam)
+    p = InvertParams(w_steps=6, g_steps=4, locality_weight=0.1)       # locality: the seeded random draws too
+    encoded, before = [], torch.get_num_threads()
+    try:
+        for threads in (1, 2):     # workflow.threads never changes outputs (oneDNN/MKL sums split by thread)
+            torch.set_num_threads(threads)
+            res = pti(g, target, cam, p, PerceptualLoss(p.perceptual), seed=7)
+            assert torch.get_num_threads() == threads                  # the caller's setting is restored
+            delta = weight_delta(g, res.generator)
+            assert delta                                               # tuning changed weights
+            encoded += [fileio.safetensors_bytes(delta, DELTA_META) for _ in range(10)]
+    finally:
+        torch.set_num_threads(before)
+    assert len(set(encoded)) == 1

@@ -55,10 +55,6 @@ BUILD_SUFFIXES = {".o", ".so"}
 # A stage's digest record (integrity.py) holds the sha256 of every file it wrote, so it inherits the timing
 # columns of the files above (train's stats.tsv): its entries are checked against the files on disk instead.
 DIGEST_RECORD = "digests.json"
-# Known NOT run-to-run deterministic on CPU even without any kill (three uninterrupted `run invert` in one
-# tree gave two different files; pivot.safetensors and every other output match): the PTI weight delta.
-# The case still checks every other file and the leftovers; a difference here alone is an expected failure.
-NONDETERMINISTIC = {"invert": "prior*/delta.safetensors"}
 
 
 def env() -> dict:
@@ -187,8 +183,4 @@ def test_kill_minus_nine_at_a_seeded_point_then_rerun_is_byte_identical(referenc
     got = output_digests(root, stage)
     differ = sorted(k for k in digests[name].keys() | got.keys() if digests[name].get(k) != got.get(k))
     assert not leftovers(root, stage), f"{name}: temp files left behind: {leftovers(root, stage)}"
-    known = [k for k in differ if name in NONDETERMINISTIC and Path(k).match(NONDETERMINISTIC[name])]
-    assert not set(differ) - set(known), \
-        f"{name} killed={killed} after {delay:.2f}s: outputs differ from an uninterrupted run: {differ}"
-    if known:
-        pytest.xfail(f"{name}: {known} differ; not run-to-run deterministic on CPU even without a kill")
+    assert not differ, f"{name} killed={killed} after {delay:.2f}s: outputs differ from an uninterrupted run: {differ}"

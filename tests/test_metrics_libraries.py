@@ -1,5 +1,5 @@
 """Our metric code against maintained libraries on the same inputs: FID and KID against clean-fid
-(Parmar et al. 2022), PSNR against torchmetrics; SSIM is checked against scikit-image in
+(Parmar et al. 2022), PSNR and LPIPS (VGG) against torchmetrics; SSIM is checked against scikit-image in
 test_eval_metrics.py (torchmetrics pads the borders, ours and scikit-image's filter 'valid', so those
 two differ by ~1e-3 by design). These are the proof that the numbers agree; ours stay in use because
 they are differentiable torch code (PSNR/SSIM in PTI) or feature-level (FID/KID on any extractor)."""
@@ -42,3 +42,34 @@ def test_psnr_matches_torchmetrics():
     y = (x + 0.1 * torch.randn(3, 3, 32, 32, generator=g)).clamp(0, 1)
     ref = peak_signal_noise_ratio(x, y, data_range=1.0, reduction="none", dim=(1, 2, 3))
     assert torch.allclose(psnr(x, y), ref, atol=1e-4)
+
+
+def test_lpips_vgg_matches_torchmetrics(tmp_path):
+    """LPIPS (Zhang et al. 2018, VGG variant): our LPIPSVGG against torchmetrics' LPIPS with the same
+    weights. torchmetrics ships the official LPIPS linear heads (lpips_models/vgg.pth); the VGG16 trunk is
+    a seeded random init (`pnet_rand`, no ImageNet download), exported with the heads to safetensors and
+    loaded by our class through its usual local-file path."""
+    from safetensors.torch import save_file
+    from torchmetrics.functional.image.lpips import _LPIPS
+
+    from balancehead.evaluation.perceptual import LPIPSVGG
+
+    torch.manual_seed(0)
+    ref = _LPIPS(pretrained=True, net="vgg", pnet_rand=True).eval()
+    state = ref.state_dict()
+    trunk = {f"features.{k.split('.')[2]}.{k.split('.')[3]}": v.contiguous()
+             for k, v in state.items() if k.startswith("net.slice")}
+    heads = {k: v.contiguous() for k, v in state.items() if k[:3] == "lin" and k[3].isdigit()}
+    assert len(heads) == 5 and float(heads["lin0.model.1.weight"].abs().sum()) > 0   # the shipped heads, not zeros
+    save_file(trunk, str(tmp_path / "vgg.safetensors"))
+    save_file(heads, str(tmp_path / "lin.safetensors"))
+    ours = LPIPSVGG(tmp_path / "vgg.safetensors", tmp_path / "lin.safetensors")
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
+    y = (x + 0.3 * torch.randn(3, 3, 64, 64, generator=g)).clamp(-1, 1)
+    with torch.no_grad():
+        expected = ref(x, y).flatten()
+        got = ours(x, y)
+    assert float(expected.min()) > 0
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7), (got, expected)

@@ -304,3 +304,17 @@ def test_cuda_ops_forward_backward_without_host_sync(built_cuda):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert x.grad is not None and planes.grad is not None and grid.grad is not None
+
+
+def test_stage_logs_never_ask_for_the_ops_environment_variable(caplog):
+    """Issue 15: stages get the compiled ops from their declared `ops` input (use_built), so the log of a
+    CPU run says which ops are used once and never suggests setting $BALANCEHEAD_OPS_DIR."""
+    import logging
+
+    from balancehead.ops import loader
+
+    loader._load_from_env.cache_clear()
+    with caplog.at_level(logging.INFO, logger="balancehead"):
+        assert loader._load_from_env("") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and loader.ENV_VAR in r.getMessage()]
+    loader._load_from_env.cache_clear()

@@ -122,3 +122,35 @@ def test_report_memorisation_section(tmp_path):
     html = build_report(_inputs(tmp_path), ReportParams(), "abc123")
     assert "<td>src7_v3</td><td>src7</td>" in html and "0.91" in html
     assert "nearest training images by CLIP cosine" in html and "compare different spaces" in html
+
+
+def test_turntables_are_shown_at_their_rendered_size_not_as_thumbnails(tmp_path):
+    """Issue 15: higher-resolution turntables where the model allows. A turntable rendered at a 200-px output
+    resolution is shown 200 px wide, not shrunk to the 128-px thumbnail; a 16-px one is upscaled to 128."""
+    from balancehead.stages.report import build_report
+
+    _fill(tmp_path)
+    big = np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    fileio.write_bytes(tmp_path / "data/invert/t1/turntable.gif", gif_bytes(np.stack([big, big[::-1]])))
+    html = build_report(_inputs(tmp_path), ReportParams(thumbnail_px=128), "abc123")
+    widths = re.findall(r'<img src="data:image/gif;base64,[^"]+" alt="[^"]*" width="(\d+)"', html)
+    assert sorted(widths) == ["128", "200"]                  # the 16-px sample turntable, the 200-px inversion
+
+
+def test_every_metric_of_a_run_is_explained_in_words():
+    """Issue 15: captions and tables in words rather than ids: each metric evaluate writes (inversion
+    summary included) gets a meaning in the report's metrics table."""
+    from balancehead.data.manifest import YAW_BIN_LABELS
+    from balancehead.stages.invert import summarise
+    from balancehead.stages.report import _metric_words
+
+    names = ["fid_random", "fid_front", "fid_back", "fid_view", "mknnd", "id_consistency", "id_consistency_to_ref"]
+    names += [f"kid_{n[4:]}" for n in names if n.startswith("fid_")]
+    names += [f"{m}_yaw_{b}" for m in ("fid", "kid") for b in YAW_BIN_LABELS]
+    pair = {"psnr": 20.0, "ssim": 0.5, "lpips": 0.2, "l2": 0.01, "id_sim": 0.7}
+    record = {"start": pair, "pivot": pair, "input_view": pair,
+              "novel_views": {v: pair for v in ("front", "left", "back", "right")}}
+    names += [f"inversion.{k}" for k, v in summarise([record], {}).items() if isinstance(v, (int, float))]
+    unexplained = [n for n in names if not _metric_words(n)]
+    assert not unexplained, unexplained
+    assert "front" in _metric_words("fid_yaw_0") and "subject's left" in _metric_words("inversion.novel_left_psnr")

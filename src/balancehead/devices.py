@@ -1,6 +1,8 @@
 """The one device picker (a leaf): `auto` takes CUDA when torch sees it; `cuda` without CUDA is an error,
-never a silent fallback to the CPU."""
+never a silent fallback to the CPU. Also the thread policy of the stages that optimise (reproducible_threads)."""
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -16,3 +18,25 @@ def pick_device(name: str, index: int | None = None) -> torch.device:
         if index is not None and name == "cuda":
             return torch.device("cuda", index)
     return torch.device(name)
+
+
+@contextmanager
+def reproducible_threads(device: torch.device):
+    """Run a block that optimises (a backward pass) on `device` so that its result does not depend on the
+    thread count: on the CPU with ONE torch intra-op thread, restored afterwards; on CUDA unchanged.
+
+    Measured (torch 2.14 CPU, MKL 2024.2, oneDNN 3.12): oneDNN's convolution weight gradient and MKL's
+    GEMM for some shapes (e.g. the decoder's (33, 3072) x (3072, 16) weight gradient) split their sums by
+    thread count, so `workflow.threads: 2` gave other PTI deltas and other generator gradients than 1.
+    Forward-only stages measured thread-invariant (sample_prior's outputs at 1/2/4 threads, CLIP features).
+    `workflow.threads` promises never to change outputs, so the optimising stages trade intra-op
+    parallelism on the CPU for that promise (GPU runs are unaffected)."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

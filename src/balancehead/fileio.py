@@ -93,6 +93,26 @@ def flatten(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def safetensors_bytes(tensors: dict, meta: dict | None = None) -> bytes:
+    """Encode torch tensors (or numpy arrays) as safetensors, byte-identical for equal input.
+
+    The header's `__metadata__` is a Rust HashMap in safetensors: with two or more keys their order in
+    the file changes from call to call (a per-process random hash seed), so equal tensors gave different
+    bytes. All metadata therefore goes into ONE key, "balancehead", as sorted compact JSON."""
+    header = None if meta is None else {"balancehead": json.dumps(meta, sort_keys=True, separators=(",", ":"))}
+    if tensors and all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save
+    else:
+        from safetensors.torch import save
+    return save(tensors, metadata=header)
+
+
+def read_safetensors_meta(f) -> dict:
+    """The metadata written by safetensors_bytes, from an open `safetensors.safe_open` handle ({} if none)."""
+    text = (f.metadata() or {}).get("balancehead")
+    return json.loads(text) if text else {}
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     """Encode an HxW (L) or HxWx3 (RGB) uint8 array as PNG; deterministic bytes for equal input."""
     from PIL import Image

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from balancehead.devices import reproducible_threads
 from balancehead.models import Generator
 from balancehead.models.layers import SynthesisLayer
 
@@ -139,10 +140,12 @@ def tune_generator(g: Generator, ws: torch.Tensor, target: torch.Tensor, camera:
 
 def pti(g: Generator, target: torch.Tensor, camera: torch.Tensor, p, perceptual, cond=None, seed: int = 0,
         resolution=None, progress: bool = False) -> PTIResult:
-    """Invert `target` (1, 3, H, W) in [-1, 1] seen from `camera` (1, 25). `g` is copied, never modified."""
+    """Invert `target` (1, 3, H, W) in [-1, 1] seen from `camera` (1, 25). `g` is copied, never modified.
+    On the CPU the optimisation runs single-threaded: the same bytes whatever `workflow.threads` says."""
     g = copy.deepcopy(g).eval()
-    ws, h1 = invert_pivot(g, target, camera, p, perceptual, resolution, progress)
-    h2 = tune_generator(g, ws, target, camera, p, perceptual, cond, seed, resolution, progress) if p.g_steps else []
+    with reproducible_threads(target.device):
+        ws, h1 = invert_pivot(g, target, camera, p, perceptual, resolution, progress)
+        h2 = tune_generator(g, ws, target, camera, p, perceptual, cond, seed, resolution, progress) if p.g_steps else []
     return PTIResult(ws, g, {"pivot": h1, "tuning": h2})
 
 

@@ -29,6 +29,17 @@ def file_img(path: Path, width: int | None = None) -> str:
     return img_tag(path.read_bytes(), MIME[path.suffix.lower()], path.name, width)
 
 
+def file_img_native(path: Path, min_width: int) -> str:
+    """An image shown at its own pixel width, small ones upscaled to `min_width`: a turntable rendered
+    at the model's full output resolution (512 px for the paper preset) is never shrunk to a thumbnail."""
+    from PIL import Image
+
+    data = path.read_bytes()
+    with Image.open(_io.BytesIO(data)) as im:
+        width = im.size[0]
+    return img_tag(data, MIME[path.suffix.lower()], path.name, max(width, min_width))
+
+
 def _fmt(v) -> str:
     if v is None:
         return "—"

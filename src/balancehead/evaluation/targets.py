@@ -12,6 +12,7 @@ import numpy as np
 from safetensors import safe_open
 
 from balancehead.camera import camera_label, yaw_distance
+from balancehead.fileio import read_safetensors_meta
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -29,7 +30,7 @@ class Target:
 
 def read_latents(prior_dir) -> tuple[list[str], dict[str, np.ndarray], dict]:
     with safe_open(str(Path(prior_dir) / "latents.safetensors"), framework="numpy") as f:
-        meta = json.loads(f.metadata()["balancehead"])
+        meta = read_safetensors_meta(f)
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     return meta["ids"], tensors, meta
 

@@ -76,7 +76,8 @@ def load_built_ops(build_dir: str | os.PathLike | None = None) -> ModuleType | N
 def _load_from_env(value: str) -> ModuleType | None:
     """Resolved once per value of the variable: an op call costs one dict lookup, no path work."""
     if not value:
-        log.info("ops: %s is not set; using the PyTorch reference ops", ENV_VAR)
+        # debug only: use_built() already said which ops a stage uses; users never set this variable
+        log.debug("ops: %s is not set; using the PyTorch reference ops", ENV_VAR)
         return None
     return _load_cached(str(Path(value).resolve()), torch.cuda.is_available())
 

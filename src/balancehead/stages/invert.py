@@ -14,11 +14,12 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-from safetensors.torch import save as st_save
 
 from .. import fileio
 from ..progress import track
 
+# delta.safetensors says what it is relative to (read back with fileio.read_safetensors_meta)
+DELTA_META = {"base": "G_ema", "kind": "pti-delta"}
 
 
 def _mean(values):
@@ -103,8 +104,8 @@ def main(ctx) -> None:
         camera = t.camera if known else estimate_camera(t, estimator, ctx.params.camera)
         out = invert_target(g, t, camera, p, perceptual, metric, embedder, cond, ctx.seed("pti", t.target_id), device)
         d = tmp / t.target_id
-        fileio.write_bytes(d / "pivot.safetensors", st_save({"ws": out.result.ws.cpu().contiguous()}))
-        fileio.write_bytes(d / "delta.safetensors", st_save(out.delta, metadata={"base": "G_ema", "kind": "pti-delta"}))
+        fileio.write_bytes(d / "pivot.safetensors", fileio.safetensors_bytes({"ws": out.result.ws.cpu().contiguous()}))
+        fileio.write_bytes(d / "delta.safetensors", fileio.safetensors_bytes(out.delta, DELTA_META))
         for name, img in sorted(out.images.items()):
             fileio.write_png(d / f"{name}.png", img)
         fileio.write_bytes(d / "turntable.gif", gif_bytes(out.turntable, p.frame_ms))

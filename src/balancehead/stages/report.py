@@ -41,15 +41,39 @@ METRIC_WORDS = {
     "memorisation_nearest_cosine": "mean CLIP cosine of generated fronts to their nearest training image",
     "mknnd": "mean k-nearest-neighbour identity distance (diversity; higher = more diverse)",
     "id_consistency": "identity similarity of one head across views (higher = more consistent)",
+    "id_consistency_to_ref": "identity similarity of each view to the head's first (reference) view",
+    "inversion.targets": "inversion: number of targets",
 }
+# inversion.<phase>_<measure> and inversion.novel_<side>_<measure> (stages/invert.py summarise)
+PHASE_WORDS = {"start": "start of the optimisation (average latent)", "pivot": "pivot latent, generator not yet tuned",
+               "input_view": "reconstruction in the input view"}
+MEASURE_WORDS = {"psnr": "PSNR (dB, higher = closer)", "ssim": "SSIM (higher = closer)",
+                 "lpips": "LPIPS (lower = closer)", "l2": "mean squared error (lower = closer)",
+                 "id_sim": "identity similarity (higher = same person)"}
+
+
+def _inversion_words(key: str) -> str:
+    measure = next((m for m in MEASURE_WORDS if key.endswith(f"_{m}")), None)
+    if measure is None:
+        return ""
+    stem = key[: -len(measure) - 1]
+    if stem in PHASE_WORDS:
+        return f"inversion, {PHASE_WORDS[stem]}: {MEASURE_WORDS[measure]} against the target"
+    side = stem[len("novel_"):] if stem.startswith("novel_") else None
+    if side in SIDE_WORDS:
+        return f"inversion, novel view from the {SIDE_WORDS[side]}: {MEASURE_WORDS[measure]} against the ground truth"
+    return ""
 
 
 def _metric_words(name: str) -> str:
     if name in METRIC_WORDS:
         return METRIC_WORDS[name]
+    if name.startswith("inversion."):
+        return _inversion_words(name[len("inversion."):])
     for prefix, what in (("fid_yaw_", "FID in yaw bin {}°"), ("kid_yaw_", "KID in yaw bin {}°")):
         if name.startswith(prefix):
-            return what.format(name[len(prefix):])
+            label = name[len(prefix):]
+            return what.format(label) + (f" ({YAW_WORDS[label]})" if label in YAW_WORDS else "")
     if name.startswith("kid_") and f"fid_{name[4:]}" in METRIC_WORDS:
         return "KID (×1, unbiased) of: " + METRIC_WORDS[f"fid_{name[4:]}"]
     return ""
@@ -170,7 +194,8 @@ def _samples_section(R, inputs, p) -> str:
         or R.note("no fakes grids (run evaluate)")
     tts = sorted(ev.glob("turntable_*.gif"))[: p.max_turntables] if ev.exists() else []
     body += "<h3>360° turntables of random samples</h3>" + (
-        "".join(R.figure(R.file_img(f, w), f"Random sample {i + 1}, turned through 360°") for i, f in enumerate(tts))
+        "".join(R.figure(R.file_img_native(f, w), f"Random sample {i + 1}, turned through 360° (rendered at "
+                                                     "the model's output resolution)") for i, f in enumerate(tts))
         or R.note("no turntables"))
     return body
 
@@ -184,7 +209,7 @@ def _inversions_section(R, inputs, p) -> str:
         figs = [R.figure(R.file_img(d / f"{n}.png", w), INVERSION_WORDS[n])
                 for n in ("target", "start", "input_view") if (d / f"{n}.png").exists()]
         if (d / "turntable.gif").exists():
-            figs.append(R.figure(R.file_img(d / "turntable.gif", w), INVERSION_WORDS["turntable"]))
+            figs.append(R.figure(R.file_img_native(d / "turntable.gif", w), INVERSION_WORDS["turntable"]))
         novel = [R.figure(R.file_img(d / f"{k}_{v}.png", w // 2),
                           f"{'ground truth' if k == 'gt' else 'novel view'}, {SIDE_WORDS[v]}")
                  for v in ("front", "left", "back", "right") for k in ("gt", "novel") if (d / f"{k}_{v}.png").exists()]

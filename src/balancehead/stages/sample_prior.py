@@ -13,19 +13,13 @@ The `metrics` output: counts and camera statistics (DVC metrics).
 """
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
-from safetensors.numpy import save as np_save
 
 from .. import fileio, integrity
 from ..progress import track
 
-
-
-def _meta_bytes(tensors: dict, meta: dict) -> bytes:
-    return np_save(tensors, metadata={"balancehead": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
 
 
 def main(ctx) -> None:
@@ -98,11 +92,11 @@ def main(ctx) -> None:
                     {"backend": "gan-prior", "model_id": str(ckpt.name),
                      "kind": "subject" if cond.mode in ("semantic", "view_semantic") else "w-latent"})
     write_manifest(rows, tmp / "manifest.parquet")
-    fileio.write_bytes(tmp / "latents.safetensors", _meta_bytes(
+    fileio.write_bytes(tmp / "latents.safetensors", fileio.safetensors_bytes(
         {"z": np.stack(zs), "c": np.stack(cs).astype(np.float32), "ws": np.stack(wss)},
         {"ids": ids, "conditioning": cond.mode, "psi": p.psi}))
     depth = np.stack(depths) if depths else np.zeros((0, 1, 1), np.float16)
-    fileio.write_bytes(tmp / "depth.safetensors", _meta_bytes({"depth": depth}, {"ids": depth_ids}))
+    fileio.write_bytes(tmp / "depth.safetensors", fileio.safetensors_bytes({"depth": depth}, {"ids": depth_ids}))
     splits = {"prior": [s for k, s in enumerate(ids) if k not in holdout],
               "holdout": [s for k, s in enumerate(ids) if k in holdout]}
     fileio.write_json(tmp / "splits.json", splits)

@@ -75,6 +75,7 @@ def _relaunch(ctx: StageContext, nproc: int) -> None:
 def main(ctx: StageContext) -> None:
     import torch
 
+    from ..devices import reproducible_threads
     from ..ops import use_built
     from ..train.distributed import from_env, init_process_group
     from ..train.loop import Trainer, pick_device, read_stats
@@ -107,7 +108,8 @@ def main(ctx: StageContext) -> None:
             trainer = Trainer(tp, ctx.input("dataset"), work, ctx.params.seed, info, ctx.log, tracker=mlflow,
                               on_tick=on_tick)
             try:
-                result = trainer.run(stop=stop)
+                with reproducible_threads(device):     # workflow.threads never changes the trained bytes
+                    result = trainer.run(stop=stop)
             except Preempted as exc:
                 raise SystemExit(exc.code) from None
             if info.rank != 0:
@@ -152,6 +154,7 @@ def _assemble(ctx: StageContext, trainer, work: Path, rows: list[dict], metrics:
     from ..models import save_checkpoint
 
     out = ctx.output("checkpoint")
+    integrity.clean_leftovers(out.parent)         # what a train killed while assembling left behind
     tmp = out.parent / f".{out.name}.tmp-{integrity.temp_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp / "G_ema", {"G_ema": trainer.G_ema.cpu()},
