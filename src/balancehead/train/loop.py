@@ -68,7 +68,8 @@ def build_models(tp: TrainParams, spec: LabelSpec, seed: int) -> tuple[Generator
     preset = GeneratorConfig.tiny if m.preset == "tiny" else GeneratorConfig.paper
     overrides = dict(representation=m.representation, output_resolution=m.output_resolution,
                      neural_resolution=m.neural_resolution, c_dim=spec.g_dim, camera_adapt=m.camera_adapt,
-                     background=m.background, num_fp16_res=m.g_num_fp16_res, sr_num_fp16_res=m.sr_num_fp16_res,
+                     background=m.background, background_kind=m.resolved("background_kind"),
+                     camera_adapt_kind=m.resolved("camera_adapt_kind"), num_fp16_res=m.g_num_fp16_res, sr_num_fp16_res=m.sr_num_fp16_res,
                      seed=derive_seed(seed, "train", "G") % 2**31)
     if m.g_num_fp16_res > 0:  # EG3D train.py: conv_clamp 256 iff g_num_fp16_res > 0 (SR and D presets clamp already)
         overrides["conv_clamp"] = 256.0
