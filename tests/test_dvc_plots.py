@@ -45,6 +45,7 @@ def _commit(repo: Path, env: dict, fid_first_bin: float, msg: str) -> None:
     from balancehead.stages.evaluate import bias_curve_tsv
     from balancehead.stages.pack_dataset import yaw_hist_tsv
     from balancehead.train.loop import stats_tsv
+    from balancehead.train.recon_loop import CURVE, curve_tsv
 
     fids = {f"fid_yaw_{b}": {"fid": (fid_first_bin if i == 0 else 30.0 + i), "kid": 0.01, "n_real": 4,
                              "n_fake": 4} for i, b in enumerate(YAW_BIN_LABELS)}
@@ -56,6 +57,8 @@ def _commit(repo: Path, env: dict, fid_first_bin: float, msg: str) -> None:
                                                          for t in range(3)]))
     n = len(YAW_BIN_LABELS)
     (results / "yaw_hist.tsv").write_text(yaw_hist_tsv(YAW_BIN_LABELS, [5] * n, [4] * n))
+    (results / "train_recon_stats.tsv").write_text(curve_tsv([dict.fromkeys(CURVE, 1.0) | {"step": s, "loss": 0.5 - 0.1 * s, "psnr": 12.0 + s}
+                                                               for s in range(3)]))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     for cmd in (git + ["add", "-A"], git + ["commit", "-qm", msg]):
         subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
