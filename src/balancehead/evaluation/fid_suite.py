@@ -29,13 +29,13 @@ from balancehead.progress import stage_log, track
 
 from balancehead.camera import camera_label
 from balancehead.data.manifest import YAW_BIN_LABELS, yaw_bins
+from balancehead.train.conditioning import CAMERA_IN_G as CAMERA_MODES   # camera in G's label: FID-view
 
 from .features import extract
 from .fid import fid_from_features, kid
 from .generator_io import ConditionSource, render
 from .real_set import RealSet
 
-from balancehead.train.conditioning import CAMERA_IN_G as CAMERA_MODES   # camera in G's label: FID-view
 PER_VIEW_MODES = ("view_semantic", "view_identity")   # G's label = the view's own feature: FID-view from that table
 
 
