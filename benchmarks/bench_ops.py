@@ -4,14 +4,17 @@
                                                                           [--dtype float32,float16,bfloat16]
 
 grid_sample is timed with both compiled backwards: "direct" (atomics on CUDA) and "gather" (sorted
-corner keys, per-texel sums, no atomics).
+corner keys, per-texel sums, no atomics). Where torch has the same operator (grid_sample -- what
+EG3D's grid_sample_gradfix calls --, conv2d, bias + leaky ReLU) its time is printed too.
 """
+import math
 from __future__ import annotations
 
 import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 
 from balancehead import ops
 from balancehead.ops import loader
@@ -68,11 +71,19 @@ def run_cases(module, dev, dtype, reps):
         f"grid_sample direct {tuple(planes.shape)} x {points.shape[2]} pts": (_grid_sample_case("direct"), [planes, points]),
         f"grid_sample gather {tuple(planes.shape)} x {points.shape[2]} pts": (_grid_sample_case("gather"), [planes, points]),
     }
+    native = {
+        "bias_act lrelu (8,128,64,64)": lambda x, b: (F.leaky_relu(x + b.reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)).clamp(-256, 256),
+        "conv2d 3x3 (8,64,64,64)": lambda x, w: F.conv2d(x, w, padding=1),
+        f"grid_sample direct {tuple(planes.shape)} x {points.shape[2]} pts":
+            lambda x, p: F.grid_sample(x, p, mode="bilinear", padding_mode="zeros", align_corners=False),
+    }
     print(f"device {dev}, threads {torch.get_num_threads()}; seconds per forward+backward ({dtype})")
     for name, (fn, inputs) in cases.items():
         ref = _time(lambda *a: fn(*a, impl="ref"), inputs, reps)
         cmp = _time(lambda *a: fn(*a, module=module), inputs, reps)
-        print(f"{name:55s} reference {ref * 1e3:9.2f} ms | compiled {cmp * 1e3:9.2f} ms | speed-up {ref / cmp:6.2f}x", flush=True)
+        torch_s = f" | torch {_time(native[name], inputs, reps) * 1e3:9.2f} ms" if name in native else ""
+        print(f"{name:55s} reference {ref * 1e3:9.2f} ms | compiled {cmp * 1e3:9.2f} ms | speed-up {ref / cmp:6.2f}x"
+              f"{torch_s}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_vs_eg3d.py [--eg3d PATH] [--config 512|128|tiny ...] [--precision fp32,mixed,bf16]
                                        [--g-num-fp16-res N] [--iters N] [--warmup N] [--json OUT.json]
-                                       [--device cpu|cuda]
+                                       [--device cpu|cuda] [--profile DIR]
 
 Without --eg3d only the project side runs (`make bench`). With --eg3d PATH (a checkout of
 NVlabs/eg3d, the folder holding `training/` and `torch_utils/`; never vendored here) the official
@@ -26,14 +26,23 @@ DiscriminatorConfig.num_fp16_res), no autocast; bf16 = torch.autocast(bfloat16) 
 only (EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
 (torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, and peak memory
 (torch.cuda.max_memory_allocated, reset before each side's step).
+
+--profile DIR: after the timed steps, one more step per side under torch.profiler. Printed: the time
+per kind of work (convolutions, matrix products, feature sampling, resampling, bias+activation,
+elementwise, reductions, copies, sort/scan/gather, other), the kernels launched per step, and the
+top operators side by side -- on a GPU the device time of each kernel, on a CPU the operators' self
+time. Written to DIR: each side's table (profile_<config>_<precision>_<side>.txt) and the category
+figures of both (profile_<config>_<precision>.json).
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -203,6 +212,95 @@ def eg3d_plugins(eg3d) -> str:
     return ", ".join(f"{k} {'CUDA plugin' if v else 'reference'}" for k, v in got.items())
 
 
+# ---------------------------------------------------------------- profiling
+
+# Kinds of work, matched in order against an operator's or a kernel's name (lower case).
+CATEGORIES = (
+    ("convolution", r"conv|cudnn|implicit_|xmma|fprop|dgrad|wgrad|winograd|mkldnn"),
+    ("matrix product", r"gemm|\bmm\b|addmm|aten::mm|aten::bmm|matmul|cublas|cutlass|linear"),
+    ("feature sampling", r"grid_sample|grid_sampler"),
+    ("resampling (upfirdn2d)", r"upfirdn|upsample|interpolate|conv_transpose"),
+    ("bias + activation", r"bias_act|leaky_relu|softplus|sigmoid|lrelu"),
+    ("sort / scan / gather", r"sort|cumsum|cumprod|scan|searchsorted|gather|scatter|index"),
+    ("copy / cat / cast", r"copy|cat|_to_copy|contiguous|clone|memcpy|memset|fill"),
+    ("reduction", r"reduce|sum|mean|norm|max|min|softmax"),
+    ("elementwise", r"elementwise|mul|add|sub|div|exp|pow|rsqrt|where|clamp|lerp|neg|abs"),
+)
+
+
+def categorise(name: str) -> str:
+    low = name.lower()
+    for label, pattern in CATEGORIES:
+        if re.search(pattern, low):
+            return label
+    return "other"
+
+
+def profile_step(step, G, D, device) -> dict:
+    """One step under torch.profiler -> {"unit", "total_ms", "kernels", "categories": {..: ms}, "top": [(name, ms, calls)]}.
+
+    On a GPU: device kernels only (each kernel's own time; launches = kernels per step). On a CPU:
+    every ATen operator's self time (nothing is double counted)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gpu = device.type == "cuda"
+    for p in list(G.parameters()) + list(D.parameters()):
+        p.grad = None
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    per_name, calls = collections.Counter(), collections.Counter()
+    for ev in prof.events():
+        if gpu:
+            if (ev.device_type != torch.autograd.DeviceType.CUDA or getattr(ev, "is_user_annotation", False)
+                    or ev.device_time_total <= 0):
+                continue
+            us = ev.device_time_total
+        else:
+            if not ev.name.startswith("aten::") or ev.self_cpu_time_total <= 0:
+                continue
+            us = ev.self_cpu_time_total
+        per_name[ev.name] += us
+        calls[ev.name] += 1
+    categories = collections.Counter()
+    for name, us in per_name.items():
+        categories[categorise(name)] += us / 1e3
+    top = [(name, us / 1e3, calls[name]) for name, us in per_name.most_common(25)]
+    return {"unit": "device ms (kernels)" if gpu else "CPU ms (operators' self time)",
+            "total_ms": sum(per_name.values()) / 1e3, "kernels": sum(calls.values()) if gpu else None,
+            "operators": sum(calls.values()), "categories": dict(categories), "top": top,
+            "table": prof.key_averages().table(sort_by="self_cuda_time_total" if gpu else "self_cpu_time_total",
+                                               row_limit=60)}
+
+
+def report_profile(name: str, precision: str, profiles: dict, out_dir: Path) -> None:
+    sides = list(profiles)
+    unit = profiles[sides[0]]["unit"]
+    print(f"  profile ({unit}), one step each:")
+    print("    " + f"{'kind of work':28s}" + "".join(f"{s:>14s}" for s in sides))
+    labels = [label for label, _ in CATEGORIES] + ["other"]
+    for label in labels:
+        row = [profiles[s]["categories"].get(label, 0.0) for s in sides]
+        if any(v > 0 for v in row):
+            print("    " + f"{label:28s}" + "".join(f"{v:14.1f}" for v in row))
+    print("    " + f"{'total':28s}" + "".join(f"{profiles[s]['total_ms']:14.1f}" for s in sides))
+    key = "kernels" if profiles[sides[0]]["kernels"] is not None else "operators"
+    print("    " + f"{key + ' per step':28s}" + "".join(f"{profiles[s][key]:14d}" for s in sides))
+    for s in sides:
+        print(f"    top of {s}:")
+        for op, ms, n in profiles[s]["top"][:12]:
+            print(f"      {ms:9.2f} ms {n:6d}x  {op[:100]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for s in sides:
+        (out_dir / f"profile_{name}_{precision}_{s}.txt").write_text(profiles[s]["table"])
+    summary = {s: {k: v for k, v in p.items() if k != "table"} for s, p in profiles.items()}
+    tmp = out_dir / f".profile_{name}_{precision}.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out_dir / f"profile_{name}_{precision}.json")
+
+
 # ---------------------------------------------------------------- measuring
 
 def make_batch(spec: dict, device, seed: int = 0) -> dict:
@@ -290,10 +388,12 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
     if "eg3d" in sides:
         result["ratio_eg3d_over_ours"] = result["sides"]["eg3d"]["median_s"] / result["sides"]["ours"]["median_s"]
         result["eg3d_ops"] = eg3d_plugins(eg3d)
+    if args.profile is not None:
+        result["profiles"] = {key: profile_step(side["step"], side["G"], side["D"], device) for key, side in sides.items()}
     return result
 
 
-def report(r: dict) -> None:
+def report(r: dict, out_dir: Path | None = None) -> None:
     print(f"\n== config {r['config']} ({r['out']} px, neural {r['neural']}, samples {r['samples'][0]}+{r['samples'][1]}, "
           f"batch {r['batch']}, channel base {r['channel_base']}, max {r['channel_max']}) precision {r['precision']}")
     for key, s in r["sides"].items():
@@ -308,6 +408,8 @@ def report(r: dict) -> None:
         print(f"  EG3D ops: {r['eg3d_ops']}")
         print(f"  ratio EG3D/ours = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} by "
               f"{max(ratio, 1 / ratio):.2f}x)", flush=True)
+    if "profiles" in r:
+        report_profile(r["config"], r["precision"], r["profiles"], out_dir)
 
 
 def main(argv=None):
@@ -323,6 +425,8 @@ def main(argv=None):
     ap.add_argument("--no-flops", dest="flops", action="store_false")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="profile one more step per side; tables and figures to DIR")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -359,7 +463,8 @@ def main(argv=None):
                 print(f"  {name}/{precision}: out of memory ({str(exc).splitlines()[0]})", flush=True)
                 torch.cuda.empty_cache()
                 continue
-            report(r)
+            report(r, args.profile)
+            r.pop("profiles", None)      # tables are in DIR; the JSON keeps the timings
             results.append(r)
             if gpu:
                 torch.cuda.empty_cache()

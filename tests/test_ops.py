@@ -111,6 +111,39 @@ def test_without_build_dir_ops_use_reference(monkeypatch):
     assert torch.equal(ops.bias_act(x, act="relu"), ops.bias_act_reference(x, act="relu"))
 
 
+def test_first_order_grid_sample_without_build_is_atens_and_equals_the_reference(monkeypatch):
+    """double_backward=False (the generator's plane lookups) runs ATen's grid_sample when nothing is
+    compiled: the reference's values and gradients to float rounding; 16-bit planes and the default
+    keep the reference, whose double backward exists."""
+    monkeypatch.delenv(loader.ENV_VAR, raising=False)
+    g = torch.Generator().manual_seed(5)
+    planes = torch.randn(3, 4, 9, 7, generator=g)
+    grid = torch.rand(3, 1, 500, 2, generator=g) * 2.4 - 1.2
+    dy = torch.randn(3, 4, 1, 500, generator=g)
+    outs = []
+    for kw in ({"double_backward": False}, {}):
+        x, gr = planes.clone().requires_grad_(), grid.clone().requires_grad_()
+        y = ops.grid_sample(x, gr, **kw)
+        outs.append((y, *torch.autograd.grad(y, (x, gr), dy, create_graph=not kw)))
+    (y_aten, dx_aten, dg_aten), (y_ref, dx_ref, dg_ref) = outs
+    assert "GridSampler2DBackward" in type(y_aten.grad_fn).__name__ and y_ref.grad_fn is not y_aten.grad_fn
+    assert torch.allclose(y_aten, y_ref, atol=1e-6) and torch.allclose(dx_aten, dx_ref, atol=1e-5)
+    assert torch.allclose(dg_aten, dg_ref, rtol=1e-4, atol=1e-4)
+    assert dx_ref.requires_grad                                   # the default stays twice differentiable
+    half = ops.grid_sample(planes.bfloat16(), grid, double_backward=False)
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), y_ref.detach(), atol=5e-2)
+
+
+def test_conv2d_auto_is_atens_even_with_compiled_ops(built, monkeypatch):
+    """impl="auto" runs ATen's convolution (faster on either device, see conv2d_gradfix); the extension
+    only when asked for."""
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    x, w = _rand(1, 2, 5, 5).requires_grad_(), _rand(3, 2, 3, 3, seed=2)
+    assert loader.compiled_for(x) is built[2]
+    assert type(ops.conv2d(x, w, padding=1).grad_fn).__name__.startswith("ConvolutionBackward")
+    assert "_Conv2d" in type(ops.conv2d(x, w, padding=1, impl="compiled").grad_fn).__name__
+
+
 def test_loader_resolves_the_build_dir_once(built, monkeypatch):
     """An op call must not resolve paths or import anything: one lookup per value of the variable."""
     out, _, module = built

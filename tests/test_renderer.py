@@ -6,7 +6,8 @@ import torch
 
 from balancehead.camera import camera_label
 from balancehead.models.rays import rays_from_labels
-from balancehead.models.renderer import VolumeRenderer, composite, sample_pdf
+import balancehead.models.renderer as renderer
+from balancehead.models.renderer import VolumeRenderer, composite, cumprod_positive, sample_pdf
 
 SIGMA, RADIUS = 3.0, 0.5
 RAW_INSIDE = math.log(math.expm1(SIGMA)) + 1  # softplus(raw - 1) = SIGMA
@@ -146,3 +147,29 @@ def test_back_camera_yaw_180_sits_on_minus_z():
         assert origin[2] < -2.0 and abs(origin[0]) < 1e-4
         centre = dirs[0, 16 * 33 + 16]
         assert centre[2] > 0.99  # looking towards +z, i.e. at the back of the head
+
+
+def test_transmittance_gradient_is_torchs_without_asking_for_zeros(monkeypatch):
+    """cumprod_positive: torch.cumprod's forward and gradient, bit for bit, on the renderer's own
+    inputs (opaque samples give factors of exactly 1e-10), through `composite` as a whole too."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(2, 3, 17, 1, generator=g, dtype=dtype)
+        x[0, 0, 5] = 1 - 1 + 1e-10                       # alpha == 1
+        x.requires_grad_()
+        up = torch.randn(2, 3, 17, 1, generator=g, dtype=dtype)
+        ref, = torch.autograd.grad(torch.cumprod(x, -2), x, up)
+        ours, = torch.autograd.grad(cumprod_positive(x, -2), x, up)
+        assert torch.equal(cumprod_positive(x, -2), torch.cumprod(x, -2))
+        assert torch.equal(ours, ref), (ours - ref).abs().max()
+    depths = torch.linspace(2.0, 3.0, 12).reshape(1, 1, 12, 1).repeat(2, 5, 1, 1)
+    density = (torch.randn(2, 5, 12, 1, generator=g) * 4).requires_grad_()
+    density.data[0, 0] = 1e4                              # fully opaque samples
+    features = torch.rand(2, 5, 12, 3, generator=g).requires_grad_()
+    grads = []
+    for cumprod in (cumprod_positive, torch.cumprod):
+        monkeypatch.setattr(renderer, "cumprod_positive", cumprod)
+        f, d, w = composite(depths, density, features)
+        grads.append(torch.autograd.grad((f.sum() + w.square().sum()), (density, features)))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    assert torch.isfinite(grads[0][0]).all()

@@ -76,11 +76,42 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, genera
     return bins_g[..., 0] + (u - cdf_g[..., 0]) / denom * (bins_g[..., 1] - bins_g[..., 0])
 
 
-def composite(depths, density, features, density_order: str = "mean_then_activate"):
-    """depths (B, R, S, 1), raw density (B, R, S, 1), features (B, R, S, F) -> (features, depth, weights)."""
+class _CumprodPositive(torch.autograd.Function):
+    """torch.cumprod for inputs known to be non-zero, with a backward that never reads the device.
+
+    ATen's cumprod backward first asks whether the input holds a zero (`is_zero.any().item()` in
+    the torch releases the GPU images ship, 2.11 among them): a host synchronisation in every
+    generator backward. Transmittance factors are 1 - alpha + 1e-10 > 0, so only the zero-free
+    formula is needed: d x_k = (sum_{j >= k} y_j g_j) / x_k, computed in the pinned torch's order
+    (flip, cumsum, flip, divide), so the gradient is the same numbers without the question.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = torch.cumprod(x, dim)
+        ctx.save_for_backward(x, y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        w = (y * grad).flip(ctx.dim).cumsum(ctx.dim).flip(ctx.dim)
+        return (w / x).to(x.dtype), None
+
+
+def cumprod_positive(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """cumprod(x, dim) for x without zeros (see _CumprodPositive); plain cumprod when no gradient is
+    needed, or in half precision, where 1e-10 rounds to zero and the zero-aware formula is required."""
+    if not (torch.is_grad_enabled() and x.requires_grad) or x.dtype not in (torch.float32, torch.float64):
+        return torch.cumprod(x, dim)
+    return _CumprodPositive.apply(x, dim)
+
+
+def march_weights(depths, density, density_order: str = "mean_then_activate"):
+    """depths (B, R, S, 1), raw density (B, R, S, 1) -> the interval weights w_i = alpha_i T_i (B, R, S-1, 1)."""
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
-    features_mid = (features[:, :, :-1] + features[:, :, 1:]) / 2
-    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
     if density_order == "mean_then_activate":
         density_mid = activate_density((density[:, :, :-1] + density[:, :, 1:]) / 2)
     else:
@@ -88,7 +119,14 @@ def composite(depths, density, features, density_order: str = "mean_then_activat
         density_mid = (sigma[:, :, :-1] + sigma[:, :, 1:]) / 2
     alpha = 1 - torch.exp(-density_mid * deltas)
     shifted = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
-    weights = alpha * torch.cumprod(shifted, -2)[:, :, :-1]
+    return alpha * cumprod_positive(shifted, -2)[:, :, :-1]   # shifted >= 1e-10 > 0
+
+
+def composite(depths, density, features, density_order: str = "mean_then_activate"):
+    """depths (B, R, S, 1), raw density (B, R, S, 1), features (B, R, S, F) -> (features, depth, weights)."""
+    weights = march_weights(depths, density, density_order)
+    features_mid = (features[:, :, :-1] + features[:, :, 1:]) / 2
+    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
     feats = torch.sum(weights * features_mid, -2)
     depth = torch.sum(weights * depths_mid, -2) / weights.sum(2)
     depth = torch.nan_to_num(depth, float("inf"))
@@ -142,7 +180,10 @@ class VolumeRenderer(torch.nn.Module):
         depths = stratified_depths(b, r, self.n_coarse, self.ray_start, self.ray_end, generator, origins.device)
         density, features = self._evaluate(field, origins, dirs, depths)
         if self.n_importance > 0:
-            _, _, weights = composite(depths, density, features, self.density_order)
+            # Importance sampling reads the coarse weights only, detached (EG3D marches the coarse
+            # features and depths too, under autograd, and drops them): the same depths, less work.
+            with torch.no_grad():
+                weights = march_weights(depths, density, self.density_order)
             fine = importance_depths(depths, weights, self.n_importance, generator)
             d_fine, f_fine = self._evaluate(field, origins, dirs, fine)
             depths = torch.cat([depths, fine], dim=-2)

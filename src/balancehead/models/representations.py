@@ -31,10 +31,12 @@ KINDS = ("triplane", "trigrid", "sphere", "sphere_dual", "hyplane")
 
 
 def sample_planes(planes: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """planes (B, P, C, H, W), uv (B, P, N, 2) in [-1, 1] -> features (B, P, N, C)."""
+    """planes (B, P, C, H, W), uv (B, P, N, 2) in [-1, 1] -> features (B, P, N, C).
+
+    Never differentiated twice (R1 is D's alone), so without compiled ops ATen's grid_sample runs."""
     b, p, c, h, w = planes.shape
     n = uv.shape[2]
-    out = ops.grid_sample(planes.reshape(b * p, c, h, w), uv.reshape(b * p, 1, n, 2))
+    out = ops.grid_sample(planes.reshape(b * p, c, h, w), uv.reshape(b * p, 1, n, 2), double_backward=False)
     return out.reshape(b, p, c, n).permute(0, 1, 3, 2)
 
 
