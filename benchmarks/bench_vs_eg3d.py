@@ -2,7 +2,7 @@
 
     python benchmarks/bench_vs_eg3d.py [--eg3d PATH] [--config 512|128|tiny ...] [--precision fp32,mixed,bf16]
                                        [--g-num-fp16-res N] [--iters N] [--warmup N] [--json OUT.json]
-                                       [--device cpu|cuda] [--profile DIR]
+                                       [--device cpu|cuda] [--profile DIR] [--compile]
 
 Without --eg3d only the project side runs (`make bench`). With --eg3d PATH (a checkout of
 NVlabs/eg3d, the folder holding `training/` and `torch_utils/`; never vendored here) the official
@@ -26,6 +26,9 @@ DiscriminatorConfig.num_fp16_res), no autocast; bf16 = torch.autocast(bfloat16) 
 only (EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
 (torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, and peak memory
 (torch.cuda.max_memory_allocated, reset before each side's step).
+
+--compile: a third side, the project's models with G's decoder and ray march compiled
+(Generator.compile_rendering, `train.distributed.compile: rendering`); its compile happens in warm-up.
 
 --profile DIR: after the timed steps, one more step per side under torch.profiler. Printed: the time
 per kind of work (convolutions, matrix products, feature sampling, resampling, bias+activation,
@@ -364,13 +367,25 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
     sides = {}
     G, D, how = our_models(spec, precision, device)
     sides["ours"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D, how=how: our_step(G, D, batch, precision, how))
+    if args.compile:  # a third side: the same models with G's rendering compiled (Generator.compile_rendering)
+        G, D, how = our_models(spec, precision, device)
+        G.compile_rendering()
+        sides["ours_compiled"] = dict(G=G, D=D, how=how + " + compiled rendering",
+                                      step=lambda G=G, D=D, how=how: our_step(G, D, batch, precision, how))
     if eg3d is not None and precision != "bf16":
         torch.manual_seed(0)
         G, D, how = eg3d_models(eg3d, spec, precision, device)
         sides["eg3d"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D: eg3d_step(G, D, batch, spec["neural"]))
-    for side in sides.values():
-        for _ in range(args.warmup):
-            timed(side["step"], side["G"], side["D"], device)
+    for key, side in list(sides.items()):
+        try:
+            for _ in range(max(args.warmup, 1 if key == "ours_compiled" else 0)):   # the compile happens here
+                timed(side["step"], side["G"], side["D"], device)
+        except Exception as exc:  # noqa: BLE001 -- e.g. no Triton/compiler on this machine: drop that side only
+            if key != "ours_compiled":
+                raise
+            print(f"  compiled rendering unavailable here ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+            del sides[key]
+            continue
         side["flops"] = count_flops(side["step"]) if args.flops else float("nan")
         side["times"], side["peaks"] = [], []
     for _ in range(args.iters):  # alternate: one step per side per round
@@ -387,6 +402,9 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
             "params_G_M": part_params(side["G"]), "params_D_M": part_params(side["D"])["total"]}
     if "eg3d" in sides:
         result["ratio_eg3d_over_ours"] = result["sides"]["eg3d"]["median_s"] / result["sides"]["ours"]["median_s"]
+        if "ours_compiled" in sides:
+            result["ratio_eg3d_over_ours_compiled"] = (result["sides"]["eg3d"]["median_s"]
+                                                       / result["sides"]["ours_compiled"]["median_s"])
         result["eg3d_ops"] = eg3d_plugins(eg3d)
     if args.profile is not None:
         result["profiles"] = {key: profile_step(side["step"], side["G"], side["D"], device) for key, side in sides.items()}
@@ -408,6 +426,10 @@ def report(r: dict, out_dir: Path | None = None) -> None:
         print(f"  EG3D ops: {r['eg3d_ops']}")
         print(f"  ratio EG3D/ours = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} by "
               f"{max(ratio, 1 / ratio):.2f}x)", flush=True)
+    if "ratio_eg3d_over_ours_compiled" in r:
+        ratio = r["ratio_eg3d_over_ours_compiled"]
+        print(f"  ratio EG3D/ours with compiled rendering = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} "
+              f"by {max(ratio, 1 / ratio):.2f}x)", flush=True)
     if "profiles" in r:
         report_profile(r["config"], r["precision"], r["profiles"], out_dir)
 
@@ -425,6 +447,8 @@ def main(argv=None):
     ap.add_argument("--no-flops", dest="flops", action="store_false")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the project's models with G's rendering compiled (train.distributed.compile)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="profile one more step per side; tables and figures to DIR")
     args = ap.parse_args(argv)

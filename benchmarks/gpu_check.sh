@@ -21,12 +21,14 @@
 # whole run under ~8 minutes; highest value first):
 #   0. environment + wheels;  EG3D's CUDA plugins start building in the background (its custom_ops)
 #   1. build our C++/CUDA ops (build_ops stage function, arch of this GPU) + their check vs the references
-#   2. bench_vs_eg3d at the FFHQ-512 config: fp32, EG3D mixed precision, bf16; then one profiled step
-#      per side at 512 mixed (time per kind of work, kernels per step, top kernels)
+#   2. bench_vs_eg3d at the FFHQ-512 config: fp32, EG3D mixed precision, bf16
 #   3. CUDA tests: every test with `cuda` in its name (ops vs references in all dtypes, no host sync, ...)
-#   4. bench_vs_eg3d at the 128-px config
-#   5. train smoke run on the GPU (benchmarks/bench_train.py: tiny steps, then one paper-preset step)
-#   6. op micro-benchmarks (compiled vs reference; grid_sample direct vs gather backward; fp32/fp16/bf16)
+#   4. op micro-benchmarks (compiled vs reference vs torch's operator; grid_sample direct vs gather
+#      backward; fp32/fp16/bf16)
+#   5. 512 mixed again, profiled (time per kind of work, kernels per step, top kernels), with a third
+#      side: the project's models with G's rendering compiled (train.distributed.compile: rendering)
+#   6. bench_vs_eg3d at the 128-px config
+#   7. train smoke run on the GPU (benchmarks/bench_train.py: tiny steps, then one paper-preset step)
 # Files back in $OUT (the device returns at most 8): gpu_check.log (everything), ops_report.json,
 # bench_512.json, bench_128.json, prof/ (the 512-mixed profile: both sides' tables and the figures).
 set -u
@@ -126,9 +128,6 @@ if [ "$HAVE_GPU" = 1 ]; then
   # ---- 2. the headline: FFHQ-512
   step bench_512 170 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config 512 --precision fp32,mixed,bf16 \
     --iters 5 --warmup 2 --json "$OUT/bench_512.json"
-  # ---- 2b. where the time goes at FFHQ-512, mixed precision: one profiled step per side (3 files in $OUT/prof)
-  step profile_512 90 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config 512 --precision mixed \
-    --iters 1 --warmup 2 --no-flops --profile "$OUT/prof"
 fi
 
 # ---- 3. CUDA tests (skipped without a GPU): every test named *cuda*, in the files that have one
@@ -139,13 +138,17 @@ if [ -n "$CUDA_TEST_FILES" ]; then
 fi
 
 if [ "$HAVE_GPU" = 1 ]; then
-  # ---- 4. the 128-px config
+  # ---- 4. op micro-benchmarks (compiled vs reference vs torch's own operator)
+  [ -n "${BALANCEHEAD_OPS_DIR:-}" ] && step bench_ops 60 $PY benchmarks/bench_ops.py --reps 5 --dtype float32,bfloat16,float16
+  # ---- 5. where the time goes at FFHQ-512, mixed precision: one profiled step per side, and the
+  #         project's side again with G's rendering compiled (3 files in $OUT/prof)
+  step profile_512 150 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config 512 --precision mixed \
+    --iters 3 --warmup 2 --no-flops --compile --profile "$OUT/prof"
+  # ---- 6. the 128-px config
   step bench_128 100 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config 128 --precision fp32,mixed,bf16 \
     --iters 5 --warmup 2 --json "$OUT/bench_128.json"
-  # ---- 5. train smoke run: tiny steps, then one step at the paper preset (img/s, peak memory)
+  # ---- 7. train smoke run: tiny steps, then one step at the paper preset (img/s, peak memory)
   step train_smoke 150 $PY benchmarks/bench_train.py --steps 3 --paper
-  # ---- 6. op micro-benchmarks
-  [ -n "${BALANCEHEAD_OPS_DIR:-}" ] && step bench_ops 60 $PY benchmarks/bench_ops.py --reps 5 --dtype float32,bfloat16,float16
 else
   say "no CUDA device: CUDA build, GPU benchmarks and the GPU train run skipped; CPU dry run of the EG3D harness:"
   step bench_tiny_cpu 120 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config tiny --iters 1 --warmup 0 --no-flops \

@@ -177,3 +177,21 @@ def test_mesh_extraction_writes_ply_and_obj(tmp_path):
     lines = (tmp_path / "head.obj").read_text().splitlines()
     assert sum(line.startswith("v ") for line in lines) == len(verts)
     assert sum(line.startswith("f ") for line in lines) == len(faces)
+
+
+def test_compiled_rendering_is_the_same_generator():
+    """compile_rendering (train.distributed.compile: rendering): the decoder and the ray march compiled
+    in place; images, gradients and parameter names are the eager generator's (to float rounding)."""
+    cfg = GeneratorConfig.tiny(n_coarse=6, n_importance=6)
+    eager, compiled = Generator(cfg), Generator(cfg).compile_rendering()
+    assert list(eager.state_dict()) == list(compiled.state_dict())
+    z, cams = _z(2), _cams(0, 120)
+    outs = []
+    for G in (eager, compiled):
+        out = G(z, cams, cams, generator=torch.Generator().manual_seed(3))
+        loss = out.image.square().mean() + out.depth.mean()
+        params = [G.decoder.hidden.weight, next(G.synthesis.parameters())]
+        outs.append((out.image, out.depth, *torch.autograd.grad(loss, params)))
+    assert compiled.renderer.composite is not eager.renderer.composite
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()

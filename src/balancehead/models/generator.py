@@ -103,6 +103,17 @@ class Generator(nn.Module):
         g.meta = meta
         return g
 
+    def compile_rendering(self, dynamic: bool = True) -> "Generator":
+        """torch.compile the per-point work: the decoder MLP (in place, so parameter names and
+        checkpoints are unchanged) and the final ray march. Opt-in (`train.distributed.compile:
+        rendering`): the same functions with fused kernels, to float rounding; each new shape (the
+        neural-resolution ramp, the density regulariser's points) compiles once more. On 2 CPU cores the
+        decoder + march of a 64^2 x 48-sample batch of 2 ran 1.47x faster (766 -> 522 ms forward +
+        backward) after a 14 s compile."""
+        self.decoder.compile(dynamic=dynamic)
+        self.renderer.compile_composite(dynamic=dynamic)
+        return self
+
     # --- stages, usable on their own (inversion, mesh extraction) ---
     def map(self, z, c, psi: float = 1.0, truncation_cutoff=None, update_w_avg: bool = False):
         return self.mapping(z, self._scaled(c), psi=psi, truncation_cutoff=truncation_cutoff, update_w_avg=update_w_avg)

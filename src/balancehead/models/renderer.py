@@ -164,6 +164,11 @@ class VolumeRenderer(torch.nn.Module):
         self.ray_start, self.ray_end = ray_start, ray_end
         self.n_coarse, self.n_importance = n_coarse, n_importance
         self.density_order, self.crop_margin, self.box_warp = density_order, crop_margin, box_warp
+        self.composite = composite   # the final march; `compile_composite` swaps in a compiled one
+
+    def compile_composite(self, dynamic: bool = True) -> None:
+        """torch.compile the final ray march (Generator.compile_rendering): same function, fused kernels."""
+        self.composite = torch.compile(composite, dynamic=dynamic)
 
     def _evaluate(self, field: Field, origins, dirs, depths):
         b, r, s, _ = depths.shape
@@ -193,7 +198,7 @@ class VolumeRenderer(torch.nn.Module):
             depths = torch.gather(depths, -2, order)
             features = torch.gather(features, -2, order.expand(-1, -1, -1, features.shape[-1]))
             density = torch.gather(density, -2, order)
-        feats, depth, weights = composite(depths, density, features, self.density_order)
+        feats, depth, weights = self.composite(depths, density, features, self.density_order)
         return feats, depth, weights.sum(2)
 
     def forward(self, field: Field, camera_label: torch.Tensor, resolution: int, generator=None) -> RenderOutput:

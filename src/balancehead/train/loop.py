@@ -152,6 +152,8 @@ class Trainer:
         self.G.to(self.device).requires_grad_(False)
         self.D.to(self.device).requires_grad_(False)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if tp.distributed.compile == "rendering":   # after the copy: G_ema (fakes, evaluation) stays eager
+            self.G.compile_rendering()
         o = tp.optim
         self.opt_G = _lazy_adam(self.G.parameters(), o.g_lr, o.betas, tp.loss.density_reg_every if tp.loss.density_reg > 0 else 1)
         self.loss = GanLoss(self.G, self.D, tp, self.spec, self.device, self.precision)

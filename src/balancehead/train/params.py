@@ -183,6 +183,9 @@ class DistributedParams(Section):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=(
         "auto = bf16 autocast on GPU, fp32 on CPU; with any model.*_num_fp16_res > 0, auto = no autocast "
         "(EG3D's per-block float16 instead)"))
+    compile: Literal["none", "rendering"] = Field("none", description=(
+        "rendering: torch.compile the decoder MLP and the ray march of G (Generator.compile_rendering); "
+        "the same functions, fused; each new shape compiles once"))
 
 
 class EvalParams(Section):
