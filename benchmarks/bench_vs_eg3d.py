@@ -24,8 +24,10 @@ backbone in float16 only with --g-num-fp16-res N > 0, EG3D FFHQ's default being 
 side through its config fields (GeneratorConfig.num_fp16_res / sr_num_fp16_res,
 DiscriminatorConfig.num_fp16_res), no autocast; bf16 = torch.autocast(bfloat16) on the project's side
 only (EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
-(torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, and peak memory
-(torch.cuda.max_memory_allocated, reset before each side's step).
+(torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, peak memory
+(torch.cuda.max_memory_allocated, reset before each side's step) and, on any device, the bytes autograd
+saves for the backward of the G-main forward (G, then D on the fakes; each storage once), where a
+step's memory peaks.
 
 --compile: a third side, the project's models with G's decoder and ray march compiled
 (Generator.compile_rendering, `train.distributed.compile: rendering`); its compile happens in warm-up.
@@ -50,6 +52,7 @@ import statistics
 import sys
 import time
 import types
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +102,18 @@ def our_models(spec: dict, precision: str, device) -> tuple[torch.nn.Module, tor
     return Generator(g_cfg).to(device), Discriminator(d_cfg).to(device), how
 
 
-def our_step(G, D, batch: dict, precision: str, how: str) -> None:
+def our_step(G, D, batch: dict, precision: str, how: str, g_main=contextlib.nullcontext) -> None:
+    """`g_main`: a context manager around the G-main forward (G, then D on the fakes), e.g. SavedBytes."""
     ctx = contextlib.nullcontext()
     if how.startswith("autocast"):
         ctx = torch.autocast(batch["z"].device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     c = batch["c"]
     with ctx:
-        out = G(batch["z"], c, c)
-        fake = out.as_discriminator_input()
-        F.softplus(-D(fake, c)).mean().backward()
+        with g_main():
+            out = G(batch["z"], c, c)
+            fake = out.as_discriminator_input()
+            loss = F.softplus(-D(fake, c)).mean()
+        loss.backward()
         fake = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in fake.items()}
         real = {k: batch["real"][k] for k in fake}
         loss = F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()
@@ -171,11 +177,13 @@ def eg3d_models(eg3d, spec: dict, precision: str, device):
                                         if mixed else "fp32")
 
 
-def eg3d_step(G, D, batch: dict, neural: int) -> None:
+def eg3d_step(G, D, batch: dict, neural: int, g_main=contextlib.nullcontext) -> None:
     c = batch["c"]
-    out = G(batch["z"], c, neural_rendering_resolution=neural)
-    fake = {"image": out["image"], "image_raw": out["image_raw"]}
-    F.softplus(-D(fake, c)).mean().backward()
+    with g_main():
+        out = G(batch["z"], c, neural_rendering_resolution=neural)
+        fake = {"image": out["image"], "image_raw": out["image_raw"]}
+        loss = F.softplus(-D(fake, c)).mean()
+    loss.backward()
     fake = {k: v.detach() for k, v in fake.items()}
     real = {k: batch["real"][k] for k in fake}
     (F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()).backward()
@@ -333,6 +341,45 @@ def part_params(module: torch.nn.Module) -> dict:
     return parts
 
 
+class SavedBytes:
+    """Bytes autograd keeps for the backward, counted once per storage (a tensor saved by two ops, or a
+    view of a saved tensor, counts once) and only while a graph still holds it (a graph dropped during the
+    forward, e.g. EG3D's coarse ray march, frees its tensors): the activation memory of a graph, on any
+    device."""
+
+    def __init__(self):
+        self.entries = []
+
+    def __call__(self):
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t):
+        st = t.untyped_storage()
+        self.entries.append(((st.device, st.data_ptr()), st.nbytes(), weakref.ref(t)))
+        return t
+
+    @property
+    def gib(self) -> float:
+        alive = {key: nbytes for key, nbytes, ref in self.entries if ref() is not None}
+        return sum(alive.values()) / 2**30
+
+
+def saved_for_g_main(side: dict) -> float:
+    """GiB saved for the backward of the G-main forward (G, D on the fakes): where a step's memory peaks."""
+    for p in list(side["G"].parameters()) + list(side["D"].parameters()):
+        p.grad = None
+    counter, seen = SavedBytes(), []
+
+    @contextlib.contextmanager
+    def g_main():
+        with counter():
+            yield
+        seen.append(counter.gib)    # before the backward frees the graph
+
+    side["step"](g_main=g_main)
+    return seen[0]
+
+
 def count_flops(step) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -366,16 +413,16 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
     batch = make_batch(spec, device)
     sides = {}
     G, D, how = our_models(spec, precision, device)
-    sides["ours"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D, how=how: our_step(G, D, batch, precision, how))
+    sides["ours"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D, how=how, **k: our_step(G, D, batch, precision, how, **k))
     if args.compile:  # a third side: the same models with G's rendering compiled (Generator.compile_rendering)
         G, D, how = our_models(spec, precision, device)
         G.compile_rendering()
         sides["ours_compiled"] = dict(G=G, D=D, how=how + " + compiled rendering",
-                                      step=lambda G=G, D=D, how=how: our_step(G, D, batch, precision, how))
+                                      step=lambda G=G, D=D, how=how, **k: our_step(G, D, batch, precision, how, **k))
     if eg3d is not None and precision != "bf16":
         torch.manual_seed(0)
         G, D, how = eg3d_models(eg3d, spec, precision, device)
-        sides["eg3d"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D: eg3d_step(G, D, batch, spec["neural"]))
+        sides["eg3d"] = dict(G=G, D=D, how=how, step=lambda G=G, D=D, **k: eg3d_step(G, D, batch, spec["neural"], **k))
     for key, side in list(sides.items()):
         try:
             for _ in range(max(args.warmup, 1 if key == "ours_compiled" else 0)):   # the compile happens here
@@ -387,6 +434,7 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
             del sides[key]
             continue
         side["flops"] = count_flops(side["step"]) if args.flops else float("nan")
+        side["saved_gib"] = saved_for_g_main(side)
         side["times"], side["peaks"] = [], []
     for _ in range(args.iters):  # alternate: one step per side per round
         for side in sides.values():
@@ -398,7 +446,7 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
     for key, side in sides.items():
         result["sides"][key] = {
             "mode": side["how"], "median_s": statistics.median(side["times"]), "times_s": side["times"],
-            "peak_gib": max(side["peaks"]) / 2**30, "flops_per_step": side["flops"],
+            "peak_gib": max(side["peaks"]) / 2**30, "saved_g_main_gib": side["saved_gib"], "flops_per_step": side["flops"],
             "params_G_M": part_params(side["G"]), "params_D_M": part_params(side["D"])["total"]}
     if "eg3d" in sides:
         result["ratio_eg3d_over_ours"] = result["sides"]["eg3d"]["median_s"] / result["sides"]["ours"]["median_s"]
@@ -420,7 +468,8 @@ def report(r: dict, out_dir: Path | None = None) -> None:
     for key, s in r["sides"].items():
         times = ", ".join(f"{t:.3f}" for t in s["times_s"])
         print(f"  {key:5s} [{s['mode']}] step median {s['median_s']:.4f} s over {len(s['times_s'])} ({times}) | "
-              f"{s['flops_per_step'] / 1e12:.3f} TFLOP/step | peak {s['peak_gib']:.2f} GiB")
+              f"{s['flops_per_step'] / 1e12:.3f} TFLOP/step | peak {s['peak_gib']:.2f} GiB | "
+              f"saved for G-main backward {s['saved_g_main_gib']:.2f} GiB")
     if "ratio_eg3d_over_ours" in r:
         ratio = r["ratio_eg3d_over_ours"]
         print(f"  EG3D ops: {r['eg3d_ops']}")

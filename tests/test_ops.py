@@ -232,13 +232,14 @@ def _double_backward(fn, inputs):
     return torch.autograd.grad(g.square().sum(), xs)
 
 
-@pytest.mark.parametrize("case", ["bias_act", "conv2d", "upfirdn2d", "grid_sample_input"])
+@pytest.mark.parametrize("case", ["bias_act", "bias_act_lrelu", "conv2d", "upfirdn2d", "grid_sample_input"])
 def test_compiled_double_backward_matches_reference(built, case):
     module = built[2]
     f = ops.make_filter().double()
     grid = torch.rand(1, 4, 4, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 2 - 1
     fns = {
         "bias_act": (lambda x, b, **k: ops.bias_act(x, b, act="softplus", **k), [_rand(2, 3, 4), _rand(3, seed=1)]),
+        "bias_act_lrelu": (lambda x, b, **k: ops.bias_act(x, b, act="lrelu", clamp=1.5, **k), [_rand(2, 3, 4), _rand(3, seed=1)]),
         "conv2d": (lambda x, w, **k: ops.conv2d(x, w, padding=1, **k), [_rand(1, 2, 5, 5), _rand(3, 2, 3, 3, seed=2)]),
         "upfirdn2d": (lambda x, **k: ops.upfirdn2d(x, f, up=2, padding=2, **k),
                       [_rand(1, 2, 4, 4)]),
@@ -250,6 +251,29 @@ def test_compiled_double_backward_matches_reference(built, case):
     cmp = _double_backward(lambda *a: fn(*a, module=module), inputs)
     for a, b in zip(ref, cmp):
         assert torch.allclose(a, b, atol=1e-9), case
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "lrelu"])
+def test_compiled_bias_act_keeps_its_output_not_its_input(built, act):
+    """EG3D's plugin rule: for these activations only y is saved for the backward (the next layer keeps
+    it anyway); gradients equal the reference's, clamped entries included."""
+    module = built[2]
+    x = (_rand(2, 3, 5, 4) * 3).requires_grad_()
+    b = _rand(3, seed=1).requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = ops.bias_act(x, b, act=act, clamp=2.0, module=module)
+    assert [t.data_ptr() for t in saved] == [y.data_ptr()]
+    dy = _rand(2, 3, 5, 4, seed=3)
+    got = torch.autograd.grad(y, (x, b), dy)
+    want = torch.autograd.grad(ops.bias_act_reference(x, b, act=act, clamp=2.0), (x, b), dy)
+    clamped = (ops.bias_act_reference(x, b, act=act).abs() > 2.0)
+    assert clamped.any() and (~clamped).any()
+    assert all(torch.allclose(g, w, atol=1e-12) for g, w in zip(got, want))
+    softplus = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: softplus.append(t) or t, lambda t: t):
+        ops.bias_act(x, b, act="softplus", module=module)
+    assert {t.data_ptr() for t in softplus} == {x.data_ptr(), b.data_ptr()}    # x-based where y cannot tell
 
 
 def test_models_use_compiled_ops_via_env_var(built, monkeypatch):

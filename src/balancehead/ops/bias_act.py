@@ -3,6 +3,14 @@
 `bias_act_reference` is plain PyTorch (differentiable to any order). The compiled path runs the
 C++/CUDA kernel forward and backward; the backward's own backward recomputes the reference
 graph, so R1-style double backward stays exact.
+
+For linear, relu and lrelu (every layer of G and D) the compiled forward keeps its *output* for the
+backward, not its input, as EG3D's plugin does: the derivative follows from the output's sign, the
+next layer keeps that same tensor anyway, so a layer's activation is held once instead of twice
+(bytes saved for the backward of the G-main forward at the 512-px config: see
+benchmarks/bench_vs_eg3d.py). Their second derivative is zero almost everywhere, so the double
+backward is the same kernel again. The one difference from the input-based rule: a pre-clamp value of
+exactly +-clamp (or one that rounds to it in float16) gets no gradient, as in EG3D's plugin.
 """
 from __future__ import annotations
 
@@ -64,7 +72,7 @@ class _BiasActGrad(torch.autograd.Function):
         ctx.save_for_backward(dy, x, b)
         ctx.args = (dim, act, alpha, gain, clamp)
         code = ACTIVATIONS[act][0]
-        return module.bias_act_backward(dy, x, b, dim, code, alpha, gain, clamp)
+        return module.bias_act_backward(dy, x, b, dim, code, alpha, gain, clamp, False)
 
     @staticmethod
     def backward(ctx, ddx):
@@ -81,20 +89,47 @@ class _BiasActGrad(torch.autograd.Function):
         return gdy, gx, gb, None, None, None, None, None, None
 
 
+# activations whose derivative the output determines (gain > 0): the forward keeps y, not x
+FROM_OUTPUT = ("linear", "relu", "lrelu")
+
+
+class _BiasActGradFromOutput(torch.autograd.Function):
+    """dx = kernel_backward(dy, y): linear in dy with a mask and slope read off y; its own backward is
+    the same op on the incoming gradient (the y path contributes zero almost everywhere)."""
+
+    @staticmethod
+    def forward(ctx, dy, y, dim, act, alpha, gain, clamp, module):
+        ctx.save_for_backward(y)
+        ctx.args = (dim, act, alpha, gain, clamp, module)
+        return module.bias_act_backward(dy, y, y.new_zeros([0]), dim, ACTIVATIONS[act][0], alpha, gain, clamp, True)
+
+    @staticmethod
+    def backward(ctx, ddx):
+        (y,) = ctx.saved_tensors
+        return (_BiasActGradFromOutput.apply(ddx, y, *ctx.args), None, None, None, None, None, None, None)
+
+
 class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, dim, act, alpha, gain, clamp, module):
-        ctx.save_for_backward(x, b)
+        y = module.bias_act_forward(x, b, dim, ACTIVATIONS[act][0], alpha, gain, clamp)
+        ctx.from_output = act in FROM_OUTPUT and gain > 0
+        ctx.save_for_backward(*((y,) if ctx.from_output else (x, b)))
+        ctx.has_bias = b.numel() > 0
         ctx.args = (dim, act, alpha, gain, clamp, module)
-        return module.bias_act_forward(x, b, dim, ACTIVATIONS[act][0], alpha, gain, clamp)
+        return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, b = ctx.saved_tensors
         dim, act, alpha, gain, clamp, module = ctx.args
-        dx = _BiasActGrad.apply(dy, x, b, dim, act, alpha, gain, clamp, module)
+        if ctx.from_output:
+            (y,) = ctx.saved_tensors
+            dx = _BiasActGradFromOutput.apply(dy, y, dim, act, alpha, gain, clamp, module)
+        else:
+            x, b = ctx.saved_tensors
+            dx = _BiasActGrad.apply(dy, x, b, dim, act, alpha, gain, clamp, module)
         db = None
-        if b.numel() and ctx.needs_input_grad[1]:
+        if ctx.has_bias and ctx.needs_input_grad[1]:
             db = dx.sum([i for i in range(dx.ndim) if i != dim])
         return dx, db, None, None, None, None, None, None
 

@@ -11,7 +11,7 @@
 
 #ifdef BH_WITH_CUDA
 torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp);
-torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp);
+torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp, bool from_y);
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
                              int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain);
 torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid);
@@ -51,7 +51,7 @@ torch::Tensor bias_act_forward_cpu(torch::Tensor x, torch::Tensor b, int64_t inn
   return y;
 }
 
-torch::Tensor bias_act_backward_cpu(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
+torch::Tensor bias_act_backward_cpu(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp, bool from_y) {
   auto dx = torch::empty_like(x);
   const int64_t n = x.numel(), C = b.numel();
   BH_DISPATCH(x.scalar_type(), "bias_act_backward_cpu", [&] {
@@ -62,6 +62,11 @@ torch::Tensor bias_act_backward_cpu(torch::Tensor dy, torch::Tensor x, torch::Te
     scalar_t* pdx = dx.data_ptr<scalar_t>();
     at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
+        if (from_y) {  // px holds y
+          pdx[i] = static_cast<scalar_t>(bh::bias_act_grad_from_y_point<A>(static_cast<A>(pd[i]), static_cast<A>(px[i]),
+                                                                            act, A(alpha), A(gain), A(clamp)));
+          continue;
+        }
         A bi = C ? static_cast<A>(pb[(i / inner) % C]) : A(0);
         pdx[i] = static_cast<scalar_t>(bh::bias_act_grad_point<A>(static_cast<A>(pd[i]), static_cast<A>(px[i]), bi, act,
                                                                   A(alpha), A(gain), A(clamp)));
@@ -201,14 +206,19 @@ torch::Tensor bias_act_forward(torch::Tensor x, torch::Tensor b, int64_t dim, in
   return bias_act_forward_cpu(x, b, inner, act, alpha, gain, clamp);
 }
 
-torch::Tensor bias_act_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t dim, int64_t act, double alpha, double gain, double clamp) {
+// from_y: `x` is the forward's output y (linear/relu/lrelu only; `b` unused), see ops_common.h.
+torch::Tensor bias_act_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t dim, int64_t act, double alpha, double gain, double clamp,
+                                bool from_y) {
+  TORCH_CHECK(!from_y || act == bh::LINEAR || act == bh::RELU || act == bh::LRELU,
+              "bias_act_backward: from_y needs linear, relu or lrelu");
+  TORCH_CHECK(!from_y || gain > 0, "bias_act_backward: from_y needs gain > 0");
   x = x.contiguous(); dy = dy.contiguous().to(x.scalar_type()); b = b.contiguous().to(x.scalar_type());
   int64_t inner = inner_size(x, dim);
 #ifdef BH_WITH_CUDA
-  if (x.is_cuda()) return bias_act_backward_cuda(dy, x, b, inner, act, alpha, gain, clamp);
+  if (x.is_cuda()) return bias_act_backward_cuda(dy, x, b, inner, act, alpha, gain, clamp, from_y);
 #endif
   TORCH_CHECK(x.device().is_cpu(), "bias_act: this build has no CUDA kernels");
-  return bias_act_backward_cpu(dy, x, b, inner, act, alpha, gain, clamp);
+  return bias_act_backward_cpu(dy, x, b, inner, act, alpha, gain, clamp, from_y);
 }
 
 torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,

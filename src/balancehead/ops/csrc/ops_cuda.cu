@@ -28,9 +28,14 @@ __global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict
 template <typename T, typename A>
 __global__ void bias_act_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ b,
                                     T* __restrict__ dx, int64_t n, int64_t inner, int64_t C, int64_t act, A alpha,
-                                    A gain, A clamp) {
+                                    A gain, A clamp, bool from_y) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
+  if (from_y) {  // x holds the forward's output y
+    dx[i] = static_cast<T>(bh::bias_act_grad_from_y_point<A>(static_cast<A>(dy[i]), static_cast<A>(x[i]), act, alpha,
+                                                             gain, clamp));
+    return;
+  }
   A bi = C ? static_cast<A>(b[(i / inner) % C]) : A(0);
   dx[i] = static_cast<T>(bh::bias_act_grad_point<A>(static_cast<A>(dy[i]), static_cast<A>(x[i]), bi, act, alpha, gain, clamp));
 }
@@ -118,7 +123,8 @@ torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t in
   return y;
 }
 
-torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp) {
+torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp,
+                                     bool from_y) {
   const c10::cuda::CUDAGuard guard(x.device());
   auto dx = torch::empty_like(x);
   int64_t n = x.numel(), C = b.numel();
@@ -127,7 +133,7 @@ torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::T
     using A = at::opmath_type<scalar_t>;
     bias_act_bwd_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
         dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, dx.data_ptr<scalar_t>(),
-        n, inner, C, act, A(alpha), A(gain), A(clamp));
+        n, inner, C, act, A(alpha), A(gain), A(clamp), from_y);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return dx;
