@@ -195,3 +195,30 @@ def test_compiled_rendering_is_the_same_generator():
     assert compiled.renderer.composite is not eager.renderer.composite
     for a, b in zip(*outs):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
+
+
+def test_decoder_softplus_keeps_only_its_output():
+    """The decoder's hidden softplus differentiates through its output (-expm1(-y) = sigmoid(x)): the
+    gradients are torch's softplus's to float rounding, over the whole range (the threshold at 20, far
+    negative inputs), and its input is no longer saved for the backward."""
+    from balancehead.models.decoder import DecoderMLP, _SoftplusKeepOutput
+
+    x = torch.cat([torch.linspace(-40, 40, 801), torch.randn(200) * 3]).requires_grad_()
+    up = torch.randn(x.shape)
+    ours, = torch.autograd.grad(_SoftplusKeepOutput.apply(x), x, up)
+    ref, = torch.autograd.grad(torch.nn.functional.softplus(x), x, up)
+    assert torch.allclose(ours, ref, rtol=1e-6, atol=1e-12)
+    dec = DecoderMLP(8, 4, torch.Generator().manual_seed(0))
+    feats = torch.randn(2, 50, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        density, colour = dec(feats)
+    hidden = dec.hidden(feats.reshape(100, 8))
+    assert not any(t.shape == hidden.shape and torch.equal(t, hidden) for t in saved)   # pre-activation not kept
+    (density.sum() + colour.square().sum()).backward()
+    g_ours = feats.grad.clone()
+    feats.grad = None
+    x = torch.nn.functional.softplus(dec.hidden(feats.reshape(100, 8)))
+    out = dec.out(x).reshape(2, 50, -1)
+    (out[..., :1].sum() + (torch.sigmoid(out[..., 1:]) * (1 + 2 * 0.001) - 0.001).square().sum()).backward()
+    assert torch.allclose(g_ours, feats.grad, rtol=1e-5, atol=1e-7)
