@@ -73,7 +73,7 @@ SYNCING_OPS = {"_local_scalar_dense", "index with a boolean mask", "nonzero", "n
                "embedding_dense_backward", "equal", "is_nonzero", "allclose"}
 # Autograd nodes whose CUDA backward reads the device in a torch the project runs on.
 SYNCING_BACKWARDS = {
-    "CumprodBackward0": "asks `(input == 0).any().item()` (torch 2.11 of the GPU images)",
+    "CumprodBackward0": "asks `(input == 0).any().item()` in ATen versions before the pinned one",
     "ProdBackward0": "counts the input's zeros on the host",
     "ProdBackward1": "counts the input's zeros on the host",
     "EmbeddingBackward0": "the CUDA kernel copies its segment count to the host",

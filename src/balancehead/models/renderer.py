@@ -79,9 +79,10 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, genera
 class _CumprodPositive(torch.autograd.Function):
     """torch.cumprod for inputs known to be non-zero, with a backward that never reads the device.
 
-    ATen's cumprod backward first asks whether the input holds a zero (`is_zero.any().item()` in
-    the torch releases the GPU images ship, 2.11 among them): a host synchronisation in every
-    generator backward. Transmittance factors are 1 - alpha + 1e-10 > 0, so only the zero-free
+    ATen's cumprod backward has asked whether the input holds a zero (`is_zero.any().item()`) before
+    its zero-free formula: a host synchronisation in every generator backward wherever that code
+    runs (the pinned torch 2.14 no longer asks; the GPU image's 2.11 failed the sync test inside the
+    generator backward). Transmittance factors are 1 - alpha + 1e-10 > 0, so only the zero-free
     formula is needed: d x_k = (sum_{j >= k} y_j g_j) / x_k, computed in the pinned torch's order
     (flip, cumsum, flip, divide), so the gradient is the same numbers without the question.
     """
