@@ -23,15 +23,16 @@ class _SoftplusKeepOutput(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = nn.functional.softplus(x)
+        y = nn.functional.softplus(x)      # under CUDA autocast: float32 from a 16-bit x
         ctx.save_for_backward(y)
+        ctx.dtype = x.dtype
         return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        return grad * -torch.expm1(-y)
+        return (grad * -torch.expm1(-y)).to(ctx.dtype)
 
 
 def activate_density(raw: torch.Tensor) -> torch.Tensor:
