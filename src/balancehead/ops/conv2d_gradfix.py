@@ -1,8 +1,8 @@
 """conv2d whose backward is itself differentiable (R1 needs gradients of gradients of D).
 
 The reference is `torch.nn.functional.conv2d` (ATen supports double backward), and it is what
-`impl="auto"` runs, compiled ops or not: ATen's convolution is the fastest there is on either device
-(measured on an H200, forward + backward of a 3x3 conv on (8, 64, 64, 64): 0.69 ms for ATen against
+`impl="auto"` runs, compiled ops or not: ATen's convolution measured faster than the extension's
+(on an H200, forward + backward of a 3x3 conv on (8, 64, 64, 64): 0.69 ms for ATen against
 0.80 ms through the extension in float32, 0.70 against 0.95 ms in bfloat16, benchmarks/bench_ops.py),
 and it is what EG3D's own conv2d_gradfix falls back to on every torch after 1.9. The compiled path
 (`impl="compiled"` or an explicit `module`) runs the forward through the C++ extension and writes the

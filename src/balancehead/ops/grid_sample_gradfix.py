@@ -18,9 +18,9 @@ sampling positions keep their precision under mixed precision.
 Without compiled ops, a caller that never differentiates twice (`double_backward=False`: the
 generator's plane lookups -- R1 differentiates D alone) gets ATen's own grid_sample, the same
 bilinear formula as the reference (equal to within float rounding) and what EG3D runs on a CPU;
-on 2 CPU cores its forward + backward takes about half the reference's time (benchmarks/bench_vs_eg3d.py
---profile: 1.5 s against 2.6 s per 128-px step). ATen's backward is not differentiable again, hence
-the flag; the default keeps the reference.
+on 2 CPU cores it is the faster one (benchmarks/bench_vs_eg3d.py --profile, 128-px step, batch 2: 1.2 s
+in ATen's grid_sample against 1.6 s in the reference's gathers and scatter-adds, before its weight
+multiplies). ATen's backward is not differentiable again, hence the flag; the default keeps the reference.
 """
 from __future__ import annotations
 
