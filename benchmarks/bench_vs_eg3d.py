@@ -45,7 +45,6 @@ import argparse
 import collections
 import contextlib
 import importlib.util
-import json
 import os
 import re
 import statistics
@@ -60,6 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from balancehead.camera import camera_label
+from balancehead.fileio import write_json, write_text
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from balancehead.ops import loader
 
@@ -255,8 +255,7 @@ def profile_step(step, G, D, device) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     gpu = device.type == "cuda"
-    for p in list(G.parameters()) + list(D.parameters()):
-        p.grad = None
+    _drop_grads(G, D)
     _sync(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
     with profile(activities=activities) as prof:
@@ -303,13 +302,10 @@ def report_profile(name: str, precision: str, profiles: dict, out_dir: Path) -> 
         print(f"    top of {s}:")
         for op, ms, n in profiles[s]["top"][:12]:
             print(f"      {ms:9.2f} ms {n:6d}x  {op[:100]}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     for s in sides:
-        (out_dir / f"profile_{name}_{precision}_{s}.txt").write_text(profiles[s]["table"])
-    summary = {s: {k: v for k, v in p.items() if k != "table"} for s, p in profiles.items()}
-    tmp = out_dir / f".profile_{name}_{precision}.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(out_dir / f"profile_{name}_{precision}.json")
+        write_text(out_dir / f"profile_{name}_{precision}_{s}.txt", profiles[s]["table"])
+    write_json(out_dir / f"profile_{name}_{precision}.json",
+               {s: {k: v for k, v in p.items() if k != "table"} for s, p in profiles.items()})
 
 
 # ---------------------------------------------------------------- measuring
@@ -366,8 +362,7 @@ class SavedBytes:
 
 def saved_for_g_main(side: dict) -> float:
     """GiB saved for the backward of the G-main forward (G, D on the fakes): where a step's memory peaks."""
-    for p in list(side["G"].parameters()) + list(side["D"].parameters()):
-        p.grad = None
+    _drop_grads(side["G"], side["D"])
     counter, seen = SavedBytes(), []
 
     @contextlib.contextmanager
@@ -388,6 +383,11 @@ def count_flops(step) -> float:
     return counter.get_total_flops()
 
 
+def _drop_grads(G, D) -> None:
+    for p in list(G.parameters()) + list(D.parameters()):
+        p.grad = None
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -395,8 +395,7 @@ def _sync(device):
 
 def timed(step, G, D, device) -> tuple[float, float]:
     """-> (seconds, peak bytes) of one step; gradients dropped first, peak counter reset."""
-    for p in list(G.parameters()) + list(D.parameters()):
-        p.grad = None
+    _drop_grads(G, D)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -459,6 +458,11 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
     return result
 
 
+def _print_ratio(label: str, ratio: float) -> None:
+    print(f"  {label} = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} by {max(ratio, 1 / ratio):.2f}x)",
+          flush=True)
+
+
 def report(r: dict, out_dir: Path | None = None) -> None:
     print(f"\n== config {r['config']} ({r['out']} px, neural {r['neural']}, samples {r['samples'][0]}+{r['samples'][1]}, "
           f"batch {r['batch']}, channel base {r['channel_base']}, max {r['channel_max']}) precision {r['precision']}")
@@ -473,12 +477,9 @@ def report(r: dict, out_dir: Path | None = None) -> None:
     if "ratio_eg3d_over_ours" in r:
         ratio = r["ratio_eg3d_over_ours"]
         print(f"  EG3D ops: {r['eg3d_ops']}")
-        print(f"  ratio EG3D/ours = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} by "
-              f"{max(ratio, 1 / ratio):.2f}x)", flush=True)
+        _print_ratio("ratio EG3D/ours", ratio)
     if "ratio_eg3d_over_ours_compiled" in r:
-        ratio = r["ratio_eg3d_over_ours_compiled"]
-        print(f"  ratio EG3D/ours with compiled rendering = {ratio:.3f} ({'ours faster' if ratio > 1 else 'ours slower'} "
-              f"by {max(ratio, 1 / ratio):.2f}x)", flush=True)
+        _print_ratio("ratio EG3D/ours with compiled rendering", r["ratio_eg3d_over_ours_compiled"])
     if "profiles" in r:
         report_profile(r["config"], r["precision"], r["profiles"], out_dir)
 
@@ -542,10 +543,7 @@ def main(argv=None):
             if gpu:
                 torch.cuda.empty_cache()
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.json)
+        write_json(args.json, results)
     return results
 
 
