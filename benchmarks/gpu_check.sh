@@ -23,8 +23,8 @@
 #   1. build our C++/CUDA ops (build_ops stage function, arch of this GPU) + their check vs the references
 #   2. bench_vs_eg3d at the FFHQ-512 config: fp32, EG3D mixed precision, bf16
 #   3. CUDA tests: every test with `cuda` in its name (ops vs references in all dtypes, no host sync, ...)
-#   4. op micro-benchmarks (compiled vs reference vs torch's operator; grid_sample direct vs gather
-#      backward; fp32/fp16/bf16)
+#   4. op benchmarks at the FFHQ-512 step's largest shapes: compiled vs reference vs torch's operator vs
+#      EG3D's plugins (bias_act, upfirdn2d blur / downsample; grid_sample direct vs gather; fp32/fp16/bf16)
 #   5. 512 mixed again, profiled (time per kind of work, kernels per step, top kernels), with a third
 #      side: the project's models with G's rendering compiled (train.distributed.compile: rendering)
 #   6. bench_vs_eg3d at the 128-px config
@@ -138,8 +138,8 @@ if [ -n "$CUDA_TEST_FILES" ]; then
 fi
 
 if [ "$HAVE_GPU" = 1 ]; then
-  # ---- 4. op micro-benchmarks (compiled vs reference vs torch's own operator)
-  [ -n "${BALANCEHEAD_OPS_DIR:-}" ] && step bench_ops 60 $PY benchmarks/bench_ops.py --reps 5 --dtype float32,bfloat16,float16
+  # ---- 4. ops at the FFHQ-512 step's largest shapes: compiled vs reference vs torch vs EG3D's plugins
+  step bench_ops 90 $PY benchmarks/bench_ops.py "${BENCH_ARGS[@]}" --reps 5 --dtype float32,float16,bfloat16
   # ---- 5. where the time goes at FFHQ-512, mixed precision: one profiled step per side, and the
   #         project's side again with G's rendering compiled (3 files in $OUT/prof)
   step profile_512 150 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config 512 --precision mixed \
@@ -151,6 +151,7 @@ if [ "$HAVE_GPU" = 1 ]; then
   step train_smoke 150 $PY benchmarks/bench_train.py --steps 3 --paper
 else
   say "no CUDA device: CUDA build, GPU benchmarks and the GPU train run skipped; CPU dry run of the EG3D harness:"
+  step bench_ops_cpu 60 $PY benchmarks/bench_ops.py --reps 1 --shapes small
   step bench_tiny_cpu 120 $PY benchmarks/bench_vs_eg3d.py "${BENCH_ARGS[@]}" --config tiny --iters 1 --warmup 0 --no-flops \
     --json "$OUT/bench_tiny_cpu.json" --profile "$OUT/prof"
 fi

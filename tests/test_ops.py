@@ -1,7 +1,10 @@
 """Ops: references against closed forms and gradcheck; the compiled C++ build against the
 references (forward, gradients, double backward); the build_ops stage report."""
+import importlib.util
+import itertools
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -206,6 +209,33 @@ def test_compiled_accepts_16bit_in_loader(built, monkeypatch):
     assert loader.compiled_for(torch.zeros(1, dtype=torch.int64)) is None
 
 
+# every (up, down) the models use -- and their adjoints -- with paddings and crops; (2, 2) is not fixed
+_RESAMPLINGS = [(1, 1), (2, 1), (1, 2), (2, 2)]
+_PADDINGS = [(0, 0, 0, 0), (2, 1, 2, 1), (1, 2, 3, 0), (-1, 2, 2, -1), (3, 3, 3, 3)]
+
+
+def _fixed_vs_general(module, device, dtype, shape, seed):
+    """-> [(case, input, fixed output, general output)] over resamplings, paddings and flips."""
+    f = ops.make_filter(device=device)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for (up, down), pad, flip in itertools.product(_RESAMPLINGS, _PADDINGS, (False, True)):
+        x = torch.randn(*shape, generator=g).to(device, dtype)
+        args = (x, f, up, up, down, down, *pad, flip, 1.7)
+        out.append(((up, down, pad, flip), x, module.upfirdn2d(*args), module.upfirdn2d_general(*args)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_upfirdn2d_fixed_size_path_equals_the_general_loop_exactly(built, dtype):
+    """The unrolled 4x4 kernels visit the same taps in the same order as the general loop: the same bits."""
+    for case, _, fixed, general in _fixed_vs_general(built[2], "cpu", dtype, (2, 3, 7, 6), seed=5):
+        assert fixed.dtype == dtype and torch.equal(fixed, general), case
+    ref = ops.upfirdn2d_reference(_rand(2, 3, 7, 6), ops.make_filter().double(), up=2, padding=(1, 2, 3, 0), gain=1.7)
+    got = built[2].upfirdn2d(_rand(2, 3, 7, 6), ops.make_filter(), 2, 2, 1, 1, 1, 2, 3, 0, False, 1.7)
+    assert torch.allclose(got, ref, atol=1e-12)
+
+
 def test_grid_sample_gather_backward_equals_direct_with_heavy_sharing(built):
     """Many samples on few texels (the contended case), points outside and on edges too."""
     module = built[2]
@@ -292,6 +322,24 @@ def test_models_use_compiled_ops_via_env_var(built, monkeypatch):
     assert torch.allclose(ref, cmp, atol=1e-4)
 
 
+def test_bench_ops_times_every_case_in_every_column(built, monkeypatch, capsys):
+    """benchmarks/bench_ops.py at its small shapes on the CPU build: a row per case, the compiled and the
+    reference column in each of ours, torch's operator where it has one."""
+    spec = importlib.util.spec_from_file_location("bench_ops", Path(__file__).parents[1] / "benchmarks" / "bench_ops.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    rows = bench.main(["--device", "cpu", "--shapes", "small", "--reps", "1", "--dtype", "float32"])
+    names = [r["case"] for r in rows]
+    assert len(names) == 6 and any("downsample2d" in n for n in names) and any("gather" in n for n in names)
+    for r in rows:
+        cols = r["ms"]
+        assert ("torch" in cols) == (r["case"].startswith(("bias_act", "conv2d", "grid_sample direct"))), r
+        if not r["case"].startswith("conv2d"):
+            assert cols["compiled"] > 0 and cols["reference"] > 0, r
+    assert "grid_sample gather" in capsys.readouterr().out
+
+
 # ---------------- CUDA kernels (run where a GPU is present; `cuda` in every name) ----------------
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -341,6 +389,19 @@ def test_cuda_grid_sample_gather_and_direct_agree_at_plane_scale(built_cuda, dty
         assert got[0].dtype == dtype
         assert float((got[0].double() - ref[0]).abs().max() / scale) < (1e-5 if dtype == torch.float32 else 2e-2)
     assert torch.equal(direct[1], gather[1])
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_upfirdn2d_fixed_size_kernels_equal_the_general_kernel(built_cuda, dtype):
+    """Several thread blocks per plane (70 x 37 pixels); the CPU build's general loop agrees too."""
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    for case, x, fixed, general in _fixed_vs_general(built_cuda, "cuda", dtype, (3, 5, 37, 70), seed=6):
+        up, down, pad, flip = case
+        on_cpu = built_cuda.upfirdn2d_general(x.cpu(), ops.make_filter(), up, up, down, down, *pad, flip, 1.7)
+        assert fixed.dtype == dtype and fixed.is_cuda, case
+        for other in (general, on_cpu):
+            assert float((fixed.double().cpu() - other.double().cpu()).abs().max()) <= tol * 8, case
 
 
 @needs_cuda

@@ -17,6 +17,7 @@ def _cases(generator: torch.Generator, device, dtype):
         return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, dtype)
 
     f = make_filter(device=device)
+    f3 = make_filter((1, 2, 1), device=device)
     grid = (torch.rand(2, 5, 7, 2, generator=generator, dtype=torch.float64) * 2.4 - 1.2).to(device, dtype)
     planes = randn(2, 3, 6, 8)
     return {
@@ -24,6 +25,10 @@ def _cases(generator: torch.Generator, device, dtype):
         "bias_act_softplus": (lambda x, b, **k: bias_act(x, b, act="softplus", **k), [randn(3, 4, 5), randn(4)]),
         "upfirdn2d_up2": (lambda x, **k: upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4, **k), [randn(2, 3, 6, 5)]),
         "upfirdn2d_down2": (lambda x, **k: upfirdn2d(x, f, down=2, padding=1, **k), [randn(2, 3, 8, 7)]),
+        # the blur after a transposed convolution (up=1, down=1), with a crop on one side
+        "upfirdn2d_fir": (lambda x, **k: upfirdn2d(x, f, padding=(1, -1, 2, 1), gain=4, **k), [randn(2, 3, 9, 8)]),
+        # a filter the fixed-size kernels do not cover: the general loop
+        "upfirdn2d_general": (lambda x, **k: upfirdn2d(x, f3, up=2, down=2, padding=(1, 2, 2, 0), **k), [randn(1, 2, 7, 6)]),
         "conv2d_groups": (lambda x, w, **k: conv2d(x, w, padding=1, groups=2, **k), [randn(2, 4, 6, 6), randn(6, 2, 3, 3)]),
         "grid_sample": (lambda x, g, **k: grid_sample(x, g, **k), [planes, grid]),
         "grid_sample_gather": (lambda x, g, **k: grid_sample(x, g, **k, **({"backward": "gather"} if "module" in k else {})),

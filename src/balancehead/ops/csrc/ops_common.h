@@ -8,11 +8,14 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define BH_HD __host__ __device__ __forceinline__
+#define BH_UNROLL _Pragma("unroll")
 #else
 #define BH_HD inline
+#define BH_UNROLL _Pragma("GCC unroll 4")
 #endif
 
 namespace bh {
@@ -101,6 +104,52 @@ BH_HD A upfirdn2d_point(const T* x, int64_t H, int64_t W, const float* f, int64_
     }
   }
   return acc * gain;
+}
+
+// The same output pixel for the resampling every model layer uses -- a 4x4 filter with (up, down) one of
+// (1, 1), (2, 1), (1, 2), and their adjoints are again among these -- with UP, DOWN and the filter size
+// known at compile time and 32-bit indices: the loops unroll and no integer division is left (the
+// general function above does two 64-bit divisions per tap). Same taps, same order, same float
+// operations as upfirdn2d_point, so the results are identical.
+template <typename T, typename A, int UP, int DOWN, int FH, int FW>
+BH_HD A upfirdn2d_point_fixed(const T* x, int H, int W, const float* f, int padx0, int pady0, bool flip, A gain,
+                              int oy, int ox) {
+  A acc = A(0);
+  const int by = oy * DOWN - pady0, bx = ox * DOWN - padx0;
+  const int ky0 = ((-by) % UP + UP) % UP, kx0 = ((-bx) % UP + UP) % UP;
+BH_UNROLL
+  for (int jy = 0; jy < (FH + UP - 1) / UP; ++jy) {
+    const int ky = ky0 + jy * UP;
+    const int uy = by + ky;
+    if (ky >= FH || uy < 0 || uy >= H * UP) continue;
+    const T* row = x + (int64_t)(uy / UP) * W;
+BH_UNROLL
+    for (int jx = 0; jx < (FW + UP - 1) / UP; ++jx) {
+      const int kx = kx0 + jx * UP;
+      const int ux = bx + kx;
+      if (kx >= FW || ux < 0 || ux >= W * UP) continue;
+      const float w = flip ? f[ky * FW + kx] : f[(FH - 1 - ky) * FW + (FW - 1 - kx)];
+      acc += static_cast<A>(row[ux / UP]) * A(w);
+    }
+  }
+  return acc * gain;
+}
+
+// Calls fn(std::integral_constant<int, UP>{}, std::integral_constant<int, DOWN>{}) and returns true when
+// upfirdn2d_point_fixed covers the call (4x4 filter, equal factors per axis, a supported (up, down),
+// every index within 32 bits); returns false, calling nothing, otherwise.
+template <typename Fn>
+inline bool upfirdn2d_fixed_dispatch(int64_t upx, int64_t upy, int64_t downx, int64_t downy, int64_t fh, int64_t fw,
+                                     int64_t padx0, int64_t pady0, int64_t in_numel, int64_t out_numel, int64_t H,
+                                     int64_t W, Fn&& fn) {
+  const int64_t limit = int64_t(1) << 30;  // headroom: by = oy * DOWN - pad and uy = by + ky stay in int
+  if (fh != 4 || fw != 4 || upx != upy || downx != downy || in_numel >= 2 * limit || out_numel >= 2 * limit ||
+      H * upy >= limit || W * upx >= limit || padx0 >= limit || padx0 <= -limit || pady0 >= limit || pady0 <= -limit)
+    return false;
+  if (upx == 1 && downx == 1) { fn(std::integral_constant<int, 1>{}, std::integral_constant<int, 1>{}); return true; }
+  if (upx == 2 && downx == 1) { fn(std::integral_constant<int, 2>{}, std::integral_constant<int, 1>{}); return true; }
+  if (upx == 1 && downx == 2) { fn(std::integral_constant<int, 1>{}, std::integral_constant<int, 2>{}); return true; }
+  return false;
 }
 
 // Bilinear sampling, zero padding, align_corners=False (the convention of the plane features).

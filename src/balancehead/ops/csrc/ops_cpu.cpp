@@ -13,7 +13,8 @@
 torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp);
 torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t inner, int64_t act, double alpha, double gain, double clamp, bool from_y);
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
-                             int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain);
+                             int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain,
+                             bool general);
 torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid);
 std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
 std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
@@ -77,7 +78,8 @@ torch::Tensor bias_act_backward_cpu(torch::Tensor dy, torch::Tensor x, torch::Te
 }
 
 torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
-                            int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+                            int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain,
+                            bool general) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t fh = f.size(0), fw = f.size(1);
   const int64_t oh = (H * upy + pady0 + pady1 - fh) / downy + 1;
@@ -89,6 +91,18 @@ torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64
     using A = at::opmath_type<scalar_t>;
     const scalar_t* px = x.data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
+    const bool fixed = !general && bh::upfirdn2d_fixed_dispatch(
+        upx, upy, downx, downy, fh, fw, padx0, pady0, x.numel(), y.numel(), H, W, [&](auto up, auto down) {
+          constexpr int UP = decltype(up)::value, DOWN = decltype(down)::value;
+          at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
+            for (int64_t p = lo; p < hi; ++p)
+              for (int oy = 0; oy < (int)oh; ++oy)
+                for (int ox = 0; ox < (int)ow; ++ox)
+                  py[(p * oh + oy) * ow + ox] = static_cast<scalar_t>(bh::upfirdn2d_point_fixed<scalar_t, A, UP, DOWN, 4, 4>(
+                      px + p * H * W, (int)H, (int)W, pf, (int)padx0, (int)pady0, flip, A(gain), oy, ox));
+          });
+        });
+    if (fixed) return;
     at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t p = lo; p < hi; ++p)
         for (int64_t oy = 0; oy < oh; ++oy)
@@ -221,17 +235,29 @@ torch::Tensor bias_act_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor
   return bias_act_backward_cpu(dy, x, b, inner, act, alpha, gain, clamp, from_y);
 }
 
-torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
-                        int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+// `general` forces the general per-pixel loop (tests compare it with the fixed-size fast path).
+torch::Tensor upfirdn2d_impl(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
+                             int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain,
+                             bool general) {
   TORCH_CHECK(x.dim() == 4 && f.dim() == 2, "upfirdn2d: x must be NCHW and f 2-D");
   TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1, "upfirdn2d: up and down must be >= 1");
   x = x.contiguous();
   f = f.to(x.device(), torch::kFloat32).contiguous();
 #ifdef BH_WITH_CUDA
-  if (x.is_cuda()) return upfirdn2d_cuda(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain);
+  if (x.is_cuda()) return upfirdn2d_cuda(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, general);
 #endif
   TORCH_CHECK(x.device().is_cpu(), "upfirdn2d: this build has no CUDA kernels");
-  return upfirdn2d_cpu(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain);
+  return upfirdn2d_cpu(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, general);
+}
+
+torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
+                        int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+  return upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, false);
+}
+
+torch::Tensor upfirdn2d_general(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
+                                int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+  return upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, true);
 }
 
 // The grid is read in the accumulation type of the input (float for half/bfloat16): sampling
@@ -304,6 +330,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bias_act_forward", &bias_act_forward);
   m.def("bias_act_backward", &bias_act_backward);
   m.def("upfirdn2d", &upfirdn2d);
+  m.def("upfirdn2d_general", &upfirdn2d_general);
   m.def("grid_sample_forward", &grid_sample_forward);
   m.def("grid_sample_backward", &grid_sample_backward);
   m.def("conv2d_forward", &conv2d_forward);

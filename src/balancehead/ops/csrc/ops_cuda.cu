@@ -6,6 +6,8 @@
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <algorithm>
+#include <cstdint>
 #include "ops_common.h"
 
 #define BH_DISPATCH(TYPE, NAME, ...) \
@@ -16,20 +18,22 @@ constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 inline cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
 
-template <typename T, typename A>
-__global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y, int64_t n,
-                                    int64_t inner, int64_t C, int64_t act, A alpha, A gain, A clamp) {
-  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+// I: the index type, int32 whenever the tensor allows (the channel lookup's division is then 32-bit, as in
+// EG3D's plugin; a 64-bit division costs several times more on the GPU than the memory traffic per element).
+template <typename T, typename A, typename I>
+__global__ void bias_act_fwd_kernel(const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y, I n,
+                                    I inner, I C, int64_t act, A alpha, A gain, A clamp) {
+  const I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
   if (i >= n) return;
   A bi = C ? static_cast<A>(b[(i / inner) % C]) : A(0);
   y[i] = static_cast<T>(bh::bias_act_point<A>(static_cast<A>(x[i]), bi, act, alpha, gain, clamp));
 }
 
-template <typename T, typename A>
+template <typename T, typename A, typename I>
 __global__ void bias_act_bwd_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ b,
-                                    T* __restrict__ dx, int64_t n, int64_t inner, int64_t C, int64_t act, A alpha,
+                                    T* __restrict__ dx, I n, I inner, I C, int64_t act, A alpha,
                                     A gain, A clamp, bool from_y) {
-  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
   if (i >= n) return;
   if (from_y) {  // x holds the forward's output y
     dx[i] = static_cast<T>(bh::bias_act_grad_from_y_point<A>(static_cast<A>(dy[i]), static_cast<A>(x[i]), act, alpha,
@@ -50,6 +54,24 @@ __global__ void upfirdn2d_kernel(const T* __restrict__ x, const float* __restric
   int64_t p = i / (oh * ow), oy = (i / ow) % oh, ox = i % ow;
   y[i] = static_cast<T>(bh::upfirdn2d_point<T, A>(x + p * H * W, H, W, f, fh, fw, upx, upy, downx, downy, padx0, pady0,
                                                   flip, gain, oy, ox));
+}
+
+// Fast path: thread (x, y) of block (bx, by, bz) computes output pixel (ox, oy) of planes bz, bz + gridDim.z, ...
+// A warp covers 32 neighbouring pixels of one row (coalesced stores, neighbouring loads that the cache
+// shares); the 4x4 filter sits in shared memory; no integer division anywhere.
+template <typename T, typename A, int UP, int DOWN>
+__global__ void upfirdn2d_fixed_kernel(const T* __restrict__ x, const float* __restrict__ f, T* __restrict__ y,
+                                       int planes, int H, int W, int oh, int ow, int padx0, int pady0, bool flip,
+                                       A gain) {
+  __shared__ float sf[16];
+  const int t = threadIdx.y * blockDim.x + threadIdx.x;
+  if (t < 16) sf[t] = f[t];
+  __syncthreads();
+  const int ox = blockIdx.x * blockDim.x + threadIdx.x, oy = blockIdx.y * blockDim.y + threadIdx.y;
+  if (ox >= ow || oy >= oh) return;
+  for (int p = blockIdx.z; p < planes; p += gridDim.z)
+    y[((int64_t)p * oh + oy) * ow + ox] = static_cast<T>(
+        bh::upfirdn2d_point_fixed<T, A, UP, DOWN, 4, 4>(x + (int64_t)p * H * W, H, W, sf, padx0, pady0, flip, gain, oy, ox));
 }
 
 template <typename T, typename A>
@@ -115,9 +137,14 @@ torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t in
   if (n == 0) return y;
   BH_DISPATCH(x.scalar_type(), "bias_act_forward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
-    bias_act_fwd_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
-        x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), n, inner, C, act,
-        A(alpha), A(gain), A(clamp));
+    if (n + kThreads < INT32_MAX)
+      bias_act_fwd_kernel<scalar_t, A, int32_t><<<blocks_for(n), kThreads, 0, stream()>>>(
+          x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), (int32_t)n,
+          (int32_t)inner, (int32_t)C, act, A(alpha), A(gain), A(clamp));
+    else
+      bias_act_fwd_kernel<scalar_t, A, int64_t><<<blocks_for(n), kThreads, 0, stream()>>>(
+          x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), n, inner, C, act,
+          A(alpha), A(gain), A(clamp));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
@@ -131,16 +158,22 @@ torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::T
   if (n == 0) return dx;
   BH_DISPATCH(x.scalar_type(), "bias_act_backward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
-    bias_act_bwd_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
-        dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, dx.data_ptr<scalar_t>(),
-        n, inner, C, act, A(alpha), A(gain), A(clamp), from_y);
+    if (n + kThreads < INT32_MAX)
+      bias_act_bwd_kernel<scalar_t, A, int32_t><<<blocks_for(n), kThreads, 0, stream()>>>(
+          dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr,
+          dx.data_ptr<scalar_t>(), (int32_t)n, (int32_t)inner, (int32_t)C, act, A(alpha), A(gain), A(clamp), from_y);
+    else
+      bias_act_bwd_kernel<scalar_t, A, int64_t><<<blocks_for(n), kThreads, 0, stream()>>>(
+          dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr,
+          dx.data_ptr<scalar_t>(), n, inner, C, act, A(alpha), A(gain), A(clamp), from_y);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return dx;
 }
 
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
-                             int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain) {
+                             int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain,
+                             bool general) {
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t fh = f.size(0), fw = f.size(1);
@@ -152,6 +185,16 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int6
   if (n == 0) return y;
   BH_DISPATCH(x.scalar_type(), "upfirdn2d_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
+    const bool fixed = !general && oh <= 8 * 65535 && bh::upfirdn2d_fixed_dispatch(
+        upx, upy, downx, downy, fh, fw, padx0, pady0, x.numel(), n, H, W, [&](auto up, auto down) {
+          constexpr int UP = decltype(up)::value, DOWN = decltype(down)::value;
+          const dim3 block(32, 8);
+          const dim3 grid((unsigned)((ow + 31) / 32), (unsigned)((oh + 7) / 8), (unsigned)std::min<int64_t>(N * C, 65535));
+          upfirdn2d_fixed_kernel<scalar_t, A, UP, DOWN><<<grid, block, 0, stream()>>>(
+              x.data_ptr<scalar_t>(), f.data_ptr<float>(), y.data_ptr<scalar_t>(), (int)(N * C), (int)H, (int)W,
+              (int)oh, (int)ow, (int)padx0, (int)pady0, flip, A(gain));
+        });
+    if (fixed) return;
     upfirdn2d_kernel<scalar_t, A><<<blocks_for(n), kThreads, 0, stream()>>>(
         x.data_ptr<scalar_t>(), f.data_ptr<float>(), y.data_ptr<scalar_t>(), N * C, H, W, oh, ow, fh, fw,
         upx, upy, downx, downy, padx0, pady0, flip, A(gain));
