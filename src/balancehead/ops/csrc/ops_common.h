@@ -111,27 +111,37 @@ BH_HD A upfirdn2d_point(const T* x, int64_t H, int64_t W, const float* f, int64_
 // known at compile time and 32-bit indices: the loops unroll and no integer division is left (the
 // general function above does two 64-bit divisions per tap). Same taps, same order, same float
 // operations as upfirdn2d_point, so the results are identical.
-template <typename T, typename A, int UP, int DOWN, int FH, int FW>
-BH_HD A upfirdn2d_point_fixed(const T* x, int H, int W, const float* f, int padx0, int pady0, bool flip, A gain,
-                              int oy, int ox) {
+template <typename T, typename A, int UP, int FH, int FW, bool CHECK>
+BH_HD A upfirdn2d_taps_fixed(const T* x, int H, int W, const float* f, bool flip, int by, int bx) {
   A acc = A(0);
-  const int by = oy * DOWN - pady0, bx = ox * DOWN - padx0;
   const int ky0 = ((-by) % UP + UP) % UP, kx0 = ((-bx) % UP + UP) % UP;
 BH_UNROLL
   for (int jy = 0; jy < (FH + UP - 1) / UP; ++jy) {
     const int ky = ky0 + jy * UP;
     const int uy = by + ky;
-    if (ky >= FH || uy < 0 || uy >= H * UP) continue;
+    if (ky >= FH || (CHECK && (uy < 0 || uy >= H * UP))) continue;
     const T* row = x + (int64_t)(uy / UP) * W;
 BH_UNROLL
     for (int jx = 0; jx < (FW + UP - 1) / UP; ++jx) {
       const int kx = kx0 + jx * UP;
       const int ux = bx + kx;
-      if (kx >= FW || ux < 0 || ux >= W * UP) continue;
+      if (kx >= FW || (CHECK && (ux < 0 || ux >= W * UP))) continue;
       const float w = flip ? f[ky * FW + kx] : f[(FH - 1 - ky) * FW + (FW - 1 - kx)];
       acc += static_cast<A>(row[ux / UP]) * A(w);
     }
   }
+  return acc;
+}
+
+template <typename T, typename A, int UP, int DOWN, int FH, int FW>
+BH_HD A upfirdn2d_point_fixed(const T* x, int H, int W, const float* f, int padx0, int pady0, bool flip, A gain,
+                              int oy, int ox) {
+  const int by = oy * DOWN - pady0, bx = ox * DOWN - padx0;
+  // a footprint wholly inside the (upsampled) input -- every pixel but a border of ~2 -- skips the bounds
+  // tests; the taps and their order are the same either way
+  const bool inside = by >= 0 && by + FH <= H * UP && bx >= 0 && bx + FW <= W * UP;
+  const A acc = inside ? upfirdn2d_taps_fixed<T, A, UP, FH, FW, false>(x, H, W, f, flip, by, bx)
+                       : upfirdn2d_taps_fixed<T, A, UP, FH, FW, true>(x, H, W, f, flip, by, bx);
   return acc * gain;
 }
 
