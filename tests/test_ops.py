@@ -3,7 +3,9 @@ references (forward, gradients, double backward); the build_ops stage report."""
 import importlib.util
 import itertools
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,49 @@ def test_loader_resolves_the_build_dir_once(built, monkeypatch):
         assert loader.compiled_for(x) is module
         ops.bias_act(x, act="relu")
     assert resolves == [] and loader._load_from_env.cache_info().misses == misses
+
+
+def test_loader_never_imports_an_extension_whose_check_failed(built, tmp_path, caplog):
+    """The report's numerical check gates the import: failed -> reference ops and a warning naming the
+    report; an unreadable report trusts nothing; no report (a build by hand) is trusted."""
+    good = tmp_path / "good"
+    shutil.copytree(built[0], good)
+    assert loader.load_built_ops(good) is not None
+    report = json.loads((good / "report.json").read_text())
+    report["extensions"][0]["check"]["passed"] = False
+    variants = {"failed": json.dumps(report), "torn": '{"extensions": [', "none": None}
+    for name, text in variants.items():
+        d = tmp_path / name                      # a new directory each: the loader caches per directory
+        shutil.copytree(good, d)
+        if text is None:
+            (d / "report.json").unlink()
+        else:
+            (d / "report.json").write_text(text)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="balancehead.ops"):
+            module = loader.load_built_ops(d)
+        assert (module is None) == (name != "none"), name
+        if name == "failed":
+            assert "failed the numerical check" in caplog.text and str(d / "report.json") in caplog.text
+        if name == "torn":
+            assert "unreadable" in caplog.text
+
+
+def test_a_build_that_fails_its_check_is_reported_and_not_loaded(built, tmp_path, monkeypatch):
+    """End to end: build_ops with an impossible tolerance records the failure; the loader refuses it."""
+    from balancehead.stages import build_ops
+
+    out = tmp_path / "ops"
+    shutil.copytree(built[0], out)
+    # the session's build (already compiled and loaded) stands for the compile step; check, report and
+    # loader run for real
+    monkeypatch.setattr(build_ops.ops_build, "build_cpu_extension", lambda out_dir, verbose=False: built[2])
+    monkeypatch.setattr(build_ops, "TOLERANCE", -1.0)
+    report = build_ops_main(BuildOpsConfig(build_cuda="no"), out)
+    cpu = report["extensions"][0]
+    assert cpu["status"] == "ok" and cpu["check"]["passed"] is False and not report["ok"]
+    assert loader.refused_extensions(out).keys() == {"balancehead_ops_cpu"}
+    assert loader.load_built_ops(out) is None
 
 
 def test_loader_returns_none_for_empty_dir(tmp_path):

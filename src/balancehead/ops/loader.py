@@ -11,6 +11,11 @@ extensions with fixed names:
 
 When nothing usable is found the ops fall back to their pure-PyTorch references and one log
 line says so; results are the same either way (tests check it), only speed differs.
+
+The stage's ``report.json`` records each extension's numerical check against the references (on the
+CPU, and on the GPU where one was present). An extension whose check failed is never imported: its
+kernels would train on wrong numbers. A build directory without a report (built by hand) is trusted;
+an unreadable report trusts nothing.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from balancehead import fileio
 
 log = logging.getLogger("balancehead.ops")
 
@@ -44,12 +51,39 @@ def find_shared_object(build_dir: Path, name: str) -> Path | None:
     return candidates[0] if candidates else None
 
 
+REPORT = "report.json"
+
+
+def refused_extensions(build_dir: Path) -> dict[str, str]:
+    """Extension name -> why it must not be used, from the build's report.json (empty without one)."""
+    path = Path(build_dir) / REPORT
+    if not path.exists():
+        return {}
+    try:
+        extensions = {e["name"]: e for e in fileio.read_json(path)["extensions"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = f"{path} is unreadable ({type(exc).__name__}: {exc}); rerun the build_ops stage"
+        return {CPU_NAME: why, CUDA_NAME: why}
+    refused = {}
+    for name, entry in extensions.items():
+        for key in ("check", "check_cuda"):
+            check = entry.get(key)
+            if isinstance(check, dict) and check.get("passed") is False:
+                refused[name] = (f"its {check.get('device', key)} kernels failed the numerical check against the "
+                                 f"references in {path} (max abs error {check.get('max_abs_error')})")
+    return refused
+
+
 @functools.lru_cache(maxsize=None)
 def _load_cached(build_dir: str, want_cuda: bool) -> ModuleType | None:
     names = [CUDA_NAME, CPU_NAME] if want_cuda else [CPU_NAME]
+    refused = refused_extensions(Path(build_dir))
     for name in names:
         so = find_shared_object(Path(build_dir), name)
         if so is None:
+            continue
+        if name in refused:
+            log.warning("ops: not using %s: %s", so, refused[name])
             continue
         try:
             module = _import_shared_object(name, so)

@@ -175,6 +175,13 @@ def main(ctx) -> None:
     for ext in report["extensions"]:
         ctx.log.info("build_ops: %s: %s%s", ext["name"], ext["status"],
                      f" ({ext.get('reason')})" if ext.get("reason") else "")
+        for key in ("check", "check_cuda"):
+            check = ext.get(key) or {}
+            if check.get("passed") is False:
+                worst = max(check["cases"], key=lambda c: max(check["cases"][c].values()))
+                ctx.log.warning("build_ops: %s FAILED its %s check against the references (max abs error %.3g, "
+                                "worst case %s): the ops loader will not use it", ext["name"], check["device"],
+                                check["max_abs_error"], worst)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
