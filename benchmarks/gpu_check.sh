@@ -115,7 +115,7 @@ sys.exit(0 if r['ok'] else 1)
 cp "$OPS/report.json" "$OUT/ops_report.json" 2>/dev/null
 if $PY -c "from balancehead.ops.loader import load_built_ops as l; m = l('$OPS'); raise SystemExit(0 if m is not None else 1)" 2>/dev/null; then
   export BALANCEHEAD_OPS_DIR=$OPS
-  say "BALANCEHEAD_OPS_DIR=$OPS (compiled ops on: $($PY -c "from balancehead.ops.loader import load_built_ops as l; m = l('$OPS'); print(m.__name__, 'with CUDA kernels' if m.has_cuda_kernels() else 'without CUDA kernels (a failed CUDA check is never used)')" 2>&1 | tail -1))"
+  say "BALANCEHEAD_OPS_DIR=$OPS (compiled ops on: $($PY -c "from balancehead.ops.loader import load_built_ops as l; m = l('$OPS'); print(m.__name__, 'with' if m.has_cuda_kernels() else 'without', 'CUDA kernels')" 2>&1 | tail -1))"
 else
   say "our compiled ops are not loadable: everything below uses the reference ops"
 fi

@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <cstdint>
 #include "ops_common.h"
 
 #define BH_DISPATCH(TYPE, NAME, ...) \
@@ -299,8 +300,10 @@ std::vector<torch::Tensor> grid_sample_backward(torch::Tensor dy, torch::Tensor 
   if (cuda) dk = grid_sample_backward_dgrid_cuda(dy, input, grid);
 #endif
   if (!cuda) dk = grid_sample_backward_dgrid_cpu(dy, input, grid);
-  auto sorted = dk[1].sort();  // (sorted keys, order); outside corners carry key N*H*W and sort last
-  auto bounds = torch::arange(N * H * W + 1, dk[1].options());
+  // keys lie in [0, N*H*W]: sorted as int32 where they fit (a radix sort then makes half the passes)
+  auto keys = N * H * W < INT32_MAX ? dk[1].to(torch::kInt32) : dk[1];
+  auto sorted = keys.sort();  // (sorted keys, order); outside corners carry key N*H*W and sort last
+  auto bounds = torch::arange(N * H * W + 1, keys.options());
   auto start = torch::searchsorted(std::get<0>(sorted), bounds);
   auto dy_nsc = dy.reshape({N, C, -1}).transpose(1, 2).contiguous();  // (N, S, C): coalesced per texel
   torch::Tensor din;
