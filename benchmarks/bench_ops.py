@@ -72,20 +72,30 @@ def cases(dev, dtype, shapes: str, eg3d=None) -> dict:
     planes = randn(*plane_shape)
     points = (torch.rand(plane_shape[0], 1, n_points, 2, generator=g) * 2 - 1).to(dev)
     module = loader.load_built_ops()
-    ours = {"reference": {"impl": "ref"}, "compiled": {"module": module}}
+
+    def ours(fn):
+        """The project's columns of fn(*inputs, **how): its reference, and its compiled kernels if built."""
+        cols = {"reference": lambda *a: fn(*a, impl="ref")}
+        if module is not None:
+            cols["compiled"] = lambda *a: fn(*a, module=module)
+        return cols
+
+    def theirs(fn):
+        return {"eg3d": fn} if eg3d is not None else {}
+
     table = {
         f"bias_act lrelu clamp {tuple(act)}": ([x, randn(c)], {
-            **{k: (lambda kw: lambda x, b: ops.bias_act(x, b, act="lrelu", clamp=256, **kw))(kw) for k, kw in ours.items()},
+            **ours(lambda x, b, **how: ops.bias_act(x, b, act="lrelu", clamp=256, **how)),
             "torch": lambda x, b: (F.leaky_relu(x + b.reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)).clamp(-256, 256),
-            "eg3d": eg3d and (lambda x, b: eg3d.bias_act.bias_act(x, b, act="lrelu", clamp=256, impl="cuda")),
+            **theirs(lambda x, b: eg3d.bias_act.bias_act(x, b, act="lrelu", clamp=256, impl="cuda")),
         }),
         f"upfirdn2d 4x4 blur pad 2 {tuple(act)}": ([x], {
-            **{k: (lambda kw: lambda x: ops.upfirdn2d(x, f, padding=2, **kw))(kw) for k, kw in ours.items()},
-            "eg3d": eg3d and (lambda x: eg3d.upfirdn2d.upfirdn2d(x, f, padding=2, impl="cuda")),
+            **ours(lambda x, **how: ops.upfirdn2d(x, f, padding=2, **how)),
+            **theirs(lambda x: eg3d.upfirdn2d.upfirdn2d(x, f, padding=2, impl="cuda")),
         }),
         f"downsample2d {tuple(act)}": ([x], {
-            **{k: (lambda kw: lambda x: ops.downsample2d(x, f, **kw))(kw) for k, kw in ours.items()},
-            "eg3d": eg3d and (lambda x: eg3d.upfirdn2d.downsample2d(x, f, impl="cuda")),
+            **ours(lambda x, **how: ops.downsample2d(x, f, **how)),
+            **theirs(lambda x: eg3d.upfirdn2d.downsample2d(x, f, impl="cuda")),
         }),
         f"conv2d 3x3 {c}->{c} {tuple(act)}": ([x, randn(c, c, 3, 3)], {
             "torch": lambda x, w: F.conv2d(x, w, padding=1),
@@ -93,18 +103,11 @@ def cases(dev, dtype, shapes: str, eg3d=None) -> dict:
     }
     for mode in ("direct", "gather"):
         table[f"grid_sample {mode} {tuple(plane_shape)} x {n_points} pts"] = ([planes, points], {
-            **{k: (lambda kw, mode: lambda p, q: ops.grid_sample(p, q, **kw, **({"backward": mode} if "module" in kw
-                                                                                   else {})))(kw, mode)
-               for k, kw in ours.items()},
+            **ours(lambda p, q, mode=mode, **how: ops.grid_sample(p, q, **how, **({"backward": mode} if "module" in how
+                                                                                  else {}))),
             **({"torch": lambda p, q: F.grid_sample(p, q, mode="bilinear", padding_mode="zeros", align_corners=False)}
                if mode == "direct" else {}),
         })
-    if module is None:
-        for _, fns in table.values():
-            fns.pop("compiled", None)
-    for _, fns in table.values():
-        if not fns.get("eg3d"):
-            fns.pop("eg3d", None)
     return table
 
 
@@ -124,7 +127,7 @@ def run(dev, dtype, shapes: str, reps: int, eg3d=None) -> list[dict]:
         cells = " | ".join(f"{k} {v:9.3f} ms" if v is not None else f"{k} {'n/a':>9s}   " for k, v in row["ms"].items())
         base = row["ms"].get("compiled") or row["ms"].get("reference")
         ratio = " | ".join(f"{k}/ours {row['ms'][k] / base:5.2f}x" for k in ("eg3d", "torch")
-                           if base and row["ms"].get(k) and k in row["ms"])
+                           if base and row["ms"].get(k))
         print(f"{name:58s} {cells}{' | ' + ratio if ratio else ''}", flush=True)
         rows.append(row)
         del inputs

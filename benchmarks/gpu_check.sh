@@ -113,9 +113,14 @@ for e in r['extensions']:
 sys.exit(0 if r['ok'] else 1)
 "
 cp "$OPS/report.json" "$OUT/ops_report.json" 2>/dev/null
-if $PY -c "from balancehead.ops.loader import load_built_ops as l; m = l('$OPS'); raise SystemExit(0 if m is not None else 1)" 2>/dev/null; then
+if OPS_LINE=$($PY -c "
+from balancehead.ops.loader import load_built_ops
+m = load_built_ops('$OPS')
+if m is None:
+    raise SystemExit(1)
+print(m.__name__, 'with' if m.has_cuda_kernels() else 'without', 'CUDA kernels')" 2>/dev/null); then
   export BALANCEHEAD_OPS_DIR=$OPS
-  say "BALANCEHEAD_OPS_DIR=$OPS (compiled ops on: $($PY -c "from balancehead.ops.loader import load_built_ops as l; m = l('$OPS'); print(m.__name__, 'with' if m.has_cuda_kernels() else 'without', 'CUDA kernels')" 2>&1 | tail -1))"
+  say "BALANCEHEAD_OPS_DIR=$OPS (compiled ops on: $OPS_LINE)"
 else
   say "our compiled ops are not loadable: everything below uses the reference ops"
 fi

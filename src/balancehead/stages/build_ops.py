@@ -29,7 +29,7 @@ import torch
 from balancehead import fileio
 from balancehead.ops import build as ops_build
 from balancehead.ops.check import compare_with_reference
-from balancehead.ops.loader import CPU_NAME, CUDA_NAME, find_shared_object
+from balancehead.ops.loader import CPU_NAME, CUDA_NAME, REPORT, find_shared_object
 from balancehead.progress import heartbeat
 
 TOLERANCE = 1e-6  # float64 max abs error allowed between compiled and reference
@@ -156,7 +156,7 @@ def build(cfg: BuildOpsConfig, out_dir: Path) -> dict:
         "used_by": list(USED_BY),
     }
     report["ok"] = report["extensions"][0]["status"] == "ok" and report["extensions"][0]["check"]["passed"]
-    fileio.write_json(out_dir / "report.json", report)
+    fileio.write_json(out_dir / REPORT, report)
     return report
 
 
@@ -186,5 +186,5 @@ def main(ctx) -> None:
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     if not report["ok"]:
-        raise SystemExit(f"build_ops: the C++ extension did not build or failed its check; see {out_dir / 'report.json'}")
+        raise SystemExit(f"build_ops: the C++ extension did not build or failed its check; see {out_dir / REPORT}")
     ctx.log.info("build_ops: %s use the compiled ops in %s (their declared input)", ", ".join(USED_BY), out_dir)

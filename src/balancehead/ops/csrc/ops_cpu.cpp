@@ -92,24 +92,25 @@ torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64
     using A = at::opmath_type<scalar_t>;
     const scalar_t* px = x.data_ptr<scalar_t>();
     scalar_t* py = y.data_ptr<scalar_t>();
+    auto each_output = [&](auto point) {  // py[p, oy, ox] = point(p, oy, ox), planes in parallel
+      at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t p = lo; p < hi; ++p)
+          for (int64_t oy = 0; oy < oh; ++oy)
+            for (int64_t ox = 0; ox < ow; ++ox) py[(p * oh + oy) * ow + ox] = static_cast<scalar_t>(point(p, oy, ox));
+      });
+    };
     const bool fixed = !general && bh::upfirdn2d_fixed_dispatch(
         upx, upy, downx, downy, fh, fw, padx0, pady0, x.numel(), y.numel(), H, W, [&](auto up, auto down) {
           constexpr int UP = decltype(up)::value, DOWN = decltype(down)::value;
-          at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
-            for (int64_t p = lo; p < hi; ++p)
-              for (int oy = 0; oy < (int)oh; ++oy)
-                for (int ox = 0; ox < (int)ow; ++ox)
-                  py[(p * oh + oy) * ow + ox] = static_cast<scalar_t>(bh::upfirdn2d_point_fixed<scalar_t, A, UP, DOWN, 4, 4>(
-                      px + p * H * W, (int)H, (int)W, pf, (int)padx0, (int)pady0, flip, A(gain), oy, ox));
+          each_output([&](int64_t p, int64_t oy, int64_t ox) {
+            return bh::upfirdn2d_point_fixed<scalar_t, A, UP, DOWN, 4, 4>(
+                px + p * H * W, (int)H, (int)W, pf, (int)padx0, (int)pady0, flip, A(gain), (int)oy, (int)ox);
           });
         });
     if (fixed) return;
-    at::parallel_for(0, N * C, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t p = lo; p < hi; ++p)
-        for (int64_t oy = 0; oy < oh; ++oy)
-          for (int64_t ox = 0; ox < ow; ++ox)
-            py[(p * oh + oy) * ow + ox] = static_cast<scalar_t>(bh::upfirdn2d_point<scalar_t, A>(
-                px + p * H * W, H, W, pf, fh, fw, upx, upy, downx, downy, padx0, pady0, flip, A(gain), oy, ox));
+    each_output([&](int64_t p, int64_t oy, int64_t ox) {
+      return bh::upfirdn2d_point<scalar_t, A>(px + p * H * W, H, W, pf, fh, fw, upx, upy, downx, downy, padx0, pady0,
+                                              flip, A(gain), oy, ox);
     });
   });
   return y;

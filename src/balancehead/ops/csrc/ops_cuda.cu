@@ -17,6 +17,11 @@ namespace {
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n) { return (unsigned)((n + kThreads - 1) / kThreads); }
 inline cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
+// Calls fn(int32_t{}) when n elements (plus a block) fit 32-bit indices, else fn(int64_t{}).
+template <typename Fn>
+void with_index_type(int64_t n, Fn&& fn) {
+  if (n + kThreads < INT32_MAX) fn(int32_t{}); else fn(int64_t{});
+}
 
 // I: the index type, int32 whenever the tensor allows (the channel lookup's division is then 32-bit, as in
 // EG3D's plugin; a 64-bit division costs several times more on the GPU than the memory traffic per element).
@@ -137,14 +142,12 @@ torch::Tensor bias_act_forward_cuda(torch::Tensor x, torch::Tensor b, int64_t in
   if (n == 0) return y;
   BH_DISPATCH(x.scalar_type(), "bias_act_forward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
-    if (n + kThreads < INT32_MAX)
-      bias_act_fwd_kernel<scalar_t, A, int32_t><<<blocks_for(n), kThreads, 0, stream()>>>(
-          x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), (int32_t)n,
-          (int32_t)inner, (int32_t)C, act, A(alpha), A(gain), A(clamp));
-    else
-      bias_act_fwd_kernel<scalar_t, A, int64_t><<<blocks_for(n), kThreads, 0, stream()>>>(
-          x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), n, inner, C, act,
-          A(alpha), A(gain), A(clamp));
+    with_index_type(n, [&](auto index) {
+      using I = decltype(index);
+      bias_act_fwd_kernel<scalar_t, A, I><<<blocks_for(n), kThreads, 0, stream()>>>(
+          x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr, y.data_ptr<scalar_t>(), (I)n, (I)inner, (I)C,
+          act, A(alpha), A(gain), A(clamp));
+    });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
@@ -158,14 +161,12 @@ torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::T
   if (n == 0) return dx;
   BH_DISPATCH(x.scalar_type(), "bias_act_backward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
-    if (n + kThreads < INT32_MAX)
-      bias_act_bwd_kernel<scalar_t, A, int32_t><<<blocks_for(n), kThreads, 0, stream()>>>(
+    with_index_type(n, [&](auto index) {
+      using I = decltype(index);
+      bias_act_bwd_kernel<scalar_t, A, I><<<blocks_for(n), kThreads, 0, stream()>>>(
           dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr,
-          dx.data_ptr<scalar_t>(), (int32_t)n, (int32_t)inner, (int32_t)C, act, A(alpha), A(gain), A(clamp), from_y);
-    else
-      bias_act_bwd_kernel<scalar_t, A, int64_t><<<blocks_for(n), kThreads, 0, stream()>>>(
-          dy.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), C ? b.data_ptr<scalar_t>() : nullptr,
-          dx.data_ptr<scalar_t>(), n, inner, C, act, A(alpha), A(gain), A(clamp), from_y);
+          dx.data_ptr<scalar_t>(), (I)n, (I)inner, (I)C, act, A(alpha), A(gain), A(clamp), from_y);
+    });
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return dx;
