@@ -8,9 +8,13 @@ CUDA plugins when a checkout of the official code is given.
 Shapes "512" are the largest tensors of one FFHQ-512 step at batch 4: the 512-px discriminator block
 (64 channels) blurs before its stride-2 convolution (upfirdn2d 4x4, up 1, down 1), downsamples its skip
 path (down 2; the backward is the up-2 kernel) and applies bias + leaky ReLU; the tri-plane lookups read
-3 x 4 planes of 32 x 256^2 at 128^2 rays x 48 samples. "small" runs the same cases in a second (tests,
-CPU). grid_sample is timed with both compiled backwards: "direct" (atomics on CUDA) and "gather" (sorted
-corner keys, per-texel sums, no atomics). Each figure is the median over --reps timed calls.
+3 x 4 planes of 32 x 256^2 at 128^2 rays x 48 samples, the samples of a ray consecutive and along a
+line as the renderer lays them out (neighbouring samples share texels: that decides cache hits and atomic
+contention). "small" runs the same cases in a second (tests, CPU). grid_sample is timed with both
+compiled backwards, "direct" (atomics on CUDA) and "gather" (sorted corner keys, per-texel sums, no
+atomics), each in both layouts of the planes: "compiled" is the default channels-last one (which
+includes copying the planes to it), "compiled nchw" the planes as they are. Each figure is the median
+over --reps timed calls.
 """
 from __future__ import annotations
 
@@ -58,6 +62,23 @@ def _time(fn, inputs, reps) -> float:
     return statistics.median(times)
 
 
+def ray_points(planes: int, n_points: int, g: torch.Generator, samples: int = 48) -> torch.Tensor:
+    """(planes, 1, n_points, 2) in [-1, 1]: rays of `samples` consecutive points along a line through the
+    plane (a ray's projection: from a point for a plane facing the camera to a long segment for one seen
+    edge-on), ray starts on a jittered grid over the central 80 % of the plane."""
+    rays = max(n_points // samples, 1)
+    side = math.ceil(math.sqrt(rays))
+    cells = (torch.arange(rays) + 0.5) / side
+    start = torch.stack([cells % 1, (cells // 1) / side], -1) * 1.6 - 0.8
+    start = start + (torch.rand(planes, rays, 2, generator=g) - 0.5) * (1.6 / side)
+    direction = torch.nn.functional.normalize(torch.randn(planes, rays, 2, generator=g), dim=-1)
+    length = torch.rand(planes, rays, 1, generator=g) * 0.5
+    t = torch.linspace(-0.5, 0.5, samples).reshape(1, 1, samples, 1)
+    points = (start[:, :, None] + t * (direction * length)[:, :, None]).clamp(-1, 1).reshape(planes, 1, -1, 2)
+    return points[:, :, :n_points] if points.shape[2] >= n_points else torch.cat(
+        [points, points[:, :, : n_points - points.shape[2]]], 2)
+
+
 def cases(dev, dtype, shapes: str, eg3d=None) -> dict:
     """name -> (inputs, {column: fn(*inputs)}); every fn computes the same function of the inputs."""
     g = torch.Generator().manual_seed(0)
@@ -70,7 +91,7 @@ def cases(dev, dtype, shapes: str, eg3d=None) -> dict:
     f = ops.make_filter(device=dev)
     x = randn(*act)
     planes = randn(*plane_shape)
-    points = (torch.rand(plane_shape[0], 1, n_points, 2, generator=g) * 2 - 1).to(dev)
+    points = ray_points(plane_shape[0], n_points, g).to(dev)
     module = loader.load_built_ops()
 
     def ours(fn):
@@ -102,9 +123,13 @@ def cases(dev, dtype, shapes: str, eg3d=None) -> dict:
         }),
     }
     for mode in ("direct", "gather"):
+        def sample(p, q, mode=mode, layout="channels_last", **how):
+            return ops.grid_sample(p, q, **how, **({"backward": mode, "layout": layout} if "module" in how else {}))
+
         table[f"grid_sample {mode} {tuple(plane_shape)} x {n_points} pts"] = ([planes, points], {
-            **ours(lambda p, q, mode=mode, **how: ops.grid_sample(p, q, **how, **({"backward": mode} if "module" in how
-                                                                                  else {}))),
+            **ours(sample),
+            **({"compiled nchw": lambda p, q, sample=sample: sample(p, q, layout="nchw", module=module)}
+               if module is not None else {}),
             **({"torch": lambda p, q: F.grid_sample(p, q, mode="bilinear", padding_mode="zeros", align_corners=False)}
                if mode == "direct" else {}),
         })

@@ -300,6 +300,82 @@ def test_grid_sample_gather_backward_equals_direct_with_heavy_sharing(built):
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(ref, cmp))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_grid_sample_channels_last_kernels_equal_nchw_exactly(built, dtype):
+    """The planes' layout picks the kernels; the loops and their sums are the same, so the bits are too.
+    Output and d input come back in the input's layout; points outside, on edges and shared included."""
+    module = built[2]
+    g = torch.Generator().manual_seed(23)
+    planes = torch.randn(3, 5, 7, 6, generator=g, dtype=torch.float64).to(dtype)
+    grid = torch.rand(3, 4, 9, 2, generator=g, dtype=torch.float64) * 2.6 - 1.3
+    grid[0, 0, :3] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [5.0, 0.0]], dtype=torch.float64)
+    grid[1, :, 4:] = grid[1, :, 3:4]
+    planes_cl = planes.contiguous(memory_format=torch.channels_last)
+    y, y_cl = module.grid_sample_forward(planes, grid), module.grid_sample_forward(planes_cl, grid)
+    assert y.is_contiguous() and y_cl.is_contiguous(memory_format=torch.channels_last) and not y_cl.is_contiguous()
+    assert torch.equal(y, y_cl)
+    dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(dtype)
+    for mode in (0, 1):
+        d_input, d_grid = module.grid_sample_backward(dy, planes, grid, mode)
+        d_input_cl, d_grid_cl = module.grid_sample_backward(dy.contiguous(memory_format=torch.channels_last), planes_cl,
+                                                            grid, mode)
+        assert d_input_cl.is_contiguous(memory_format=torch.channels_last) and d_input_cl.dtype == dtype, mode
+        assert torch.equal(d_input, d_input_cl) and torch.equal(d_grid, d_grid_cl), mode
+
+
+def test_grid_sample_layouts_through_autograd_match_the_reference(built):
+    """ops.grid_sample's `layout` with both backwards, gradients to planes and grid; 40 channels take the
+    CUDA lanes' second round; an unknown layout names the choices."""
+    g = torch.Generator().manual_seed(24)
+    planes = torch.randn(2, 40, 6, 5, generator=g, dtype=torch.float64)
+    grid = torch.rand(2, 3, 7, 2, generator=g, dtype=torch.float64) * 2.2 - 1.1
+    x, gr = planes.clone().requires_grad_(), grid.clone().requires_grad_()
+    ref_out = ops.grid_sample_reference(x, gr)
+    ref = torch.autograd.grad(ref_out.square().sum(), (x, gr))
+    for layout in ("channels_last", "nchw"):
+        for backward in ("direct", "gather"):
+            x, gr = planes.clone().requires_grad_(), grid.clone().requires_grad_()
+            out = ops.grid_sample(x, gr, module=built[2], backward=backward, layout=layout)
+            assert out.is_contiguous() == (layout == "nchw")
+            got = torch.autograd.grad(out.square().sum(), (x, gr))
+            assert torch.allclose(out, ref_out, atol=1e-13), (layout, backward)
+            assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(got, ref)), (layout, backward)
+    with pytest.raises(ValueError, match="channels_last"):
+        ops.grid_sample(planes, grid, module=built[2], layout="nhwc")
+
+
+@pytest.mark.parametrize("representation", ["triplane", "trigrid", "hyplane"])
+def test_generator_with_compiled_ops_equals_the_reference_ops(built, monkeypatch, representation):
+    """End to end through a tiny generator (float32, as the mapping computes): the compiled ops
+    (channels-last plane lookups among them, whose output the representations reshape and average) give
+    the reference's images and parameter gradients to float32 rounding."""
+    import numpy as np
+
+    from balancehead.camera import camera_label
+    from balancehead.models import Generator, GeneratorConfig
+
+    G = Generator(GeneratorConfig.tiny(representation=representation, n_coarse=6, n_importance=6))
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(3))
+    cam = torch.from_numpy(np.stack([camera_label(y, 10.0) for y in (0.0, 120.0)])).float()
+
+    def run():
+        G.zero_grad(set_to_none=True)
+        out = G(z, cam, cam, noise_mode="const")
+        (out.image.square().mean() + out.image_raw.mean() + out.depth.mean()).backward()
+        return out.image.detach(), {n: p.grad.clone() for n, p in G.named_parameters() if p.grad is not None}
+
+    monkeypatch.delenv(loader.ENV_VAR, raising=False)
+    ref_image, ref_grads = run()
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    assert loader.compiled_for(z) is built[2]
+    image, grads = run()
+    assert torch.allclose(image, ref_image, atol=1e-5)
+    assert grads.keys() == ref_grads.keys() and any("decoder" in n for n in grads)
+    for name, g in grads.items():
+        scale = ref_grads[name].abs().max().clamp_min(1e-6)
+        assert float((g - ref_grads[name]).abs().max() / scale) < 1e-4, name
+
+
 def _double_backward(fn, inputs):
     xs = [t.clone().requires_grad_(True) for t in inputs]
     y = fn(*xs)
@@ -382,6 +458,7 @@ def test_bench_ops_times_every_case_in_every_column(built, monkeypatch, capsys):
         assert ("torch" in cols) == (r["case"].startswith(("bias_act", "conv2d", "grid_sample direct"))), r
         if not r["case"].startswith("conv2d"):
             assert cols["compiled"] > 0 and cols["reference"] > 0, r
+        assert ("compiled nchw" in cols) == r["case"].startswith("grid_sample"), r
     assert "grid_sample gather" in capsys.readouterr().out
 
 
@@ -434,6 +511,30 @@ def test_cuda_grid_sample_gather_and_direct_agree_at_plane_scale(built_cuda, dty
         assert got[0].dtype == dtype
         assert float((got[0].double() - ref[0]).abs().max() / scale) < (1e-5 if dtype == torch.float32 else 2e-2)
     assert torch.equal(direct[1], gather[1])
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cuda_grid_sample_channels_last_kernels_agree_with_nchw(built_cuda, dtype):
+    """Warp-per-sample channels-last kernels against the thread-per-sample NCHW ones at plane scale (32 and
+    40 channels, many samples per texel): the forward sums the same corners in the same order (equal);
+    d grid is summed over lanes by shuffles and d input by atomics in any order (close)."""
+    g = torch.Generator().manual_seed(34)
+    for c in (32, 40):
+        planes = torch.randn(6, c, 64, 64, generator=g).cuda().to(dtype)
+        grid = (torch.rand(6, 1, 30000, 2, generator=g) * 2.2 - 1.1).cuda().to(torch.float64 if dtype == torch.float64
+                                                                              else torch.float32)
+        dy = torch.randn(6, c, 1, 30000, generator=g).cuda().to(dtype)
+        planes_cl = planes.contiguous(memory_format=torch.channels_last)
+        y, y_cl = built_cuda.grid_sample_forward(planes, grid), built_cuda.grid_sample_forward(planes_cl, grid)
+        assert y_cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, y_cl)
+        tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+        for mode in (0, 1):
+            ref = built_cuda.grid_sample_backward(dy, planes, grid, mode)
+            got = built_cuda.grid_sample_backward(dy.contiguous(memory_format=torch.channels_last), planes_cl, grid, mode)
+            assert got[0].is_contiguous(memory_format=torch.channels_last) and got[0].dtype == dtype
+            for a, b in zip(got, ref):
+                assert float((a.double() - b.double()).abs().max() / b.double().abs().max()) < tol, (c, mode)
 
 
 @needs_cuda

@@ -30,9 +30,15 @@ def _cases(generator: torch.Generator, device, dtype):
         # a filter the fixed-size kernels do not cover: the general loop
         "upfirdn2d_general": (lambda x, **k: upfirdn2d(x, f3, up=2, down=2, padding=(1, 2, 2, 0), **k), [randn(1, 2, 7, 6)]),
         "conv2d_groups": (lambda x, w, **k: conv2d(x, w, padding=1, groups=2, **k), [randn(2, 4, 6, 6), randn(6, 2, 3, 3)]),
+        # the compiled kernels in the default channels-last layout (a CUDA warp per sample, lanes over
+        # channels: 40 channels also run the lanes' second round), and in NCHW
         "grid_sample": (lambda x, g, **k: grid_sample(x, g, **k), [planes, grid]),
         "grid_sample_gather": (lambda x, g, **k: grid_sample(x, g, **k, **({"backward": "gather"} if "module" in k else {})),
                                [planes, grid]),
+        "grid_sample_wide": (lambda x, g, **k: grid_sample(x, g, **k), [randn(1, 40, 5, 6), grid[:1]]),
+        "grid_sample_nchw": (lambda x, g, **k: grid_sample(x, g, **k, layout="nchw"), [planes, grid]),
+        "grid_sample_gather_nchw": (lambda x, g, **k: grid_sample(
+            x, g, **k, layout="nchw", **({"backward": "gather"} if "module" in k else {})), [planes, grid]),
     }
 
 

@@ -191,18 +191,45 @@ BH_HD void bilinear_corners(A gx, A gy, int64_t H, int64_t W, int64_t idx[4], A 
   }
 }
 
-// Forward of one sample q = n * S + s for all C channels of plane stack `in` (N, C, H*W) -> out (N, C, S).
+// Where the planes' element (n, c, texel) and the samples' element (n, c, s) live: NCHW (a channel is a
+// whole plane) or channels-last (NHWC: the C channels of one texel, or of one sample, are adjacent). In
+// channels-last a sample's 4 corners are 4 runs of C values -- 4 cache lines for 32 float channels where
+// NCHW touches 4 * C -- and its output is one run, already the (N, S, C) layout the decoder reads.
+struct GridLayout {
+  int64_t C, HW, S;
+  bool cl;
+  BH_HD int64_t plane(int64_t n, int64_t c, int64_t t) const { return cl ? (n * HW + t) * C + c : (n * C + c) * HW + t; }
+  BH_HD int64_t sample(int64_t n, int64_t c, int64_t s) const { return cl ? (n * S + s) * C + c : (n * C + c) * S + s; }
+};
+
+// One channel of one sample: the 4 corners in order (the sum's order is the same in every layout and
+// on every device, so the layouts give identical values).
 template <typename T, typename A>
-BH_HD void grid_sample_forward_point(const T* in, const A* grid, T* out, int64_t C, int64_t H, int64_t W,
-                                     int64_t S, int64_t q) {
-  const int64_t n = q / S, s = q % S;
+BH_HD A grid_sample_value(const T* in, const GridLayout& L, int64_t n, int64_t c, const int64_t idx[4], const A w[4]) {
+  A acc = A(0);
+  for (int k = 0; k < 4; ++k) if (idx[k] >= 0) acc += w[k] * static_cast<A>(in[L.plane(n, c, idx[k])]);
+  return acc;
+}
+
+// Forward of one sample q = n * S + s for all C channels of the plane stack `in` -> `out`.
+template <typename T, typename A>
+BH_HD void grid_sample_forward_point(const T* in, const A* grid, T* out, const GridLayout& L, int64_t H, int64_t W,
+                                     int64_t q) {
+  const int64_t n = q / L.S, s = q % L.S;
   int64_t idx[4]; A w[4];
   bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
-  for (int64_t c = 0; c < C; ++c) {
-    const T* plane = in + (n * C + c) * H * W;
-    A acc = A(0);
-    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) acc += w[k] * static_cast<A>(plane[idx[k]]);
-    out[(n * C + c) * S + s] = static_cast<T>(acc);
+  for (int64_t c = 0; c < L.C; ++c) out[L.sample(n, c, s)] = static_cast<T>(grid_sample_value<T, A>(in, L, n, c, idx, w));
+}
+
+// One channel's share of d grid for a sample with corners idx / weight derivatives wx, wy: accumulates
+// into gx, gy (the caller sums over channels).
+template <typename T, typename A>
+BH_HD void grid_sample_dgrid_channel(const T* in, const GridLayout& L, int64_t n, int64_t c, A g, const int64_t idx[4],
+                                     const A wx[4], const A wy[4], A& gx, A& gy) {
+  for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
+    const A v = static_cast<A>(in[L.plane(n, c, idx[k])]) * g;
+    gx += wx[k] * v;
+    gy += wy[k] * v;
   }
 }
 
@@ -210,24 +237,17 @@ BH_HD void grid_sample_forward_point(const T* in, const A* grid, T* out, int64_t
 // keys (n * H*W + texel, or `sentinel` outside) and weights that the texel-gather backward sorts by.
 template <typename T, typename A>
 BH_HD void grid_sample_dgrid_point(const T* dy, const T* in, const A* grid, A* dgrid, int64_t* keys, A* wts,
-                                   int64_t C, int64_t H, int64_t W, int64_t S, int64_t sentinel, int64_t q) {
-  const int64_t n = q / S, s = q % S;
+                                   const GridLayout& L, int64_t H, int64_t W, int64_t sentinel, int64_t q) {
+  const int64_t n = q / L.S, s = q % L.S;
   int64_t idx[4]; A w[4], wx[4], wy[4];
   bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
   A gx = A(0), gy = A(0);
-  for (int64_t c = 0; c < C; ++c) {
-    const A g = static_cast<A>(dy[(n * C + c) * S + s]);
-    const T* plane = in + (n * C + c) * H * W;
-    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
-      const A v = static_cast<A>(plane[idx[k]]) * g;
-      gx += wx[k] * v;
-      gy += wy[k] * v;
-    }
-  }
+  for (int64_t c = 0; c < L.C; ++c)
+    grid_sample_dgrid_channel<T, A>(in, L, n, c, static_cast<A>(dy[L.sample(n, c, s)]), idx, wx, wy, gx, gy);
   dgrid[2 * q] = gx;
   dgrid[2 * q + 1] = gy;
   if (keys) for (int k = 0; k < 4; ++k) {
-    keys[4 * q + k] = idx[k] >= 0 ? n * H * W + idx[k] : sentinel;
+    keys[4 * q + k] = idx[k] >= 0 ? n * L.HW + idx[k] : sentinel;
     wts[4 * q + k] = w[k];
   }
 }

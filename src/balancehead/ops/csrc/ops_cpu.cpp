@@ -16,11 +16,11 @@ torch::Tensor bias_act_backward_cuda(torch::Tensor dy, torch::Tensor x, torch::T
 torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx, int64_t downy,
                              int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip, double gain,
                              bool general);
-torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid);
-std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
-std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid);
+torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid, bool cl);
+std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl);
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl);
 torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
-                                               int64_t N, int64_t C, int64_t H, int64_t W);
+                                               int64_t N, int64_t C, int64_t H, int64_t W, bool cl);
 #endif
 
 namespace {
@@ -116,28 +116,34 @@ torch::Tensor upfirdn2d_cpu(torch::Tensor x, torch::Tensor f, int64_t upx, int64
   return y;
 }
 
-torch::Tensor grid_sample_forward_cpu(torch::Tensor input, torch::Tensor grid) {
+at::MemoryFormat grid_format(bool cl) { return cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous; }
+
+// `cl`: channels-last input, output and d input (bh::GridLayout); the loops are the same in both layouts.
+torch::Tensor grid_sample_forward_cpu(torch::Tensor input, torch::Tensor grid, bool cl) {
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t S = grid.size(1) * grid.size(2);
-  auto out = torch::empty({N, C, grid.size(1), grid.size(2)}, input.options());
+  auto out = torch::empty({N, C, grid.size(1), grid.size(2)}, input.options().memory_format(grid_format(cl)));
+  const bh::GridLayout L{C, H * W, S, cl};
   BH_DISPATCH(input.scalar_type(), "grid_sample_forward_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* pi = input.data_ptr<scalar_t>();
     const A* pg = grid.data_ptr<A>();
     scalar_t* po = out.data_ptr<scalar_t>();
     at::parallel_for(0, N * S, 256, [&](int64_t lo, int64_t hi) {
-      for (int64_t q = lo; q < hi; ++q) bh::grid_sample_forward_point<scalar_t, A>(pi, pg, po, C, H, W, S, q);
+      for (int64_t q = lo; q < hi; ++q) bh::grid_sample_forward_point<scalar_t, A>(pi, pg, po, L, H, W, q);
     });
   });
   return out;
 }
 
 // Direct backward: one task per batch item, each writing only its own slice of d input (no races).
-std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl) {
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t S = grid.size(1) * grid.size(2);
   auto dgrid = torch::empty_like(grid);
-  auto acc = torch::zeros(input.sizes(), input.options().dtype(opmath_dtype(input.scalar_type())));
+  // (torch::zeros ignores a memory format in its options; empty honours it)
+  auto acc = torch::empty(input.sizes(), input.options().dtype(opmath_dtype(input.scalar_type())).memory_format(grid_format(cl))).zero_();
+  const bh::GridLayout L{C, H * W, S, cl};
   BH_DISPATCH(input.scalar_type(), "grid_sample_backward_direct_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* pi = input.data_ptr<scalar_t>();
@@ -149,13 +155,12 @@ std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, tor
       for (int64_t n = lo; n < hi; ++n)
         for (int64_t s = 0; s < S; ++s) {
           const int64_t q = n * S + s;
-          bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, nullptr, nullptr, C, H, W, S, 0, q);
+          bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, nullptr, nullptr, L, H, W, 0, q);
           int64_t idx[4]; A w[4];
           bh::bilinear_corners<A>(pg[2 * q], pg[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
           for (int64_t c = 0; c < C; ++c) {
-            const A g = static_cast<A>(pd[(n * C + c) * S + s]);
-            A* dplane = pacc + (n * C + c) * H * W;
-            for (int k = 0; k < 4; ++k) if (idx[k] >= 0) dplane[idx[k]] += w[k] * g;
+            const A g = static_cast<A>(pd[L.sample(n, c, s)]);
+            for (int k = 0; k < 4; ++k) if (idx[k] >= 0) pacc[L.plane(n, c, idx[k])] += w[k] * g;
           }
         }
     });
@@ -163,12 +168,13 @@ std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, tor
   return {acc.to(input.scalar_type()), dgrid};
 }
 
-std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl) {
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   const int64_t S = grid.size(1) * grid.size(2);
   auto dgrid = torch::empty_like(grid);
   auto keys = torch::empty({N * S * 4}, grid.options().dtype(torch::kInt64));
   auto wts = torch::empty({N * S * 4}, grid.options());
+  const bh::GridLayout L{C, H * W, S, cl};
   BH_DISPATCH(input.scalar_type(), "grid_sample_backward_dgrid_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* pi = input.data_ptr<scalar_t>();
@@ -179,7 +185,7 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torc
     A* pw = wts.data_ptr<A>();
     at::parallel_for(0, N * S, 256, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q)
-        bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, pk, pw, C, H, W, S, N * H * W, q);
+        bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, pk, pw, L, H, W, N * H * W, q);
     });
   });
   return {dgrid, keys, wts};
@@ -187,9 +193,10 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cpu(torch::Tensor dy, torc
 
 // dy_nsc: dy as (N, S, C) contiguous. One task per (n, texel, channel), channel fastest.
 torch::Tensor grid_sample_backward_gather_cpu(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
-                                              int64_t N, int64_t C, int64_t H, int64_t W) {
+                                              int64_t N, int64_t C, int64_t H, int64_t W, bool cl) {
   const int64_t HW = H * W;
-  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
+  auto din = torch::empty({N, C, H, W}, dy_nsc.options().memory_format(grid_format(cl)));
+  const bh::GridLayout L{C, HW, 0, cl};
   BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cpu", [&] {
     using A = at::opmath_type<scalar_t>;
     const scalar_t* pd = dy_nsc.data_ptr<scalar_t>();
@@ -200,7 +207,7 @@ torch::Tensor grid_sample_backward_gather_cpu(torch::Tensor dy_nsc, torch::Tenso
     at::parallel_for(0, N * HW * C, 1024, [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i) {
         const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
-        pdi[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<scalar_t, A>(pd, po, ps, pw, C, HW, n, c, t);
+        pdi[L.plane(n, c, t)] = bh::grid_sample_dinput_texel<scalar_t, A>(pd, po, ps, pw, C, HW, n, c, t);
       }
     });
   });
@@ -262,17 +269,25 @@ torch::Tensor upfirdn2d_general(torch::Tensor x, torch::Tensor f, int64_t upx, i
   return upfirdn2d_impl(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain, true);
 }
 
+// The planes' layout picks the kernels: channels-last input (and not plain contiguous too, as when C or
+// H*W is 1, where both layouts are the same memory) runs the channels-last kernels and gives channels-last
+// output and d input; anything else is made contiguous NCHW.
+bool grid_channels_last(const torch::Tensor& input) {
+  return !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 // The grid is read in the accumulation type of the input (float for half/bfloat16): sampling
 // positions keep their precision under mixed precision.
 torch::Tensor grid_sample_forward(torch::Tensor input, torch::Tensor grid) {
   TORCH_CHECK(input.dim() == 4 && grid.dim() == 4 && grid.size(3) == 2, "grid_sample: NCHW input, NHW2 grid");
   TORCH_CHECK(grid.size(0) == input.size(0), "grid_sample: input and grid batch sizes differ");
-  input = input.contiguous(); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
+  const bool cl = grid_channels_last(input);
+  input = input.contiguous(grid_format(cl)); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
 #ifdef BH_WITH_CUDA
-  if (input.is_cuda()) return grid_sample_forward_cuda(input, grid);
+  if (input.is_cuda()) return grid_sample_forward_cuda(input, grid, cl);
 #endif
   TORCH_CHECK(input.device().is_cpu(), "grid_sample: this build has no CUDA kernels");
-  return grid_sample_forward_cpu(input, grid);
+  return grid_sample_forward_cpu(input, grid, cl);
 }
 
 // mode 0 "direct": per-sample scatter (atomics on CUDA into a float/double buffer; race-free per
@@ -280,38 +295,40 @@ torch::Tensor grid_sample_forward(torch::Tensor input, torch::Tensor grid) {
 // mode 1 "gather": no atomics. Each sample's 4 corner keys (plane, texel) are sorted, segment starts
 //   found by binary search, and every (n, c, texel) sums its own segment. Fixed sizes throughout,
 //   so nothing waits on the host.
-// Returns (d input in input's dtype, d grid in the accumulation dtype).
+// Returns (d input in input's dtype and layout, d grid in the accumulation dtype).
 std::vector<torch::Tensor> grid_sample_backward(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, int64_t mode) {
   TORCH_CHECK(mode == 0 || mode == 1, "grid_sample_backward: mode must be 0 (direct) or 1 (gather)");
-  input = input.contiguous(); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
-  dy = dy.contiguous().to(input.scalar_type());
+  const bool cl = grid_channels_last(input);
+  input = input.contiguous(grid_format(cl)); grid = grid.to(opmath_dtype(input.scalar_type())).contiguous();
+  dy = dy.to(input.scalar_type()).contiguous(grid_format(cl));  // dy has the output's shape (N, C, Ho, Wo)
   const bool cuda = input.is_cuda();
 #ifndef BH_WITH_CUDA
   TORCH_CHECK(!cuda, "grid_sample: this build has no CUDA kernels");
 #endif
   if (mode == 0) {
 #ifdef BH_WITH_CUDA
-    if (cuda) return grid_sample_backward_atomic_cuda(dy, input, grid);
+    if (cuda) return grid_sample_backward_atomic_cuda(dy, input, grid, cl);
 #endif
-    return grid_sample_backward_direct_cpu(dy, input, grid);
+    return grid_sample_backward_direct_cpu(dy, input, grid, cl);
   }
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
   std::vector<torch::Tensor> dk;
 #ifdef BH_WITH_CUDA
-  if (cuda) dk = grid_sample_backward_dgrid_cuda(dy, input, grid);
+  if (cuda) dk = grid_sample_backward_dgrid_cuda(dy, input, grid, cl);
 #endif
-  if (!cuda) dk = grid_sample_backward_dgrid_cpu(dy, input, grid);
+  if (!cuda) dk = grid_sample_backward_dgrid_cpu(dy, input, grid, cl);
   // keys lie in [0, N*H*W]: sorted as int32 where they fit (a radix sort then makes half the passes)
   auto keys = N * H * W < INT32_MAX ? dk[1].to(torch::kInt32) : dk[1];
   auto sorted = keys.sort();  // (sorted keys, order); outside corners carry key N*H*W and sort last
   auto bounds = torch::arange(N * H * W + 1, keys.options());
   auto start = torch::searchsorted(std::get<0>(sorted), bounds);
-  auto dy_nsc = dy.reshape({N, C, -1}).transpose(1, 2).contiguous();  // (N, S, C): coalesced per texel
+  // (N, S, C): coalesced per texel; a view, no copy, when dy is channels-last
+  auto dy_nsc = dy.reshape({N, C, -1}).transpose(1, 2).contiguous();
   torch::Tensor din;
 #ifdef BH_WITH_CUDA
-  if (cuda) din = grid_sample_backward_gather_cuda(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
+  if (cuda) din = grid_sample_backward_gather_cuda(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W, cl);
 #endif
-  if (!cuda) din = grid_sample_backward_gather_cpu(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W);
+  if (!cuda) din = grid_sample_backward_gather_cpu(dy_nsc, std::get<1>(sorted), start, dk[2], N, C, H, W, cl);
   return {din, dk[0]};
 }
 

@@ -79,35 +79,80 @@ __global__ void upfirdn2d_fixed_kernel(const T* __restrict__ x, const float* __r
         bh::upfirdn2d_point_fixed<T, A, UP, DOWN, 4, 4>(x + (int64_t)p * H * W, H, W, sf, padx0, pady0, flip, gain, oy, ox));
 }
 
+// NCHW: one thread per sample, looping over the channels (neighbouring threads = neighbouring samples).
 template <typename T, typename A>
 __global__ void grid_fwd_kernel(const T* __restrict__ in, const A* __restrict__ grid, T* __restrict__ out, int64_t NS,
-                                int64_t C, int64_t H, int64_t W, int64_t S) {
+                                bh::GridLayout L, int64_t H, int64_t W) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= NS) return;
-  bh::grid_sample_forward_point<T, A>(in, grid, out, C, H, W, S, q);
+  bh::grid_sample_forward_point<T, A>(in, grid, out, L, H, W, q);
+}
+
+// Channels-last: one warp per sample (block 32 x kWarpSamples), its lanes over the channels, so each
+// corner is one coalesced read and the sample's output one coalesced write.
+constexpr int kWarpSamples = 8;
+
+template <typename T, typename A>
+__global__ void grid_fwd_cl_kernel(const T* __restrict__ in, const A* __restrict__ grid, T* __restrict__ out, int64_t NS,
+                                   bh::GridLayout L, int64_t H, int64_t W) {
+  const int64_t q = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  if (q >= NS) return;
+  const int64_t n = q / L.S, s = q % L.S;
+  int64_t idx[4]; A w[4];
+  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
+  for (int64_t c = threadIdx.x; c < L.C; c += 32)
+    out[L.sample(n, c, s)] = static_cast<T>(bh::grid_sample_value<T, A>(in, L, n, c, idx, w));
+}
+
+// Channels-last backward, one warp per sample: d grid is summed over the lanes' channels with shuffles
+// (the whole warp shares q, so every lane reaches them); d input is either added with coalesced atomics
+// into an A buffer (ATOMIC, "direct") or left to the gather, for which lane 0 writes the corner keys.
+template <typename T, typename A, bool ATOMIC>
+__global__ void grid_bwd_cl_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
+                                   A* __restrict__ din, A* __restrict__ dgrid, int64_t* __restrict__ keys,
+                                   A* __restrict__ wts, int64_t NS, bh::GridLayout L, int64_t H, int64_t W,
+                                   int64_t sentinel) {
+  const int64_t q = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  if (q >= NS) return;
+  const int64_t n = q / L.S, s = q % L.S;
+  int64_t idx[4]; A w[4], wx[4], wy[4];
+  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
+  A gx = A(0), gy = A(0);
+  for (int64_t c = threadIdx.x; c < L.C; c += 32) {
+    const A g = static_cast<A>(dy[L.sample(n, c, s)]);
+    bh::grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
+    if (ATOMIC)
+      for (int k = 0; k < 4; ++k) if (idx[k] >= 0) atomicAdd(din + L.plane(n, c, idx[k]), w[k] * g);
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    gx += __shfl_down_sync(0xffffffffu, gx, off);
+    gy += __shfl_down_sync(0xffffffffu, gy, off);
+  }
+  if (threadIdx.x != 0) return;
+  dgrid[2 * q] = gx;
+  dgrid[2 * q + 1] = gy;
+  if (!ATOMIC)
+    for (int k = 0; k < 4; ++k) {
+      keys[4 * q + k] = idx[k] >= 0 ? n * L.HW + idx[k] : sentinel;
+      wts[4 * q + k] = w[k];
+    }
 }
 
 // Direct backward: d grid gathered per sample, d input scattered with atomics into an A buffer.
 template <typename T, typename A>
 __global__ void grid_bwd_atomic_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
-                                       A* __restrict__ din, A* __restrict__ dgrid, int64_t NS, int64_t C, int64_t H,
-                                       int64_t W, int64_t S) {
+                                       A* __restrict__ din, A* __restrict__ dgrid, int64_t NS, bh::GridLayout L,
+                                       int64_t H, int64_t W) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= NS) return;
-  const int64_t n = q / S, s = q % S;
+  const int64_t n = q / L.S, s = q % L.S;
   int64_t idx[4]; A w[4], wx[4], wy[4];
   bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
   A gx = A(0), gy = A(0);
-  for (int64_t c = 0; c < C; ++c) {
-    const A g = static_cast<A>(dy[(n * C + c) * S + s]);
-    const T* plane = in + (n * C + c) * H * W;
-    A* dplane = din + (n * C + c) * H * W;
-    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) {
-      atomicAdd(dplane + idx[k], w[k] * g);
-      const A v = static_cast<A>(plane[idx[k]]) * g;
-      gx += wx[k] * v;
-      gy += wy[k] * v;
-    }
+  for (int64_t c = 0; c < L.C; ++c) {
+    const A g = static_cast<A>(dy[L.sample(n, c, s)]);
+    bh::grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
+    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) atomicAdd(din + L.plane(n, c, idx[k]), w[k] * g);
   }
   dgrid[2 * q] = gx;
   dgrid[2 * q + 1] = gy;
@@ -116,22 +161,23 @@ __global__ void grid_bwd_atomic_kernel(const T* __restrict__ dy, const T* __rest
 template <typename T, typename A>
 __global__ void grid_bwd_dgrid_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
                                       A* __restrict__ dgrid, int64_t* __restrict__ keys, A* __restrict__ wts,
-                                      int64_t NS, int64_t C, int64_t H, int64_t W, int64_t S, int64_t sentinel) {
+                                      int64_t NS, bh::GridLayout L, int64_t H, int64_t W, int64_t sentinel) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= NS) return;
-  bh::grid_sample_dgrid_point<T, A>(dy, in, grid, dgrid, keys, wts, C, H, W, S, sentinel, q);
+  bh::grid_sample_dgrid_point<T, A>(dy, in, grid, dgrid, keys, wts, L, H, W, sentinel, q);
 }
 
 // One thread per (n, texel, channel), channel fastest: the threads of one texel share its segment's
-// order/weight reads and read one contiguous row of dy (N, S, C) per corner.
+// order/weight reads and read one contiguous row of dy (N, S, C) per corner; in channels-last their
+// writes are one contiguous row too.
 template <typename T, typename A>
 __global__ void grid_bwd_gather_kernel(const T* __restrict__ dy_nsc, const int64_t* __restrict__ order,
                                        const int64_t* __restrict__ start, const A* __restrict__ wts, T* __restrict__ din,
-                                       int64_t total, int64_t C, int64_t HW) {
+                                       int64_t total, bh::GridLayout L) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  const int64_t c = i % C, t = (i / C) % HW, n = i / (C * HW);
-  din[(n * C + c) * HW + t] = bh::grid_sample_dinput_texel<T, A>(dy_nsc, order, start, wts, C, HW, n, c, t);
+  const int64_t c = i % L.C, t = (i / L.C) % L.HW, n = i / (L.C * L.HW);
+  din[L.plane(n, c, t)] = bh::grid_sample_dinput_texel<T, A>(dy_nsc, order, start, wts, L.C, L.HW, n, c, t);
 }
 }  // namespace
 
@@ -204,52 +250,77 @@ torch::Tensor upfirdn2d_cuda(torch::Tensor x, torch::Tensor f, int64_t upx, int6
   return y;
 }
 
-torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid) {
+// `cl`: the input (and so the output, d input) is channels-last; see bh::GridLayout.
+torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid, bool cl) {
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t S = grid.size(1) * grid.size(2);
-  auto out = torch::empty({N, C, grid.size(1), grid.size(2)}, input.options());
-  if (N * S * C == 0) return out;
+  const int64_t S = grid.size(1) * grid.size(2), NS = N * S;
+  auto out = torch::empty({N, C, grid.size(1), grid.size(2)},
+                          input.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  if (NS * C == 0) return out;
+  const bh::GridLayout L{C, H * W, S, cl};
   BH_DISPATCH(input.scalar_type(), "grid_sample_forward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
-    grid_fwd_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
-        input.data_ptr<scalar_t>(), grid.data_ptr<A>(), out.data_ptr<scalar_t>(), N * S, C, H, W, S);
+    if (cl)
+      grid_fwd_cl_kernel<scalar_t, A><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples), dim3(32, kWarpSamples), 0,
+                                        stream()>>>(input.data_ptr<scalar_t>(), grid.data_ptr<A>(),
+                                                    out.data_ptr<scalar_t>(), NS, L, H, W);
+    else
+      grid_fwd_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
+          input.data_ptr<scalar_t>(), grid.data_ptr<A>(), out.data_ptr<scalar_t>(), NS, L, H, W);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
-std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl) {
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t S = grid.size(1) * grid.size(2);
-  auto acc = torch::zeros(input.sizes(), grid.options());  // grid is already in the accumulation dtype
+  const int64_t S = grid.size(1) * grid.size(2), NS = N * S;
+  // grid is already in the accumulation dtype
+  // (torch::zeros ignores a memory format in its options; empty honours it)
+  auto acc = torch::empty(input.sizes(),
+                          grid.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)).zero_();
   auto dgrid = torch::zeros_like(grid);
-  if (N * S > 0) {
+  const bh::GridLayout L{C, H * W, S, cl};
+  if (NS > 0) {
     BH_DISPATCH(input.scalar_type(), "grid_sample_backward_atomic_cuda", [&] {
       using A = at::opmath_type<scalar_t>;
-      grid_bwd_atomic_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
-          dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
-          dgrid.data_ptr<A>(), N * S, C, H, W, S);
+      if (cl)
+        grid_bwd_cl_kernel<scalar_t, A, true><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples), dim3(32, kWarpSamples),
+                                                0, stream()>>>(
+            dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
+            dgrid.data_ptr<A>(), nullptr, nullptr, NS, L, H, W, 0);
+      else
+        grid_bwd_atomic_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
+            dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
+            dgrid.data_ptr<A>(), NS, L, H, W);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return {acc.to(input.scalar_type()), dgrid};
 }
 
-std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid) {
+std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, torch::Tensor input, torch::Tensor grid, bool cl) {
   const c10::cuda::CUDAGuard guard(input.device());
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  const int64_t S = grid.size(1) * grid.size(2);
+  const int64_t S = grid.size(1) * grid.size(2), NS = N * S;
   auto dgrid = torch::empty_like(grid);
-  auto keys = torch::empty({N * S * 4}, grid.options().dtype(torch::kInt64));
-  auto wts = torch::empty({N * S * 4}, grid.options());
-  if (N * S > 0) {
+  auto keys = torch::empty({NS * 4}, grid.options().dtype(torch::kInt64));
+  auto wts = torch::empty({NS * 4}, grid.options());
+  const bh::GridLayout L{C, H * W, S, cl};
+  if (NS > 0) {
     BH_DISPATCH(input.scalar_type(), "grid_sample_backward_dgrid_cuda", [&] {
       using A = at::opmath_type<scalar_t>;
-      grid_bwd_dgrid_kernel<scalar_t, A><<<blocks_for(N * S), kThreads, 0, stream()>>>(
-          dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), dgrid.data_ptr<A>(),
-          keys.data_ptr<int64_t>(), wts.data_ptr<A>(), N * S, C, H, W, S, N * H * W);
+      if (cl)
+        grid_bwd_cl_kernel<scalar_t, A, false><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples),
+                                                 dim3(32, kWarpSamples), 0, stream()>>>(
+            dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), nullptr, dgrid.data_ptr<A>(),
+            keys.data_ptr<int64_t>(), wts.data_ptr<A>(), NS, L, H, W, N * H * W);
+      else
+        grid_bwd_dgrid_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
+            dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), dgrid.data_ptr<A>(),
+            keys.data_ptr<int64_t>(), wts.data_ptr<A>(), NS, L, H, W, N * H * W);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -257,16 +328,18 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, tor
 }
 
 torch::Tensor grid_sample_backward_gather_cuda(torch::Tensor dy_nsc, torch::Tensor order, torch::Tensor start, torch::Tensor wts,
-                                               int64_t N, int64_t C, int64_t H, int64_t W) {
+                                               int64_t N, int64_t C, int64_t H, int64_t W, bool cl) {
   const c10::cuda::CUDAGuard guard(dy_nsc.device());
   const int64_t HW = H * W, total = N * C * HW;
-  auto din = torch::empty({N, C, H, W}, dy_nsc.options());
+  auto din = torch::empty({N, C, H, W},
+                          dy_nsc.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
   if (total == 0) return din;
+  const bh::GridLayout L{C, HW, 0, cl};
   BH_DISPATCH(dy_nsc.scalar_type(), "grid_sample_backward_gather_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     grid_bwd_gather_kernel<scalar_t, A><<<blocks_for(total), kThreads, 0, stream()>>>(
         dy_nsc.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), start.data_ptr<int64_t>(), wts.data_ptr<A>(),
-        din.data_ptr<scalar_t>(), total, C, HW);
+        din.data_ptr<scalar_t>(), total, L);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return din;
