@@ -22,6 +22,9 @@ plugins/kernels). The network FLOPs per step must agree within +-2 %. Issue 10's
 counter books a grouped conv's weight gradient as if every group saw all channels (x batch), and the
 grouped weight gradient is the slower kernel; EG3D trains with plain convs (fused_modconv
 'inference_only'), which the project's layers now do too.
+Each part also reports its non-view ATen ops (about the kernels a GPU launches) and the bytes they read
+and write (what memory-bound work costs on a GPU). With the reference ops on both sides this compares
+everything but the custom kernels (bias_act, upfirdn2d, grid_sample), which a GPU runs compiled.
 """
 from __future__ import annotations
 
@@ -95,19 +98,36 @@ def official(path: str, res: int, sr_module: str, batch: int) -> int:
     return flops, n_params(G, ""), n_params(G, "superresolution.")
 
 
+# ATen ops that only make a view (no kernel on a GPU, no bytes moved)
+VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze", "select",
+            "slice", "detach", "alias", "as_strided", "split", "split_with_sizes", "unbind", "_reshape_alias", "unfold",
+            "lift_fresh", "_local_scalar_dense"}
+
+
+def tensor_bytes(tree) -> int:
+    from torch.utils._pytree import tree_leaves
+
+    return sum(t.numel() * t.element_size() for t in tree_leaves(tree) if torch.is_tensor(t))
+
+
 class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
     """FLOPs by torch.utils.flop_counter's formulas, booked as 'net' or 'fir' (depthwise k x k with one
-    input channel per group: the reference upfirdn2d's FIR) under the current part name."""
+    input channel per group: the reference upfirdn2d's FIR) under the current part name; and per part
+    the number of ATen ops that are not views (about the kernels a GPU launches) and the bytes they
+    read and write (their inputs' and outputs' sizes: what a memory-bound op costs on a GPU)."""
 
     def __init__(self):
         super().__init__()
-        self.part, self.flops = "", {}
+        self.part, self.flops, self.ops, self.bytes = "", {}, {}, {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         from torch.utils.flop_counter import flop_registry
 
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if func.overloadpacket.__name__ not in VIEW_OPS and not func.overloadpacket.__name__.startswith("_record"):
+            self.ops[self.part] = self.ops.get(self.part, 0) + 1
+            self.bytes[self.part] = self.bytes.get(self.part, 0) + tensor_bytes((args, kwargs)) + tensor_bytes(out)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             kind = "net"
@@ -153,21 +173,27 @@ def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: 
         loss = F.softplus(D(fake, c)).mean() + F.softplus(-D(real, c)).mean()
         counter.part = "D bwd"
         loss.backward()
-    return counter.flops
+    return counter
 
 
 def step_main(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     ok = True
     for name in args.config.split(","):
-        sides = {"ours": step_parts("ours", name, args.batch, args.device, None)}
+        counters = {"ours": step_parts("ours", name, args.batch, args.device, None)}
         if args.eg3d:
-            sides["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d)
-        print(f"== step {name} (batch {args.batch or 'config'}, fp32, training mode), GFLOP net / fir:")
+            counters["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d)
+        sides = {k: c.flops for k, c in counters.items()}
+        print(f"== step {name} (batch {args.batch or 'config'}, fp32, training mode, reference ops on both sides), "
+              "GFLOP net / fir, non-view ATen ops, GiB read + written:")
         parts = dict.fromkeys(part for flops in sides.values() for part, _ in flops)
         for part in parts:
             print(f"  {part:18s} " + " | ".join(
-                f"{k} {f.get((part, 'net'), 0) / 1e9:10.3f} / {f.get((part, 'fir'), 0) / 1e9:8.3f}" for k, f in sides.items()))
+                f"{k} {f.get((part, 'net'), 0) / 1e9:10.3f} / {f.get((part, 'fir'), 0) / 1e9:8.3f}, "
+                f"{counters[k].ops.get(part, 0):5d} ops, {counters[k].bytes.get(part, 0) / 2 ** 30:7.2f} GiB"
+                for k, f in sides.items()))
+        print("  ops / GiB in all     " + " | ".join(
+            f"{k} {sum(c.ops.values())} ops, {sum(c.bytes.values()) / 2 ** 30:.2f} GiB" for k, c in counters.items()))
         totals = {k: (sum(v for (_, kind), v in f.items() if kind == "net"), sum(f.values())) for k, f in sides.items()}
         line = "  total              " + " | ".join(f"{k} {n / 1e12:.4f} TFLOP net, {a / 1e12:.4f} with FIR"
                                                    for k, (n, a) in totals.items())
