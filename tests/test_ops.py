@@ -427,6 +427,25 @@ def test_compiled_bias_act_keeps_its_output_not_its_input(built, act):
     assert {t.data_ptr() for t in softplus} == {x.data_ptr(), b.data_ptr()}    # x-based where y cannot tell
 
 
+@pytest.mark.parametrize("gain", [1.0, 0.7])
+def test_compiled_linear_bias_act_without_clamp_keeps_nothing(built, gain):
+    """Its derivative is the gain: nothing is saved (ToRGB's and D's skip outputs are otherwise held by no
+    one), and first and second derivatives equal the reference's."""
+    module = built[2]
+    x = _rand(2, 3, 5, 4).requires_grad_()
+    b = _rand(3, seed=1).requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = ops.bias_act(x, b, act="linear", gain=gain, module=module)
+    assert saved == []
+    dy = _rand(2, 3, 5, 4, seed=3).requires_grad_()
+    got = torch.autograd.grad(y, (x, b), dy, create_graph=True)
+    want = torch.autograd.grad(ops.bias_act_reference(x, b, act="linear", gain=gain), (x, b), dy, create_graph=True)
+    assert all(torch.allclose(g, w, atol=1e-12) for g, w in zip(got, want))
+    (ddy,) = torch.autograd.grad(got[0].square().sum(), dy)
+    assert torch.allclose(ddy, torch.autograd.grad(want[0].square().sum(), dy)[0], atol=1e-12)
+
+
 def test_models_use_compiled_ops_via_env_var(built, monkeypatch):
     from balancehead.models import Generator, GeneratorConfig
     from balancehead.camera import camera_label

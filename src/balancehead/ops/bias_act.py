@@ -4,8 +4,9 @@
 C++/CUDA kernel forward and backward; the backward's own backward recomputes the reference
 graph, so R1-style double backward stays exact.
 
-For linear, relu and lrelu (every layer of G and D) the compiled forward keeps its *output* for the
-backward, not its input, as EG3D's plugin does: the derivative follows from the output's sign, the
+A linear one without a clamp keeps nothing (its derivative is the gain). For relu, lrelu and a clamped
+linear (every other layer of G and D) the compiled forward keeps its *output* for the backward, not
+its input, as EG3D's plugin does: the derivative follows from the output's sign, the
 next layer keeps that same tensor anyway, so a layer's activation is held once instead of twice
 (bytes saved for the backward of the G-main forward at the 512-px config: see
 benchmarks/bench_vs_eg3d.py). Their second derivative is zero almost everywhere, so the double
@@ -113,16 +114,23 @@ class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, dim, act, alpha, gain, clamp, module):
         y = module.bias_act_forward(x, b, dim, ACTIVATIONS[act][0], alpha, gain, clamp)
-        ctx.from_output = act in FROM_OUTPUT and gain > 0
-        ctx.save_for_backward(*((y,) if ctx.from_output else (x, b)))
+        # linear without a clamp: dx = dy * gain, nothing to keep (EG3D's plugin keeps nothing either); the
+        # outputs of ToRGB and of D's skip convolutions are not held by the next op (an add), so keeping them
+        # cost their full size
+        ctx.constant_slope = act == "linear" and clamp < 0
+        ctx.from_output = act in FROM_OUTPUT and gain > 0 and not ctx.constant_slope
+        ctx.save_for_backward(*(() if ctx.constant_slope else (y,) if ctx.from_output else (x, b)))
         ctx.has_bias = b.numel() > 0
+        ctx.dtype = x.dtype
         ctx.args = (dim, act, alpha, gain, clamp, module)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         dim, act, alpha, gain, clamp, module = ctx.args
-        if ctx.from_output:
+        if ctx.constant_slope:  # differentiable as it stands: the double backward is ddx * gain
+            dx = (dy if gain == 1 else dy * gain).to(ctx.dtype)
+        elif ctx.from_output:
             (y,) = ctx.saved_tensors
             dx = _BiasActGradFromOutput.apply(dy, y, dim, act, alpha, gain, clamp, module)
         else:
