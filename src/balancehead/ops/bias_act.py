@@ -158,3 +158,15 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     dim = dim % x.ndim
     bias = x.new_zeros([0]) if b is None else b.to(x.dtype)
     return _BiasAct.apply(x, bias, dim, act, alpha, gain, clamp, module)
+
+
+def softplus_grad_from_output(dy: torch.Tensor, y: torch.Tensor, impl="auto", module=None) -> torch.Tensor:
+    """dy * softplus'(x) read off the output y = softplus(x): sigmoid(x) = -expm1(-y), so a caller can keep y
+    instead of x. Compiled: one kernel (bias_act's from-output rule); reference: expm1, negations, product.
+    First order only (what a caller's once-differentiable backward needs). Under torch.compile (G's
+    compiled rendering) the formula is traced instead, and the compiler fuses it into one kernel itself."""
+    if module is None:
+        module = None if impl == "ref" or torch.compiler.is_compiling() else compiled_for(y)
+    if module is None:
+        return dy * -torch.expm1(-y)
+    return module.bias_act_backward(dy, y, y.new_zeros([0]), 0, ACTIVATIONS["softplus"][0], 0.0, 1.0, -1.0, True)

@@ -68,15 +68,17 @@ BH_HD A bias_act_grad_point(A dy, A x, A b, int64_t act, A alpha, A gain, A clam
 }
 
 // dL/dx from the output y = clamp(act(x + b) * gain) alone, for the activations whose derivative the
-// output determines (linear, relu, lrelu; gain > 0): the forward then keeps y -- which the next layer
-// keeps anyway -- instead of x (EG3D's bias_act plugin does the same). The clamp blocks where |y| reached
-// it, so a pre-clamp value of exactly +-clamp is blocked here and passed by the x-based rule above.
+// output determines (linear, relu, lrelu, softplus; gain > 0): the forward then keeps y -- which the next
+// layer keeps anyway -- instead of x (EG3D's bias_act plugin does the same for the first three). The
+// clamp blocks where |y| reached it, so a pre-clamp value of exactly +-clamp is blocked here and passed
+// by the x-based rule above. softplus: sigmoid(z) = 1 - exp(-softplus(z)) = -expm1(-y / gain).
 template <typename A>
 BH_HD A bias_act_grad_from_y_point(A dy, A y, int64_t act, A alpha, A gain, A clamp) {
   if (clamp >= A(0) && !(y < clamp && y > -clamp)) return A(0);
   A d = A(1);
   if (act == RELU) d = y > A(0) ? A(1) : A(0);
   if (act == LRELU) d = y > A(0) ? A(1) : alpha;
+  if (act == SOFTPLUS) d = -expm1(-y / gain);
   return dy * gain * d;
 }
 

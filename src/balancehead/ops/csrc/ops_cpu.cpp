@@ -229,11 +229,11 @@ torch::Tensor bias_act_forward(torch::Tensor x, torch::Tensor b, int64_t dim, in
   return bias_act_forward_cpu(x, b, inner, act, alpha, gain, clamp);
 }
 
-// from_y: `x` is the forward's output y (linear/relu/lrelu only; `b` unused), see ops_common.h.
+// from_y: `x` is the forward's output y (linear/relu/lrelu/softplus; `b` unused), see ops_common.h.
 torch::Tensor bias_act_backward(torch::Tensor dy, torch::Tensor x, torch::Tensor b, int64_t dim, int64_t act, double alpha, double gain, double clamp,
                                 bool from_y) {
-  TORCH_CHECK(!from_y || act == bh::LINEAR || act == bh::RELU || act == bh::LRELU,
-              "bias_act_backward: from_y needs linear, relu or lrelu");
+  TORCH_CHECK(!from_y || act == bh::LINEAR || act == bh::RELU || act == bh::LRELU || act == bh::SOFTPLUS,
+              "bias_act_backward: from_y needs linear, relu, lrelu or softplus");
   TORCH_CHECK(!from_y || gain > 0, "bias_act_backward: from_y needs gain > 0");
   x = x.contiguous(); dy = dy.contiguous().to(x.scalar_type()); b = b.contiguous().to(x.scalar_type());
   int64_t inner = inner_size(x, dim);
