@@ -23,6 +23,28 @@ def test_cuda_requested_without_cuda_is_an_error_everywhere(monkeypatch):
     assert pick_device("auto") == torch.device("cpu")
 
 
+def test_cuda_backend_settings_follow_the_params_and_leave_a_cpu_run_alone():
+    """EG3D's training settings by default (cuDNN benchmark on, TF32 off in convolutions and matmuls); a CPU
+    device changes no flag. The flags are plain torch settings, so this runs without a GPU."""
+    from balancehead.devices import configure_cuda
+    from balancehead.train.params import TrainParams
+
+    flags = (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")
+    before = [getattr(obj, name) for obj, name in flags]
+    try:
+        configure_cuda(torch.device("cpu"), cudnn_benchmark=not before[0], tf32=not before[1])
+        assert [getattr(obj, name) for obj, name in flags] == before
+        d = TrainParams().distributed
+        assert (d.cudnn_benchmark, d.tf32) == (True, False)
+        configure_cuda(torch.device("cuda"), d.cudnn_benchmark, d.tf32)
+        assert [getattr(obj, name) for obj, name in flags] == [True, False, False]
+        configure_cuda(torch.device("cuda", 0), cudnn_benchmark=False, tf32=True)
+        assert [getattr(obj, name) for obj, name in flags] == [False, True, True]
+    finally:
+        for (obj, name), value in zip(flags, before):
+            setattr(obj, name, value)
+
+
 def test_training_fd_is_the_evaluation_frechet_distance():
     from balancehead.evaluation.fid import fid_from_features
     from balancehead.train.features import frechet_distance

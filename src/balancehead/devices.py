@@ -20,6 +20,18 @@ def pick_device(name: str, index: int | None = None) -> torch.device:
     return torch.device(name)
 
 
+def configure_cuda(device: torch.device, cudnn_benchmark: bool, tf32: bool) -> None:
+    """The CUDA backend settings of a stage that trains, as EG3D's training loop sets them: cuDNN times its
+    convolution algorithms per new shape and keeps the fastest (`cudnn_benchmark`), and TF32 tensor cores
+    stay off in convolutions and matmuls unless `tf32` (torch's own default lets convolutions use TF32).
+    Process-wide flags of torch, so set once where a stage picks its device; nothing on a CPU."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+
+
 @contextmanager
 def reproducible_threads(device: torch.device):
     """Run a block that optimises (a backward pass) on `device` so that its result does not depend on the

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from balancehead import fileio
 from balancehead.data.reader import ShardDataset
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from balancehead.devices import pick_device as pick_device_named
+from balancehead.devices import configure_cuda, pick_device as pick_device_named
 from balancehead.hashing import derive_seed
 from balancehead.progress import duration_text
 
@@ -146,6 +146,7 @@ class Trainer:
         self.work = Path(work_dir)
         self.ckpt_dir = self.work / "checkpoints"
         self.device = pick_device(tp, info)
+        configure_cuda(self.device, tp.distributed.cudnn_benchmark, tp.distributed.tf32)
         self.precision = pick_precision(tp, self.device)
         self.ds, self.spec = open_dataset(tp, Path(dataset_dir), self.seed)
         self.G, self.D = build_models(tp, self.spec, self.seed)

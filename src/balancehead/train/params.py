@@ -186,6 +186,13 @@ class DistributedParams(Section):
     compile: Literal["none", "rendering"] = Field("none", description=(
         "rendering: torch.compile the decoder MLP and the ray march of G (Generator.compile_rendering); "
         "the same functions, fused; each new shape compiles once"))
+    cudnn_benchmark: bool = Field(True, description=(
+        "CUDA: cuDNN times its convolution algorithms for each new shape and keeps the fastest (EG3D's "
+        "training default); false = cuDNN's heuristics. No effect on a CPU"))
+    tf32: bool = Field(False, description=(
+        "CUDA: TF32 tensor cores in convolutions and matmuls (faster, 10-bit mantissa products); false as in "
+        "EG3D's training loop, whose numbers the papers report (torch alone would use TF32 in convolutions). "
+        "No effect on a CPU"))
 
 
 class EvalParams(Section):
