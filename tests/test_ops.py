@@ -345,7 +345,7 @@ def test_grid_sample_layouts_through_autograd_match_the_reference(built):
         ops.grid_sample(planes, grid, module=built[2], layout="nhwc")
 
 
-@pytest.mark.parametrize("representation", ["triplane", "trigrid", "hyplane"])
+@pytest.mark.parametrize("representation", ["triplane", "trigrid", "hyplane", "sphere", "sphere_dual"])
 def test_generator_with_compiled_ops_equals_the_reference_ops(built, monkeypatch, representation):
     """End to end through a tiny generator (float32, as the mapping computes): the compiled ops
     (channels-last plane lookups among them, whose output the representations reshape and average) give
