@@ -89,19 +89,26 @@ __global__ void grid_fwd_kernel(const T* __restrict__ in, const A* __restrict__ 
 }
 
 // Channels-last: one warp per sample (block 32 x kWarpSamples), its lanes over the channels, so each
-// corner is one coalesced read and the sample's output one coalesced write.
+// corner is one coalesced read and the sample's output one coalesced write. Sample s of plane stack n
+// comes from (blockIdx.x, threadIdx.y) and blockIdx.y (looping past 65535 stacks): no division per lane.
 constexpr int kWarpSamples = 8;
 
+inline dim3 cl_grid(int64_t N, int64_t S) {
+  return dim3((unsigned)((S + kWarpSamples - 1) / kWarpSamples), (unsigned)std::min<int64_t>(N, 65535));
+}
+
 template <typename T, typename A>
-__global__ void grid_fwd_cl_kernel(const T* __restrict__ in, const A* __restrict__ grid, T* __restrict__ out, int64_t NS,
+__global__ void grid_fwd_cl_kernel(const T* __restrict__ in, const A* __restrict__ grid, T* __restrict__ out, int64_t N,
                                    bh::GridLayout L, int64_t H, int64_t W) {
-  const int64_t q = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
-  if (q >= NS) return;
-  const int64_t n = q / L.S, s = q % L.S;
-  int64_t idx[4]; A w[4];
-  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
-  for (int64_t c = threadIdx.x; c < L.C; c += 32)
-    out[L.sample(n, c, s)] = static_cast<T>(bh::grid_sample_value<T, A>(in, L, n, c, idx, w));
+  const int64_t s = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  if (s >= L.S) return;
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t q = n * L.S + s;
+    int64_t idx[4]; A w[4];
+    bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
+    for (int64_t c = threadIdx.x; c < L.C; c += 32)
+      out[L.sample(n, c, s)] = static_cast<T>(bh::grid_sample_value<T, A>(in, L, n, c, idx, w));
+  }
 }
 
 // Channels-last backward, one warp per sample: d grid is summed over the lanes' channels with shuffles
@@ -110,32 +117,35 @@ __global__ void grid_fwd_cl_kernel(const T* __restrict__ in, const A* __restrict
 template <typename T, typename A, bool ATOMIC>
 __global__ void grid_bwd_cl_kernel(const T* __restrict__ dy, const T* __restrict__ in, const A* __restrict__ grid,
                                    A* __restrict__ din, A* __restrict__ dgrid, int64_t* __restrict__ keys,
-                                   A* __restrict__ wts, int64_t NS, bh::GridLayout L, int64_t H, int64_t W,
+                                   A* __restrict__ wts, int64_t N, bh::GridLayout L, int64_t H, int64_t W,
                                    int64_t sentinel) {
-  const int64_t q = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
-  if (q >= NS) return;
-  const int64_t n = q / L.S, s = q % L.S;
-  int64_t idx[4]; A w[4], wx[4], wy[4];
-  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
-  A gx = A(0), gy = A(0);
-  for (int64_t c = threadIdx.x; c < L.C; c += 32) {
-    const A g = static_cast<A>(dy[L.sample(n, c, s)]);
-    bh::grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
-    if (ATOMIC)
-      for (int k = 0; k < 4; ++k) if (idx[k] >= 0) atomicAdd(din + L.plane(n, c, idx[k]), w[k] * g);
-  }
-  for (int off = 16; off > 0; off >>= 1) {
-    gx += __shfl_down_sync(0xffffffffu, gx, off);
-    gy += __shfl_down_sync(0xffffffffu, gy, off);
-  }
-  if (threadIdx.x != 0) return;
-  dgrid[2 * q] = gx;
-  dgrid[2 * q + 1] = gy;
-  if (!ATOMIC)
-    for (int k = 0; k < 4; ++k) {
-      keys[4 * q + k] = idx[k] >= 0 ? n * L.HW + idx[k] : sentinel;
-      wts[4 * q + k] = w[k];
+  const int64_t s = (int64_t)blockIdx.x * blockDim.y + threadIdx.y;
+  if (s >= L.S) return;
+  for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+    const int64_t q = n * L.S + s;
+    int64_t idx[4]; A w[4], wx[4], wy[4];
+    bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
+    A gx = A(0), gy = A(0);
+    for (int64_t c = threadIdx.x; c < L.C; c += 32) {
+      const A g = static_cast<A>(dy[L.sample(n, c, s)]);
+      bh::grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
+      if (ATOMIC)
+        for (int k = 0; k < 4; ++k) if (idx[k] >= 0) atomicAdd(din + L.plane(n, c, idx[k]), w[k] * g);
     }
+    for (int off = 16; off > 0; off >>= 1) {
+      gx += __shfl_down_sync(0xffffffffu, gx, off);
+      gy += __shfl_down_sync(0xffffffffu, gy, off);
+    }
+    if (threadIdx.x == 0) {
+      dgrid[2 * q] = gx;
+      dgrid[2 * q + 1] = gy;
+      if (!ATOMIC)
+        for (int k = 0; k < 4; ++k) {
+          keys[4 * q + k] = idx[k] >= 0 ? n * L.HW + idx[k] : sentinel;
+          wts[4 * q + k] = w[k];
+        }
+    }
+  }
 }
 
 // Direct backward: d grid gathered per sample, d input scattered with atomics into an A buffer.
@@ -262,9 +272,8 @@ torch::Tensor grid_sample_forward_cuda(torch::Tensor input, torch::Tensor grid, 
   BH_DISPATCH(input.scalar_type(), "grid_sample_forward_cuda", [&] {
     using A = at::opmath_type<scalar_t>;
     if (cl)
-      grid_fwd_cl_kernel<scalar_t, A><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples), dim3(32, kWarpSamples), 0,
-                                        stream()>>>(input.data_ptr<scalar_t>(), grid.data_ptr<A>(),
-                                                    out.data_ptr<scalar_t>(), NS, L, H, W);
+      grid_fwd_cl_kernel<scalar_t, A><<<cl_grid(N, S), dim3(32, kWarpSamples), 0, stream()>>>(
+          input.data_ptr<scalar_t>(), grid.data_ptr<A>(), out.data_ptr<scalar_t>(), N, L, H, W);
     else
       grid_fwd_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
           input.data_ptr<scalar_t>(), grid.data_ptr<A>(), out.data_ptr<scalar_t>(), NS, L, H, W);
@@ -287,10 +296,9 @@ std::vector<torch::Tensor> grid_sample_backward_atomic_cuda(torch::Tensor dy, to
     BH_DISPATCH(input.scalar_type(), "grid_sample_backward_atomic_cuda", [&] {
       using A = at::opmath_type<scalar_t>;
       if (cl)
-        grid_bwd_cl_kernel<scalar_t, A, true><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples), dim3(32, kWarpSamples),
-                                                0, stream()>>>(
+        grid_bwd_cl_kernel<scalar_t, A, true><<<cl_grid(N, S), dim3(32, kWarpSamples), 0, stream()>>>(
             dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
-            dgrid.data_ptr<A>(), nullptr, nullptr, NS, L, H, W, 0);
+            dgrid.data_ptr<A>(), nullptr, nullptr, N, L, H, W, 0);
       else
         grid_bwd_atomic_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
             dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), acc.data_ptr<A>(),
@@ -313,10 +321,9 @@ std::vector<torch::Tensor> grid_sample_backward_dgrid_cuda(torch::Tensor dy, tor
     BH_DISPATCH(input.scalar_type(), "grid_sample_backward_dgrid_cuda", [&] {
       using A = at::opmath_type<scalar_t>;
       if (cl)
-        grid_bwd_cl_kernel<scalar_t, A, false><<<(unsigned)((NS + kWarpSamples - 1) / kWarpSamples),
-                                                 dim3(32, kWarpSamples), 0, stream()>>>(
+        grid_bwd_cl_kernel<scalar_t, A, false><<<cl_grid(N, S), dim3(32, kWarpSamples), 0, stream()>>>(
             dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), nullptr, dgrid.data_ptr<A>(),
-            keys.data_ptr<int64_t>(), wts.data_ptr<A>(), NS, L, H, W, N * H * W);
+            keys.data_ptr<int64_t>(), wts.data_ptr<A>(), N, L, H, W, N * H * W);
       else
         grid_bwd_dgrid_kernel<scalar_t, A><<<blocks_for(NS), kThreads, 0, stream()>>>(
             dy.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), grid.data_ptr<A>(), dgrid.data_ptr<A>(),
