@@ -625,6 +625,35 @@ def test_exponent_without_dot_is_a_number(tmp_path):
     assert load_params(f).camera.radius == pytest.approx(2.7)
 
 
+def test_a_stage_start_removes_what_a_killed_run_left_in_its_output_directories(tmp_path):
+    """kill -9 of `evaluate` while it wrote results/eval/memorisation.json (found by test_kill_every_stage):
+    evaluate writes its files straight into its output directory, so the rerun must remove the dead
+    writer's temp file there itself. Every stage start (`balancehead run`) cleans in and beside its
+    outputs; a live writer's temp file (a concurrent shard) and the stage's finished files stay."""
+    import os
+    import subprocess
+    import sys
+
+    from balancehead import integrity
+    from stage_context import stage_context
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = integrity.temp_tag().rsplit("-", 1)[0]
+    eval_dir = tmp_path / "results" / "eval"
+    eval_dir.mkdir(parents=True)
+    killed = eval_dir / f".memorisation.json.tmp-{host}-{dead.pid}.wx0m_gwl.tmp"
+    beside = tmp_path / "results" / f".metrics.json.tmp-{host}-{dead.pid}.ab12.tmp"
+    live = eval_dir / f".labels.json.tmp-{host}-{os.getpid()}.cd34.tmp"
+    finished = eval_dir / "fakes_front.png"
+    for f in (killed, beside, live, finished):
+        f.write_bytes(b"x")
+    ctx = stage_context(tmp_path, "evaluate")
+    removed = ctx.clean_leftovers()
+    assert sorted(removed) == sorted([killed, beside])
+    assert not killed.exists() and not beside.exists() and live.exists() and finished.exists()
+
+
 def test_train_assembly_leftover_of_a_killed_run_is_removed(tmp_path):
     """kill -9 of `train` while it assembles data/train (found by test_kill_every_stage): the rerun
     removes the dead process's `data/.train.tmp-<host>-<pid>/`, as the item stages do for theirs."""

@@ -51,6 +51,7 @@ def cmd_run(args) -> int:
     ctx = StageContext(all_params=params, stage=st, root=root, shard=args.shard, log=log,
                        params_path=Path(args.params).resolve())
     log.info("stage %s starts%s", st.name, f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else "")
+    ctx.clean_leftovers()
     module.main(ctx)
     log.info("stage %s done", st.name)
     return 0

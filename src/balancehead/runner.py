@@ -158,6 +158,21 @@ class StageContext:
     def out_dir(self) -> Path:
         return self.path(self.stage.outs[0])
 
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what a killed run of this stage left in and beside its outputs: the temporary files of
+        dead writers (`integrity.clean_leftovers`). Stages that write files straight into an output
+        directory (evaluate's `results/eval`, ...) would otherwise keep a killed write's temp file next to
+        the rerun's complete one. Live writers (another shard of this stage) are left alone."""
+        removed = []
+        for rel in self.stage.all_outs():
+            p = self.path(rel)
+            removed += integrity.clean_leftovers(p.parent)
+            if p.is_dir():
+                removed += integrity.clean_leftovers(p)
+        for q in removed:
+            self.log.info("%s: removed %s, left by a killed run", self.stage.name, q.relative_to(self.root))
+        return removed
+
     # ----- inputs ------------------------------------------------------------------------------
     def read_items(self, name: str) -> list[dict]:
         path = self.input(name) / "items.jsonl"
