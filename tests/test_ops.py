@@ -341,8 +341,11 @@ def test_grid_sample_layouts_through_autograd_match_the_reference(built):
             got = torch.autograd.grad(out.square().sum(), (x, gr))
             assert torch.allclose(out, ref_out, atol=1e-13), (layout, backward)
             assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(got, ref)), (layout, backward)
-    with pytest.raises(ValueError, match="channels_last"):
-        ops.grid_sample(planes, grid, module=built[2], layout="nhwc")
+    for kw in ({"module": built[2]}, {"impl": "ref"}):   # checked whether or not a build is used
+        with pytest.raises(ValueError, match="channels_last"):
+            ops.grid_sample(planes, grid, layout="nhwc", **kw)
+        with pytest.raises(ValueError, match="gather"):
+            ops.grid_sample(planes, grid, backward="atomic", **kw)
 
 
 @pytest.mark.parametrize("representation", ["triplane", "trigrid", "hyplane", "sphere", "sphere_dual"])

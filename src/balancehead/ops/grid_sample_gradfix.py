@@ -103,6 +103,10 @@ def grid_sample(input, grid, impl="auto", module=None, backward="direct", double
     """Sample `input` (N, C, H, W) at `grid` (N, Ho, Wo, 2); backward: "direct" or "gather", layout of the
     compiled kernels: "channels_last" or "nchw" (see module doc); double_backward=False lets "auto" use
     ATen's grid_sample when nothing is compiled (module doc)."""
+    if backward not in BACKWARD_MODES:
+        raise ValueError(f"grid_sample backward must be one of {sorted(BACKWARD_MODES)}, got {backward!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if module is None:  # an explicit extension module (build checks) wins over the loader
         module = None if impl == "ref" else compiled_for(input)
     if module is None:
@@ -111,10 +115,6 @@ def grid_sample(input, grid, impl="auto", module=None, backward="direct", double
         if impl == "auto" and not double_backward and input.dtype in (torch.float32, torch.float64):
             return F.grid_sample(input, grid.to(input.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
         return grid_sample_reference(input, grid)
-    if backward not in BACKWARD_MODES:
-        raise ValueError(f"grid_sample backward must be one of {sorted(BACKWARD_MODES)}, got {backward!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
     # the kernels follow the input's memory format (a copy here, whose backward passes the gradient on)
     input = input.contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
     return _GridSample.apply(input, grid, module, BACKWARD_MODES[backward])
