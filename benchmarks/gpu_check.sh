@@ -24,7 +24,8 @@
 #   2. bench_vs_eg3d at the FFHQ-512 config: fp32, EG3D mixed precision, bf16
 #   3. CUDA tests: every test with `cuda` in its name (ops vs references in all dtypes, no host sync, ...)
 #   4. op benchmarks at the FFHQ-512 step's largest shapes: compiled vs reference vs torch's operator vs
-#      EG3D's plugins (bias_act, upfirdn2d blur / downsample; grid_sample direct vs gather; fp32/fp16/bf16)
+#      EG3D's plugins (bias_act, upfirdn2d blur / downsample; grid_sample direct vs gather, each channels-last
+#      and NCHW; fp32/fp16/bf16)
 #   5. 512 mixed again, profiled (time per kind of work, kernels per step, top kernels), with a third
 #      side: the project's models with G's rendering compiled (train.distributed.compile: rendering)
 #   6. bench_vs_eg3d at the 128-px config
