@@ -254,6 +254,25 @@ BH_HD void grid_sample_dgrid_point(const T* dy, const T* in, const A* grid, A* d
   }
 }
 
+// The direct backward of one sample q: d grid as grid_sample_dgrid_point (same sums, same order), and
+// each corner's share of d input handed to add(index into d input, value) -- a plain += on the CPU (one
+// task per plane stack), an atomicAdd on CUDA.
+template <typename T, typename A, typename Add>
+BH_HD void grid_sample_direct_point(const T* dy, const T* in, const A* grid, A* dgrid, const GridLayout& L, int64_t H,
+                                    int64_t W, int64_t q, Add&& add) {
+  const int64_t n = q / L.S, s = q % L.S;
+  int64_t idx[4]; A w[4], wx[4], wy[4];
+  bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
+  A gx = A(0), gy = A(0);
+  for (int64_t c = 0; c < L.C; ++c) {
+    const A g = static_cast<A>(dy[L.sample(n, c, s)]);
+    grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
+    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) add(L.plane(n, c, idx[k]), w[k] * g);
+  }
+  dgrid[2 * q] = gx;
+  dgrid[2 * q + 1] = gy;
+}
+
 // d input of one texel (n, c, t), gathered from the sorted corner list: entries
 // [start[n*HW + t], start[n*HW + t + 1]) of `order` are the corners (4 * q + k) that hit texel t.
 // `dy_nsc` is dy in channels-last layout (N, S, C): the C threads of one texel read one contiguous row.

@@ -152,17 +152,8 @@ std::vector<torch::Tensor> grid_sample_backward_direct_cpu(torch::Tensor dy, tor
     A* pacc = acc.data_ptr<A>();
     A* pdg = dgrid.data_ptr<A>();
     at::parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t n = lo; n < hi; ++n)
-        for (int64_t s = 0; s < S; ++s) {
-          const int64_t q = n * S + s;
-          bh::grid_sample_dgrid_point<scalar_t, A>(pd, pi, pg, pdg, nullptr, nullptr, L, H, W, 0, q);
-          int64_t idx[4]; A w[4];
-          bh::bilinear_corners<A>(pg[2 * q], pg[2 * q + 1], H, W, idx, w, (A*)nullptr, (A*)nullptr);
-          for (int64_t c = 0; c < C; ++c) {
-            const A g = static_cast<A>(pd[L.sample(n, c, s)]);
-            for (int k = 0; k < 4; ++k) if (idx[k] >= 0) pacc[L.plane(n, c, idx[k])] += w[k] * g;
-          }
-        }
+      for (int64_t q = lo * S; q < hi * S; ++q)
+        bh::grid_sample_direct_point<scalar_t, A>(pd, pi, pg, pdg, L, H, W, q, [&](int64_t i, A v) { pacc[i] += v; });
     });
   });
   return {acc.to(input.scalar_type()), dgrid};

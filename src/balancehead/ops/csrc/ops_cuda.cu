@@ -155,17 +155,8 @@ __global__ void grid_bwd_atomic_kernel(const T* __restrict__ dy, const T* __rest
                                        int64_t H, int64_t W) {
   int64_t q = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (q >= NS) return;
-  const int64_t n = q / L.S, s = q % L.S;
-  int64_t idx[4]; A w[4], wx[4], wy[4];
-  bh::bilinear_corners<A>(grid[2 * q], grid[2 * q + 1], H, W, idx, w, wx, wy);
-  A gx = A(0), gy = A(0);
-  for (int64_t c = 0; c < L.C; ++c) {
-    const A g = static_cast<A>(dy[L.sample(n, c, s)]);
-    bh::grid_sample_dgrid_channel<T, A>(in, L, n, c, g, idx, wx, wy, gx, gy);
-    for (int k = 0; k < 4; ++k) if (idx[k] >= 0) atomicAdd(din + L.plane(n, c, idx[k]), w[k] * g);
-  }
-  dgrid[2 * q] = gx;
-  dgrid[2 * q + 1] = gy;
+  bh::grid_sample_direct_point<T, A>(dy, in, grid, dgrid, L, H, W, q,
+                                     [&](int64_t i, A v) { atomicAdd(din + i, v); });
 }
 
 template <typename T, typename A>
