@@ -25,10 +25,22 @@ grouped weight gradient is the slower kernel; EG3D trains with plain convs (fuse
 Each part also reports its non-view ATen ops (about the kernels a GPU launches) and the bytes they read
 and write (what memory-bound work costs on a GPU). With the reference ops on both sides this compares
 everything but the custom kernels (bias_act, upfirdn2d, grid_sample), which a GPU runs compiled.
+
+    python benchmarks/bench_flops.py --step --precision mixed [--gpu h200|h100] [--config 512]
+
+--precision mixed counts the project's side with EG3D's mixed precision (bench_vs_eg3d's `mixed`: float16
+in the 4 highest-resolution SR and D blocks), its fp16 blocks booked as on CUDA (off CUDA they run float32,
+layers.block_dtype), and splits each part's network FLOPs into float16 and float32. The block-by-block FLOPs
+are EG3D's (the fp32 parity above), so the split is EG3D's too; EG3D's own code forces float32 off CUDA and
+is not counted here. With the split, a floor for the step on --gpu from its datasheet: float32 FLOPs at the
+CUDA cores' rate (training runs without TF32), float16 ones at the dense tensor-core rate, and the bytes at
+full memory bandwidth. Nothing reaches a floor; it says what bounds a step (the bench_vs_eg3d medians are
+measured against it).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -118,7 +130,7 @@ class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.part, self.flops, self.ops, self.bytes = "", {}, {}, {}
+        self.part, self.flops, self.ops, self.bytes, self.half = "", {}, {}, {}, {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         from torch.utils.flop_counter import flop_registry
@@ -136,23 +148,48 @@ class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
                 groups = args[8] if func._overloadpacket is torch.ops.aten.convolution else args[9]
                 if w.shape[1] == 1 and groups == w.shape[0] and groups > 1:
                     kind = "fir"
-            key = (self.part, kind)
-            self.flops[key] = self.flops.get(key, 0) + formula(*args, **kwargs, out_val=out)
+            key, flops = (self.part, kind), formula(*args, **kwargs, out_val=out)
+            self.flops[key] = self.flops.get(key, 0) + flops
+            if kind == "net" and args[0].dtype in (torch.float16, torch.bfloat16):   # (grad) input's dtype
+                self.half[self.part] = self.half.get(self.part, 0) + flops
         return out
 
 
-def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: str | None) -> dict:
-    """{(part, kind): flops} of one training step of `side` ('ours' | 'eg3d') at bench_vs_eg3d's config."""
+# Datasheet peaks (SXM, dense): float32 on the CUDA cores, float16 on the tensor cores (TFLOP/s); memory TB/s
+GPUS = {"h200": {"fp32": 67.0, "fp16": 989.0, "tb_s": 4.8}, "h100": {"fp32": 67.0, "fp16": 989.0, "tb_s": 3.35}}
+
+
+@contextlib.contextmanager
+def fp16_blocks_as_on_cuda():
+    """The project's fp16 blocks in float16 on any device (layers.block_dtype runs them in float32 off
+    CUDA, as EG3D does): for counting on the meta device, where nothing is computed."""
+    from balancehead.models import discriminator, synthesis
+
+    saved = synthesis.block_dtype, discriminator.block_dtype
+    synthesis.block_dtype = discriminator.block_dtype = (
+        lambda use_fp16, device, param_dtype: torch.float16 if use_fp16 else param_dtype)
+    try:
+        yield
+    finally:
+        synthesis.block_dtype, discriminator.block_dtype = saved
+
+
+def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: str | None,
+               precision: str = "fp32") -> PartCounter:
+    """The PartCounter of one training step of `side` ('ours' | 'eg3d') at bench_vs_eg3d's config;
+    precision 'mixed' (ours only, on meta): EG3D's fp16 blocks, in float16 as on CUDA."""
     import torch.nn.functional as F
 
     import bench_vs_eg3d as bv
 
+    if precision == "mixed" and (side != "ours" or device != "meta"):
+        raise ValueError("--precision mixed counts the project's side on the meta device only")
     spec = dict(bv.CONFIGS[name], **({"batch": batch} if batch else {}))
     data = bv.make_batch(spec, torch.device(device))
     c, counter = data["c"], PartCounter()
     torch.manual_seed(0)
     if side == "ours":
-        G, D, _ = bv.our_models(spec, "fp32", "cpu")
+        G, D, _ = bv.our_models(spec, precision, "cpu")
         G, D = G.to(device), D.to(device)
         forward = lambda: G(data["z"], c, c).as_discriminator_input()  # noqa: E731
     else:
@@ -160,7 +197,7 @@ def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: 
         G, D = G.to(device), D.to(device)
         forward = lambda: {k: v for k, v in G(data["z"], c, neural_rendering_resolution=spec["neural"]).items()  # noqa: E731
                            if k in ("image", "image_raw")}
-    with counter:
+    with counter, fp16_blocks_as_on_cuda() if precision == "mixed" else contextlib.nullcontext():
         counter.part = "G fwd"
         fake = forward()
         counter.part = "D fwd (fake)"
@@ -176,21 +213,32 @@ def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: 
     return counter
 
 
+def floor_ms(counter: PartCounter, gpu: dict) -> tuple[float, float, float]:
+    """(float32 math, float16 math, traffic) of a counted step at `gpu`'s datasheet peaks, in ms."""
+    net = sum(v for (_, kind), v in counter.flops.items() if kind == "net")
+    half = sum(counter.half.values())
+    return ((net - half) / (gpu["fp32"] * 1e9), half / (gpu["fp16"] * 1e9),
+            sum(counter.bytes.values()) / (gpu["tb_s"] * 1e9))
+
+
 def step_main(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    ok = True
+    ok, gpu = True, GPUS[args.gpu]
     for name in args.config.split(","):
-        counters = {"ours": step_parts("ours", name, args.batch, args.device, None)}
+        counters = {"ours": step_parts("ours", name, args.batch, args.device, None, args.precision)}
         if args.eg3d:
             counters["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d)
         sides = {k: c.flops for k, c in counters.items()}
-        print(f"== step {name} (batch {args.batch or 'config'}, fp32, training mode, reference ops on both sides), "
-              "GFLOP net / fir, non-view ATen ops, GiB read + written:")
+        print(f"== step {name} (batch {args.batch or 'config'}, {args.precision}, training mode, reference ops on "
+              f"both sides), GFLOP net / fir{' (float16 share of net)' if args.precision == 'mixed' else ''}, "
+              "non-view ATen ops, GiB read + written:")
         parts = dict.fromkeys(part for flops in sides.values() for part, _ in flops)
         for part in parts:
             print(f"  {part:18s} " + " | ".join(
-                f"{k} {f.get((part, 'net'), 0) / 1e9:10.3f} / {f.get((part, 'fir'), 0) / 1e9:8.3f}, "
-                f"{counters[k].ops.get(part, 0):5d} ops, {counters[k].bytes.get(part, 0) / 2 ** 30:7.2f} GiB"
+                f"{k} {f.get((part, 'net'), 0) / 1e9:10.3f} / {f.get((part, 'fir'), 0) / 1e9:8.3f}"
+                + (f" ({counters[k].half.get(part, 0) / max(f.get((part, 'net'), 0), 1):4.0%})"
+                   if args.precision == "mixed" else "")
+                + f", {counters[k].ops.get(part, 0):5d} ops, {counters[k].bytes.get(part, 0) / 2 ** 30:7.2f} GiB"
                 for k, f in sides.items()))
         print("  ops / GiB in all     " + " | ".join(
             f"{k} {sum(c.ops.values())} ops, {sum(c.bytes.values()) / 2 ** 30:.2f} GiB" for k, c in counters.items()))
@@ -201,7 +249,12 @@ def step_main(args) -> None:
             ratio = totals["ours"][0] / totals["eg3d"][0]
             ok &= math.isclose(ratio, 1.0, abs_tol=0.02)
             line += f"; net ratio ours/EG3D {ratio:.4f}"
-        print(line, flush=True)
+        print(line)
+        for k, c in counters.items():
+            m32, m16, mem = floor_ms(c, gpu)
+            print(f"  floor on {args.gpu} ({k}: {gpu['fp32']:g} TFLOP/s float32, {gpu['fp16']:g} float16, "
+                  f"{gpu['tb_s']:g} TB/s): math {m32 + m16:.1f} ms (float32 {m32:.1f} + float16 {m16:.1f}), "
+                  f"traffic of the reference ops {mem:.1f} ms", flush=True)
     if not ok:
         raise SystemExit("step FLOP parity outside +-2 %")
 
@@ -213,6 +266,9 @@ def main():
     ap.add_argument("--step", action="store_true", help="count one G+D training step in parts (bench_vs_eg3d's)")
     ap.add_argument("--config", default="128,512", help="--step: bench_vs_eg3d configs (128, 512, tiny)")
     ap.add_argument("--device", default="meta", help="--step: meta (nothing computed) or cpu")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "mixed"),
+                    help="--step: fp32, or EG3D's mixed precision (the project's side, on meta)")
+    ap.add_argument("--gpu", default="h200", choices=sorted(GPUS), help="--step: the datasheet of the floor")
     args = ap.parse_args()
     if args.step:
         return step_main(args)

@@ -23,3 +23,32 @@ def test_benchmark_shell_script_parses(script):
 def test_the_scripts_are_found():
     assert {"bench_ops.py", "bench_vs_eg3d.py"} <= {p.name for p in BENCH.glob("*.py")}
     assert (BENCH / "gpu_check.sh").exists()
+
+
+def test_mixed_step_count_books_only_the_fp16_blocks_as_float16(monkeypatch):
+    """bench_flops --step --precision mixed: the same network FLOPs as fp32, part by part; float16 FLOPs
+    only where EG3D's fp16 blocks run (SR's, and D's high-resolution ones: most of D), and the CUDA-only
+    gate of layers.block_dtype is restored afterwards."""
+    from balancehead.models import discriminator, synthesis
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_flops
+
+    gate = synthesis.block_dtype
+    mixed = bench_flops.step_parts("ours", "tiny", None, "meta", None, "mixed")
+    fp32 = bench_flops.step_parts("ours", "tiny", None, "meta", None, "fp32")
+    assert synthesis.block_dtype is gate and discriminator.block_dtype is gate
+    net = lambda c, part: c.flops[(part, "net")]  # noqa: E731
+    parts = [part for part, kind in fp32.flops if kind == "net"]
+    assert set(parts) == {"G fwd", "D fwd (fake)", "G-main bwd", "D fwd (fake+real)", "D bwd"}
+    for part in parts:
+        assert net(mixed, part) == net(fp32, part)
+        assert 0 < mixed.half[part] < net(mixed, part)      # SR's fp16 blocks; D's epilogue stays float32
+    assert not fp32.half
+    for key in ("D fwd (fake)", "D fwd (fake+real)", "D bwd"):
+        assert mixed.half[key] / net(mixed, key) > 0.5
+    m32, m16, mem = bench_flops.floor_ms(mixed, bench_flops.GPUS["h200"])
+    assert m16 > 0 and m32 > 0 and mem > 0
+    assert bench_flops.floor_ms(fp32, bench_flops.GPUS["h200"])[1] == 0
+    with pytest.raises(ValueError, match="meta"):
+        bench_flops.step_parts("ours", "tiny", None, "cpu", None, "mixed")
