@@ -25,9 +25,15 @@ side through its config fields (GeneratorConfig.num_fp16_res / sr_num_fp16_res,
 DiscriminatorConfig.num_fp16_res), no autocast; bf16 = torch.autocast(bfloat16) on the project's side
 only (EG3D's plugins have no bf16 kernels). Prints parameter counts per part, FLOPs per step
 (torch.utils.flop_counter: matmuls and convolutions), medians, the ratio, peak memory
-(torch.cuda.max_memory_allocated, reset before each side's step) and, on any device, the bytes autograd
-saves for the backward of the G-main forward (G, then D on the fakes; each storage once), where a
-step's memory peaks.
+(torch.cuda.max_memory_allocated, reset before each side's step; on a CPU, from one more step under
+torch.profiler: the side's parameters and the batch plus the step's highest allocation above its start)
+and, on any device, the bytes autograd saves for the backward of the G-main forward (G, then D on the
+fakes; each storage once), where a step's memory peaks.
+
+--eg3d-cuda-path (CPU, with the project's compiled ops): EG3D's CUDA-path autograd functions run on the
+CPU, their bias_act / upfirdn2d kernels served by the project's C++ twin (same arguments). EG3D then keeps
+and allocates on a CPU what it does on a GPU with its plugins, as the project's compiled ops do on its
+side: a CPU measure of the two GPU paths' memory (no cuDNN workspaces, no caching-allocator rounding).
 
 --compile: a third side, the project's models with G's decoder and ray march compiled
 (Generator.compile_rendering, `train.distributed.compile: rendering`); its compile happens in warm-up.
@@ -218,9 +224,55 @@ def build_eg3d_plugins(eg3d) -> None:
 
 
 def eg3d_plugins(eg3d) -> str:
-    got = {"bias_act": getattr(eg3d.bias_act, "_plugin", None) is not None,
-           "upfirdn2d": getattr(eg3d.upfirdn2d, "_plugin", None) is not None}
-    return ", ".join(f"{k} {'CUDA plugin' if v else 'reference'}" for k, v in got.items())
+    def kind(mod):
+        plugin = getattr(mod, "_plugin", None)
+        return "reference" if plugin is None else getattr(plugin, "label", "CUDA plugin")
+
+    return ", ".join(f"{name} {kind(getattr(eg3d, name))}" for name in ("bias_act", "upfirdn2d"))
+
+
+class TwinPlugin:
+    """EG3D's plugin interface (`_plugin.bias_act`, `_plugin.upfirdn2d`) served by the project's compiled
+    C++ twin: the arguments of EG3D's CUDA kernels map one to one onto it (same padding/flip/gain
+    conventions; bias_act's activations by name). Only what EG3D's fast path calls is served: forward
+    and first-order backward (from y) of linear and lrelu."""
+
+    label = "CUDA-path autograd on the project's CPU twin"
+
+    def __init__(self, module, eg3d):
+        from balancehead.ops.bias_act import ACTIVATIONS
+
+        self.module = module
+        self.codes = {spec.cuda_idx: (name, ACTIVATIONS[name][0])
+                      for name, spec in eg3d.bias_act.activation_funcs.items() if name in ("linear", "lrelu")}
+
+    def upfirdn2d(self, x, f, *args):
+        return self.module.upfirdn2d(x, f, *args)
+
+    def bias_act(self, x, b, xref, yref, dy, grad, dim, cuda_idx, alpha, gain, clamp):
+        if cuda_idx not in self.codes or grad > 1:
+            raise NotImplementedError(f"EG3D bias_act kernel {cuda_idx} (grad {grad}) has no twin here")
+        name, code = self.codes[cuda_idx]
+        if grad == 0:
+            return self.module.bias_act_forward(x, b, dim, code, alpha, gain, clamp)
+        if name == "linear":      # EG3D keeps no reference for linear: dx = dy * gain
+            return x * gain
+        return self.module.bias_act_backward(x, yref, yref.new_zeros([0]), dim, code, alpha, gain, clamp, True)
+
+
+def eg3d_cuda_path_on_cpu(eg3d, module) -> None:
+    """Run EG3D's CUDA-path autograd functions (`_bias_act_cuda`, `_upfirdn2d_cuda`: what its plugins
+    keep for the backward and allocate) on a CPU, their kernels served by TwinPlugin. EG3D's entry points
+    pick that path on CUDA tensors only, so the harness points the module-level names at it (EG3D's files
+    stay untouched): on a CPU, EG3D then holds the memory it holds on a GPU."""
+    plugin = TwinPlugin(module, eg3d)
+    ba, ud = eg3d.bias_act, eg3d.upfirdn2d
+    ba._plugin = ud._plugin = plugin
+    ba.bias_act = (lambda x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="cuda":
+                   ba._bias_act_cuda(dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp).apply(x, b))
+    ud.upfirdn2d = (lambda x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="cuda":
+                    ud._upfirdn2d_cuda(up=up, down=down, padding=padding, flip_filter=flip_filter,
+                                       gain=gain).apply(x, f))
 
 
 # ---------------------------------------------------------------- profiling
@@ -360,8 +412,24 @@ class SavedBytes:
         return sum(alive.values()) / 2**30
 
 
-def saved_for_g_main(side: dict) -> float:
-    """GiB saved for the backward of the G-main forward (G, D on the fakes): where a step's memory peaks."""
+def allocation_peak(events) -> int:
+    """Highest sum of the CPU allocator's allocations minus frees, in time order, from torch.profiler's
+    memory events (kineto `[memory]` records): a step's peak above what it started with."""
+    from torch._C._autograd import DeviceType
+
+    live = peak = 0
+    for e in sorted((e for e in events if e.name() == "[memory]" and e.device_type() == DeviceType.CPU),
+                    key=lambda e: e.start_ns()):
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def memory_pass(side: dict, batch: dict, device) -> tuple[float, float]:
+    """One more step -> (GiB saved for the backward of the G-main forward (G, D on the fakes): where a
+    step's memory peaks; on a CPU the step's peak bytes, else NaN). The CPU peak is the side's parameters
+    and the batch plus the step's highest allocation above its start (the allocator's events under
+    torch.profiler); a GPU's peak is torch.cuda.max_memory_allocated over the timed steps."""
     _drop_grads(side["G"], side["D"])
     counter, seen = SavedBytes(), []
 
@@ -371,8 +439,18 @@ def saved_for_g_main(side: dict) -> float:
             yield
         seen.append(counter.gib)    # before the backward frees the graph
 
-    side["step"](g_main=g_main)
-    return seen[0]
+    if device.type != "cpu":
+        side["step"](g_main=g_main)
+        return seen[0], float("nan")
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils._pytree import tree_leaves
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        side["step"](g_main=g_main)
+    resident = [p for m in (side["G"], side["D"]) for p in m.parameters()]
+    resident += [t for t in tree_leaves(batch) if torch.is_tensor(t)]
+    return seen[0], sum(t.numel() * t.element_size() for t in resident) + allocation_peak(
+        prof.profiler.kineto_results.events())
 
 
 def count_flops(step) -> float:
@@ -433,13 +511,15 @@ def run_config(name: str, spec: dict, precision: str, args, eg3d, device) -> dic
             del sides[key]
             continue
         side["flops"] = count_flops(side["step"]) if args.flops else float("nan")
-        side["saved_gib"] = saved_for_g_main(side)
-        side["times"], side["peaks"] = [], []
+        side["saved_gib"], cpu_peak = memory_pass(side, batch, device)
+        side["times"] = []
+        side["peaks"] = [] if device.type == "cuda" else [cpu_peak]
     for _ in range(args.iters):  # alternate: one step per side per round
         for side in sides.values():
             dt, peak = timed(side["step"], side["G"], side["D"], device)
             side["times"].append(dt)
-            side["peaks"].append(peak)
+            if device.type == "cuda":       # a CPU's peak comes from the memory pass
+                side["peaks"].append(peak)
     result = {"config": name, "precision": precision, **{k: v for k, v in spec.items() if k != "samples"},
               "samples": list(spec["samples"]), "sides": {}}
     for key, side in sides.items():
@@ -501,6 +581,8 @@ def main(argv=None):
                     help="also time the project's models with G's rendering compiled (train.distributed.compile)")
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="profile one more step per side; tables and figures to DIR")
+    ap.add_argument("--eg3d-cuda-path", action="store_true",
+                    help="on a CPU: EG3D's plugin autograd on the project's compiled CPU twin (what it keeps on a GPU)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
@@ -517,6 +599,11 @@ def main(argv=None):
     if eg3d is not None and gpu:
         build_eg3d_plugins(eg3d)
     ops_module = loader.load_built_ops()
+    if args.eg3d_cuda_path:
+        if eg3d is None or gpu or ops_module is None:
+            raise SystemExit("--eg3d-cuda-path needs --eg3d, a CPU device and the compiled ops "
+                             f"({loader.ENV_VAR}: a build_ops output such as data/build_ops)")
+        eg3d_cuda_path_on_cpu(eg3d, ops_module)
     print(f"device {device} ({torch.cuda.get_device_name(device) if gpu else 'cpu'}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, project ops "
           f"{'compiled' if ops_module is not None else 'reference'} ({loader.ENV_VAR}={os.environ.get(loader.ENV_VAR, '')}), "

@@ -52,3 +52,23 @@ def test_mixed_step_count_books_only_the_fp16_blocks_as_float16(monkeypatch):
     assert bench_flops.floor_ms(fp32, bench_flops.GPUS["h200"])[1] == 0
     with pytest.raises(ValueError, match="meta"):
         bench_flops.step_parts("ours", "tiny", None, "cpu", None, "mixed")
+
+
+def test_cpu_peak_follows_the_allocators_events(monkeypatch):
+    """bench_vs_eg3d's CPU peak: the highest sum of allocations minus frees, in time order."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_vs_eg3d
+
+    mb = 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        a = torch.empty(4 * mb, dtype=torch.uint8)
+        b = torch.empty(8 * mb, dtype=torch.uint8)
+        del a
+        c = torch.empty(2 * mb, dtype=torch.uint8)      # 10 MiB live: under the peak of a and b together
+        del b, c
+        d = torch.empty(10 * mb, dtype=torch.uint8)    # the largest single block, still under it
+        del d
+    assert bench_vs_eg3d.allocation_peak(prof.profiler.kineto_results.events()) == 12 * mb
