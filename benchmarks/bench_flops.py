@@ -36,6 +36,14 @@ is not counted here. With the split, a floor for the step on --gpu from its data
 CUDA cores' rate (training runs without TF32), float16 ones at the dense tensor-core rate, and the bytes at
 full memory bandwidth. Nothing reaches a floor; it says what bounds a step (the bench_vs_eg3d medians are
 measured against it).
+
+    python benchmarks/bench_flops.py --step --device cpu --gpu-path [--eg3d PATH] [--config 512] [--batch 1]
+
+--gpu-path counts both sides as they run on a GPU, on a CPU, with the project's compiled ops
+($BALANCEHEAD_OPS_DIR): the project's custom kernels and, with --eg3d, EG3D's plugin autograd
+(bench_vs_eg3d --eg3d-cuda-path) on the same C++ kernels, each custom call booked as one kernel reading
+its arguments and writing its outputs. What is then left between the sides is how fast each kernel runs.
+Without it, the reference ops run (a build in $BALANCEHEAD_OPS_DIR is ignored).
 """
 from __future__ import annotations
 
@@ -114,6 +122,8 @@ def official(path: str, res: int, sr_module: str, batch: int) -> int:
 VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze", "select",
             "slice", "detach", "alias", "as_strided", "split", "split_with_sizes", "unbind", "_reshape_alias", "unfold",
             "lift_fresh", "_local_scalar_dense"}
+# ATen ops that only allocate (no kernel, no bytes moved)
+ALLOC_OPS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
 
 
 def tensor_bytes(tree) -> int:
@@ -131,15 +141,23 @@ class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.part, self.flops, self.ops, self.bytes, self.half = "", {}, {}, {}, {}
+        self.inside_kernel = False
+
+    def book(self, inputs, outputs) -> None:
+        """One kernel of this part, reading `inputs` and writing `outputs`."""
+        self.ops[self.part] = self.ops.get(self.part, 0) + 1
+        self.bytes[self.part] = self.bytes.get(self.part, 0) + tensor_bytes(inputs) + tensor_bytes(outputs)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         from torch.utils.flop_counter import flop_registry
 
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func.overloadpacket.__name__ not in VIEW_OPS and not func.overloadpacket.__name__.startswith("_record"):
-            self.ops[self.part] = self.ops.get(self.part, 0) + 1
-            self.bytes[self.part] = self.bytes.get(self.part, 0) + tensor_bytes((args, kwargs)) + tensor_bytes(out)
+        if self.inside_kernel:      # a compiled op's own allocations and set-up: booked with its call (CountedOps)
+            return out
+        name = func.overloadpacket.__name__
+        if name not in VIEW_OPS and name not in ALLOC_OPS and not name.startswith("_record"):
+            self.book((args, kwargs), out)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:
             kind = "net"
@@ -153,6 +171,56 @@ class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
             if kind == "net" and args[0].dtype in (torch.float16, torch.bfloat16):   # (grad) input's dtype
                 self.half[self.part] = self.half.get(self.part, 0) + flops
         return out
+
+
+class CountedOps:
+    """The project's compiled ops module as a GPU runs it: each call booked by `counter` as one kernel that
+    reads its tensor arguments and writes its outputs (what a fused kernel moves at best); the ATen calls
+    inside it (allocations, a zeroed accumulator) are not booked apart."""
+
+    def __init__(self, module, counter: PartCounter):
+        self._module, self._counter = module, counter
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if not callable(fn) or name == "has_cuda_kernels":
+            return fn
+
+        def call(*args):
+            self._counter.inside_kernel = True
+            try:
+                out = fn(*args)
+            finally:
+                self._counter.inside_kernel = False
+            self._counter.book(args, out)
+            return out
+
+        return call
+
+
+@contextlib.contextmanager
+def op_paths(counter: PartCounter, gpu_path: bool, eg3d=None):
+    """The ops a counted step runs: the project's reference ops (whatever $BALANCEHEAD_OPS_DIR says), or
+    with `gpu_path` both sides as they run on a GPU, on a CPU: the project's compiled ops (its C++ twin,
+    booked per call by CountedOps) and, given `eg3d`, EG3D's plugin autograd on the same kernels
+    (bench_vs_eg3d.eg3d_cuda_path_on_cpu)."""
+    import bench_vs_eg3d as bv
+    from balancehead.ops import loader
+
+    ops = None
+    if gpu_path:
+        module = loader.load_built_ops()
+        if module is None:
+            raise SystemExit(f"--gpu-path needs the compiled ops (${loader.ENV_VAR}: a build_ops output)")
+        ops = CountedOps(module, counter)
+        if eg3d is not None:
+            bv.eg3d_cuda_path_on_cpu(eg3d, ops)
+    resolve = loader._load_from_env
+    loader._load_from_env = lambda value: ops
+    try:
+        yield
+    finally:
+        loader._load_from_env = resolve
 
 
 # Datasheet peaks (SXM, dense): float32 on the CUDA cores, float16 on the tensor cores (TFLOP/s); memory TB/s
@@ -175,29 +243,34 @@ def fp16_blocks_as_on_cuda():
 
 
 def step_parts(side: str, name: str, batch: int | None, device: str, eg3d_path: str | None,
-               precision: str = "fp32") -> PartCounter:
+               precision: str = "fp32", gpu_path: bool = False) -> PartCounter:
     """The PartCounter of one training step of `side` ('ours' | 'eg3d') at bench_vs_eg3d's config;
-    precision 'mixed' (ours only, on meta): EG3D's fp16 blocks, in float16 as on CUDA."""
+    precision 'mixed' (ours only, on meta): EG3D's fp16 blocks, in float16 as on CUDA; gpu_path (on
+    cpu): the compiled ops and EG3D's plugin path, each custom kernel booked as one (op_paths)."""
     import torch.nn.functional as F
 
     import bench_vs_eg3d as bv
 
     if precision == "mixed" and (side != "ours" or device != "meta"):
         raise ValueError("--precision mixed counts the project's side on the meta device only")
+    if gpu_path and device != "cpu":
+        raise ValueError("--gpu-path runs the compiled kernels: --device cpu")
     spec = dict(bv.CONFIGS[name], **({"batch": batch} if batch else {}))
     data = bv.make_batch(spec, torch.device(device))
-    c, counter = data["c"], PartCounter()
+    c, counter, eg3d = data["c"], PartCounter(), None
     torch.manual_seed(0)
     if side == "ours":
         G, D, _ = bv.our_models(spec, precision, "cpu")
         G, D = G.to(device), D.to(device)
         forward = lambda: G(data["z"], c, c).as_discriminator_input()  # noqa: E731
     else:
-        G, D, _ = bv.eg3d_models(bv.import_eg3d(Path(eg3d_path)), spec, "fp32", "cpu")
+        eg3d = bv.import_eg3d(Path(eg3d_path))
+        G, D, _ = bv.eg3d_models(eg3d, spec, "fp32", "cpu")
         G, D = G.to(device), D.to(device)
         forward = lambda: {k: v for k, v in G(data["z"], c, neural_rendering_resolution=spec["neural"]).items()  # noqa: E731
                            if k in ("image", "image_raw")}
-    with counter, fp16_blocks_as_on_cuda() if precision == "mixed" else contextlib.nullcontext():
+    with op_paths(counter, gpu_path, eg3d), counter, \
+            (fp16_blocks_as_on_cuda() if precision == "mixed" else contextlib.nullcontext()):
         counter.part = "G fwd"
         fake = forward()
         counter.part = "D fwd (fake)"
@@ -225,13 +298,15 @@ def step_main(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     ok, gpu = True, GPUS[args.gpu]
     for name in args.config.split(","):
-        counters = {"ours": step_parts("ours", name, args.batch, args.device, None, args.precision)}
+        counters = {"ours": step_parts("ours", name, args.batch, args.device, None, args.precision, args.gpu_path)}
         if args.eg3d:
-            counters["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d)
+            counters["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d, gpu_path=args.gpu_path)
         sides = {k: c.flops for k, c in counters.items()}
-        print(f"== step {name} (batch {args.batch or 'config'}, {args.precision}, training mode, reference ops on "
-              f"both sides), GFLOP net / fir{' (float16 share of net)' if args.precision == 'mixed' else ''}, "
-              "non-view ATen ops, GiB read + written:")
+        ops = ("the GPU paths: compiled ops / EG3D's plugin autograd, a custom kernel booked as one" if args.gpu_path
+               else "reference ops on both sides")
+        print(f"== step {name} (batch {args.batch or 'config'}, {args.precision}, training mode, {ops}), "
+              f"GFLOP net / fir{' (float16 share of net)' if args.precision == 'mixed' else ''}, "
+              "kernels (non-view ATen ops + custom), GiB read + written:")
         parts = dict.fromkeys(part for flops in sides.values() for part, _ in flops)
         for part in parts:
             print(f"  {part:18s} " + " | ".join(
@@ -254,7 +329,7 @@ def step_main(args) -> None:
             m32, m16, mem = floor_ms(c, gpu)
             print(f"  floor on {args.gpu} ({k}: {gpu['fp32']:g} TFLOP/s float32, {gpu['fp16']:g} float16, "
                   f"{gpu['tb_s']:g} TB/s): math {m32 + m16:.1f} ms (float32 {m32:.1f} + float16 {m16:.1f}), "
-                  f"traffic of the reference ops {mem:.1f} ms", flush=True)
+                  f"traffic {mem:.1f} ms", flush=True)
     if not ok:
         raise SystemExit("step FLOP parity outside +-2 %")
 
@@ -268,6 +343,8 @@ def main():
     ap.add_argument("--device", default="meta", help="--step: meta (nothing computed) or cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "mixed"),
                     help="--step: fp32, or EG3D's mixed precision (the project's side, on meta)")
+    ap.add_argument("--gpu-path", action="store_true",
+                    help="--step --device cpu: count the GPU paths (compiled ops, EG3D's plugin autograd)")
     ap.add_argument("--gpu", default="h200", choices=sorted(GPUS), help="--step: the datasheet of the floor")
     args = ap.parse_args()
     if args.step:

@@ -622,3 +622,31 @@ def test_stage_logs_never_ask_for_the_ops_environment_variable(caplog):
         assert loader._load_from_env("") is None
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and loader.ENV_VAR in r.getMessage()]
     loader._load_from_env.cache_clear()
+
+
+def test_bench_flops_books_a_compiled_op_call_as_one_kernel(built, monkeypatch):
+    """bench_flops --gpu-path: a compiled op is one kernel reading its arguments and writing its output
+    (its inner allocations unbooked); a step on the GPU path has the reference path's network FLOPs in
+    fewer kernels; without --gpu-path the reference ops run even where a build is set; the loader is
+    restored afterwards."""
+    out, _, module = built
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_flops
+
+    counter = bench_flops.PartCounter()
+    x, f = torch.randn(2, 3, 16, 16), torch.ones(4, 4) / 16
+    with counter:
+        y = bench_flops.CountedOps(module, counter).upfirdn2d(x, f, 1, 1, 2, 2, 1, 1, 1, 1, False, 1.0)
+    assert y.shape == (2, 3, 8, 8)
+    assert counter.ops == {"": 1} and counter.bytes == {"": 4 * (x.numel() + f.numel() + y.numel())}
+
+    monkeypatch.setenv(loader.ENV_VAR, str(out))
+    resolve = loader._load_from_env
+    gpu = bench_flops.step_parts("ours", "tiny", 1, "cpu", None, gpu_path=True)
+    ref = bench_flops.step_parts("ours", "tiny", 1, "cpu", None)     # the reference ops, although a build is set
+    assert loader._load_from_env is resolve and not gpu.inside_kernel
+    net = lambda c: sum(v for (_, kind), v in c.flops.items() if kind == "net")  # noqa: E731
+    assert net(gpu) == net(ref) > 0
+    assert not any(kind == "fir" for _, kind in gpu.flops)        # resampling ran in the compiled kernel
+    assert any(kind == "fir" for _, kind in ref.flops)            # and here in the reference's convolution
+    assert sum(gpu.ops.values()) < sum(ref.ops.values())
