@@ -380,6 +380,52 @@ def test_generator_with_compiled_ops_equals_the_reference_ops(built, monkeypatch
         assert float((g - ref_grads[name]).abs().max() / scale) < 1e-4, name
 
 
+def test_sampling_layout_stores_planes_channels_last_once(built, monkeypatch):
+    """ops.sampling_layout: same values and shape, channels innermost, so the (B*P, C, H, W) view the
+    lookup takes is channels-last without a copy; a no-op on planes already so stored and without
+    compiled ops; the gradient passes through."""
+    planes = torch.randn(2, 3, 4, 5, 6, requires_grad=True)
+    monkeypatch.delenv(loader.ENV_VAR, raising=False)
+    assert ops.sampling_layout(planes) is planes
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    assert ops.sampling_layout(planes, layout="nchw") is planes
+    out = ops.sampling_layout(planes)
+    assert out.shape == planes.shape and torch.equal(out, planes) and out.stride(2) == 1
+    assert out.reshape(6, 4, 5, 6).is_contiguous(memory_format=torch.channels_last)
+    assert ops.sampling_layout(out).data_ptr() == out.data_ptr()
+    (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+    assert torch.equal(planes.grad, torch.arange(planes.numel(), dtype=planes.dtype).reshape(planes.shape))
+    with pytest.raises(ValueError, match="channels_last"):
+        ops.sampling_layout(planes, layout="nhwc")
+
+
+@pytest.mark.parametrize("representation", ["triplane", "hyplane", "sphere", "sphere_dual"])
+def test_every_plane_lookup_of_a_forward_shares_one_channels_last_copy(built, monkeypatch, representation):
+    """With compiled ops the planes are stored channels-last once per forward (the representations'
+    `planes`), so the coarse and the fine pass hand the lookup the same storage, which it reads without
+    copying, where each pass used to make (and keep for its backward) a copy of its own."""
+    import numpy as np
+
+    from balancehead.camera import camera_label
+    from balancehead.models import Generator, GeneratorConfig
+    from balancehead.models import representations
+
+    monkeypatch.setenv(loader.ENV_VAR, str(built[0]))
+    seen, lookup = [], ops.grid_sample
+
+    def recording(input, grid, **kw):
+        seen.append((input.data_ptr(), input.is_contiguous(memory_format=torch.channels_last)))
+        return lookup(input, grid, **kw)
+
+    monkeypatch.setattr(representations.ops, "grid_sample", recording)
+    G = Generator(GeneratorConfig.tiny(representation=representation, n_coarse=6, n_importance=6)).eval()
+    cam = torch.from_numpy(np.stack([camera_label(y, 10.0) for y in (0.0, 120.0)])).float()
+    G(torch.randn(2, 32, generator=torch.Generator().manual_seed(3)), cam, cam, noise_mode="const")
+    systems = 2 if representation == "sphere_dual" else 1     # eval: both systems of a dual sphere
+    assert len(seen) == 2 * systems and all(cl for _, cl in seen)
+    assert len({ptr for ptr, _ in seen}) == systems           # coarse and fine read the same storage
+
+
 def _double_backward(fn, inputs):
     xs = [t.clone().requires_grad_(True) for t in inputs]
     y = fn(*xs)

@@ -27,6 +27,8 @@ import math
 
 import torch
 
+from balancehead import ops
+
 from .representations import Representation, sample_planes
 
 _EPS = 1e-8  # under the square roots of the elliptical-grid mapping, as in the official code
@@ -81,10 +83,11 @@ class HyPlane(Representation):
         """(B, C, 2R, 2R) quadrants, or (B, 4C, R, R) channel groups -> (B, 4, C, R, R)."""
         b, r, c = image.shape[0], self.resolution, self.channels
         if not self.unify_split:
-            return image.reshape(b, self.num_planes, c, r, r)
-        # (B, C, 2, R, 2, R) -> (B, 2, 2, C, R, R): row-major quadrants TL, TR, BL, BR
+            return ops.sampling_layout(image.reshape(b, self.num_planes, c, r, r))
+        # (B, C, 2, R, 2, R) -> (B, 2, 2, C, R, R): row-major quadrants TL, TR, BL, BR. With compiled ops the
+        # quadrants are gathered straight into the lookup's layout (ops.sampling_layout): one copy, not two
         quads = image.reshape(b, c, 2, r, 2, r).permute(0, 2, 4, 1, 3, 5)
-        return quads.reshape(b, self.num_planes, c, r, r)
+        return ops.sampling_layout(quads).reshape(b, self.num_planes, c, r, r)
 
     def features(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         return sample_planes(planes, hyplane_uv(self.normalise(points))).mean(dim=1)

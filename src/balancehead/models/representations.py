@@ -31,7 +31,8 @@ KINDS = ("triplane", "trigrid", "sphere", "sphere_dual", "hyplane")
 
 
 def sample_planes(planes: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """planes (B, P, C, H, W), uv (B, P, N, 2) in [-1, 1] -> features (B, P, N, C).
+    """planes (B, P, C, H, W), uv (B, P, N, 2) in [-1, 1] -> features (B, P, N, C). Planes from
+    ops.sampling_layout reach the compiled kernels without a copy.
 
     Never differentiated twice (R1 is D's alone), so without compiled ops ATen's grid_sample runs."""
     b, p, c, h, w = planes.shape
@@ -77,7 +78,8 @@ class TriPlane(Representation):
         return 3 * self.channels
 
     def planes(self, image):
-        return image.reshape(image.shape[0], 3, self.channels, *image.shape[2:])
+        # stored as the compiled lookup reads them, once for the coarse and the fine pass (ops.sampling_layout)
+        return ops.sampling_layout(image.reshape(image.shape[0], 3, self.channels, *image.shape[2:]))
 
     def features(self, planes, points):
         q = self.normalise(points)

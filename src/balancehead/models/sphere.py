@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from balancehead import ops
+
 from .representations import Representation, sample_planes
 
 SYSTEMS = ("a", "b", "both")
@@ -136,18 +138,21 @@ class SphericalTriPlane(Representation):
     def planes(self, image: torch.Tensor, system: str | None = None) -> SpherePlanes:
         def cut(x):
             return x.reshape(x.shape[0], -1, self.channels, *x.shape[2:])
+
+        # each system's planes stored as the compiled lookup reads them, once for every pass
+        lay = ops.sampling_layout
         if not self.dual:
-            return SpherePlanes(cut(image), None, "a")
+            return SpherePlanes(lay(cut(image)), None, "a")
         if system is None:
             system = self.draw_system() if self.training else "both"
         if system not in SYSTEMS:
             raise ValueError(f"system must be one of {SYSTEMS}, got {system!r}")
         if not self.head_channels:
             split = cut(image)
-            return SpherePlanes(split[:, :3], split[:, 3:], system)
+            return SpherePlanes(lay(split[:, :3]), lay(split[:, 3:]), system)
         # a system that is not used this forward is not computed (its head gets no gradient, as in SphereHead)
-        a = cut(self.head_a(image)) if system != "b" else None
-        b = cut(self.head_b(image)) if system != "a" else None
+        a = lay(cut(self.head_a(image))) if system != "b" else None
+        b = lay(cut(self.head_b(image))) if system != "a" else None
         return SpherePlanes(a, b, system)
 
     def features(self, planes: SpherePlanes, points: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,9 @@ and two layouts of the planes for the compiled kernels (``layout``). Both sum th
 order, so they give the same bits on the CPU; on CUDA the channels-last d grid sums its channels by warp
 shuffles instead of a loop (float rounding apart), and atomics add in any order in both:
 
-* ``"channels_last"`` (default): the planes are copied once to NHWC, where a sample's C channels at one
-  corner are adjacent. A CUDA warp then serves one sample, a lane per channel: each corner is one
+* ``"channels_last"`` (default): the planes are read NHWC, where a sample's C channels at one corner are
+  adjacent. An input stored otherwise is copied here; the generator's representations store their planes
+  so once per forward (`sampling_layout`), so its coarse and fine passes share one copy (and keep one). A CUDA warp then serves one sample, a lane per channel: each corner is one
   coalesced read, and the direct backward's atomics are coalesced. In NCHW each channel of each
   corner is a separate 4-byte read (and atomic) on its own cache line, which is what ATen's
   grid_sample (EG3D's path) does. The output comes back channels-last, i.e. already in the (N, S, C)
@@ -97,6 +98,20 @@ class _GridSample(torch.autograd.Function):
         input, grid = ctx.saved_tensors
         d_input, d_grid = _GridSampleBackward.apply(dy, input, grid, ctx.module, ctx.mode)
         return d_input, d_grid, None, None
+
+
+def sampling_layout(planes: torch.Tensor, layout: str = "channels_last") -> torch.Tensor:
+    """`planes` (..., C, H, W), values unchanged, stored the way the compiled kernels read them: with the
+    channels innermost ("channels_last", when compiled ops run for `planes`), so that every lookup of these
+    planes (a generator's coarse and fine passes) shares one copy instead of making its own. A no-op
+    otherwise, and on planes already so stored."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if layout != "channels_last" or planes.dim() < 3 or compiled_for(planes) is None:
+        return planes
+    d = planes.dim()
+    lead = list(range(d - 3))     # (..., C, H, W) stored as (..., H, W, C), then viewed as (..., C, H, W) again
+    return planes.permute(*lead, d - 2, d - 1, d - 3).contiguous().permute(*lead, d - 1, d - 3, d - 2)
 
 
 def grid_sample(input, grid, impl="auto", module=None, backward="direct", double_backward=True, layout="channels_last"):
