@@ -124,6 +124,8 @@ VIEW_OPS = {"view", "_unsafe_view", "reshape", "expand", "t", "transpose", "perm
             "lift_fresh", "_local_scalar_dense"}
 # ATen ops that only allocate (no kernel, no bytes moved)
 ALLOC_OPS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
+# ATen ops that take only a shape and dtype from their tensor argument: they write their output, read nothing
+FILL_OPS = {"new_zeros", "new_ones", "new_full", "zeros_like", "ones_like", "full_like"}
 
 
 def tensor_bytes(tree) -> int:
@@ -156,7 +158,10 @@ class PartCounter(torch.utils._python_dispatch.TorchDispatchMode):
         if self.inside_kernel:      # a compiled op's own allocations and set-up: booked with its call (CountedOps)
             return out
         name = func.overloadpacket.__name__
-        if name not in VIEW_OPS and name not in ALLOC_OPS and not name.startswith("_record"):
+        if name in FILL_OPS:
+            if tensor_bytes(out):                   # an empty placeholder launches nothing
+                self.book((), out)
+        elif name not in VIEW_OPS and name not in ALLOC_OPS and not name.startswith("_record"):
             self.book((args, kwargs), out)
         formula = flop_registry.get(func._overloadpacket)
         if formula is not None:

@@ -685,6 +685,10 @@ def test_bench_flops_books_a_compiled_op_call_as_one_kernel(built, monkeypatch):
         y = bench_flops.CountedOps(module, counter).upfirdn2d(x, f, 1, 1, 2, 2, 1, 1, 1, 1, False, 1.0)
     assert y.shape == (2, 3, 8, 8)
     assert counter.ops == {"": 1} and counter.bytes == {"": 4 * (x.numel() + f.numel() + y.numel())}
+    with counter:
+        x.new_zeros([0])                    # a placeholder: no kernel
+        x.new_zeros(x.shape)                # one kernel writing x's size, reading nothing
+    assert counter.ops == {"": 2} and counter.bytes == {"": 4 * (2 * x.numel() + f.numel() + y.numel())}
 
     monkeypatch.setenv(loader.ENV_VAR, str(out))
     resolve = loader._load_from_env
