@@ -304,7 +304,9 @@ def step_main(args) -> None:
     ok, gpu = True, GPUS[args.gpu]
     for name in args.config.split(","):
         counters = {"ours": step_parts("ours", name, args.batch, args.device, None, args.precision, args.gpu_path)}
-        if args.eg3d:
+        if args.eg3d and args.precision == "mixed":
+            print("  (EG3D's code runs float32 off CUDA: its side is counted in fp32 runs only)")
+        elif args.eg3d:
             counters["eg3d"] = step_parts("eg3d", name, args.batch, args.device, args.eg3d, gpu_path=args.gpu_path)
         sides = {k: c.flops for k, c in counters.items()}
         ops = ("the GPU paths: compiled ops / EG3D's plugin autograd, a custom kernel booked as one" if args.gpu_path

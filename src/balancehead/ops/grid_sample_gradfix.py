@@ -18,10 +18,10 @@ shuffles instead of a loop (float rounding apart), and atomics add in any order 
 
 * ``"channels_last"`` (default): the planes are read NHWC, where a sample's C channels at one corner are
   adjacent. An input stored otherwise is copied here; the generator's representations store their planes
-  so once per forward (`sampling_layout`), so its coarse and fine passes share one copy (and keep one). A CUDA warp then serves one sample, a lane per channel: each corner is one
-  coalesced read, and the direct backward's atomics are coalesced. In NCHW each channel of each
-  corner is a separate 4-byte read (and atomic) on its own cache line, which is what ATen's
-  grid_sample (EG3D's path) does. The output comes back channels-last, i.e. already in the (N, S, C)
+  so once per forward (`sampling_layout`), so its coarse and fine passes share one copy (and keep one).
+  A CUDA warp then serves one sample, a lane per channel: each corner is one coalesced read, and the
+  direct backward's atomics are coalesced. In NCHW each channel of each corner is a separate 4-byte read
+  (and atomic) on its own cache line, which is what ATen's grid_sample (EG3D's path) does. The output comes back channels-last, i.e. already in the (N, S, C)
   order that the decoder reads after `sample_planes`' permute.
 * ``"nchw"``: the planes as they are.
 
