@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 
 from balancehead.camera import camera_label
+from balancehead.devices import configure_cuda
 from balancehead.fileio import write_json, write_text
 from balancehead.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from balancehead.ops import loader
@@ -591,10 +592,7 @@ def main(argv=None):
     for p in precisions:
         if p not in ("fp32", "mixed", "bf16"):
             raise SystemExit(f"unknown precision {p!r}")
-    if gpu:  # EG3D's training_loop settings, for both sides
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    configure_cuda(device, cudnn_benchmark=True, tf32=False)  # EG3D's training_loop settings, for both sides
     eg3d = import_eg3d(args.eg3d) if args.eg3d else None
     if eg3d is not None and gpu:
         build_eg3d_plugins(eg3d)

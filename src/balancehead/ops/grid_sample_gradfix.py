@@ -21,8 +21,9 @@ shuffles instead of a loop (float rounding apart), and atomics add in any order 
   so once per forward (`sampling_layout`), so its coarse and fine passes share one copy (and keep one).
   A CUDA warp then serves one sample, a lane per channel: each corner is one coalesced read, and the
   direct backward's atomics are coalesced. In NCHW each channel of each corner is a separate 4-byte read
-  (and atomic) on its own cache line, which is what ATen's grid_sample (EG3D's path) does. The output comes back channels-last, i.e. already in the (N, S, C)
-  order that the decoder reads after `sample_planes`' permute.
+  (and atomic) on its own cache line, which is what ATen's grid_sample (EG3D's path) does. The output
+  comes back channels-last, i.e. already in the (N, S, C) order that the decoder reads after
+  `sample_planes`' permute.
 * ``"nchw"``: the planes as they are.
 
 The C++ twin gains too: on 2 CPU cores, 12 planes of 32 x 256^2 and 100k ray-ordered samples each,
@@ -100,13 +101,17 @@ class _GridSample(torch.autograd.Function):
         return d_input, d_grid, None, None
 
 
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
+
+
 def sampling_layout(planes: torch.Tensor, layout: str = "channels_last") -> torch.Tensor:
     """`planes` (..., C, H, W), values unchanged, stored the way the compiled kernels read them: with the
     channels innermost ("channels_last", when compiled ops run for `planes`), so that every lookup of these
     planes (a generator's coarse and fine passes) shares one copy instead of making its own. A no-op
     otherwise, and on planes already so stored."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    _check_layout(layout)
     if layout != "channels_last" or planes.dim() < 3 or compiled_for(planes) is None:
         return planes
     d = planes.dim()
@@ -120,8 +125,7 @@ def grid_sample(input, grid, impl="auto", module=None, backward="direct", double
     ATen's grid_sample when nothing is compiled (module doc)."""
     if backward not in BACKWARD_MODES:
         raise ValueError(f"grid_sample backward must be one of {sorted(BACKWARD_MODES)}, got {backward!r}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"grid_sample layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    _check_layout(layout)
     if module is None:  # an explicit extension module (build checks) wins over the loader
         module = None if impl == "ref" else compiled_for(input)
     if module is None:
